@@ -1,0 +1,106 @@
+"""The structure of a lens that the losses compute with (private).
+
+Lenses people build are mostly structured: identity, merged groups, label
+smoothing, a few confused pairs. Each row is a per-row constant background
+plus a few larger entries. Keeping that form lets the losses skip ``C[y]``
+(N×K) and touch only ``N×m`` entries, ``m`` the widest row's support.
+A lens without such structure keeps its dense form.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lensdash.lens import Lens, _as_matrix, validate_lens
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """Row form of ``C``: ``C[i] = background[i] + scatter(idx[i], val[i])``, or dense."""
+
+    negent: Tensor  # (K,) sum_j C_ij log C_ij, with 0 log 0 = 0
+    dense: Tensor | None  # (K, K) when the sparse form would not pay
+    background: Tensor | None  # (K,), None when every row's background is 0
+    idx: Tensor | None  # (K, m) column indices of the entries above the background
+    val: Tensor | None  # (K, m) those entries minus the background; 0 pads
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """Column form of ``C`` for ``log (p @ C)[y]``: ``C[:, y] = beta + scatter(col_idx[y], col_val[y])``."""
+
+    log_columns: Tensor | None  # (K, K) log C^T when dense
+    col_idx: Tensor | None  # (K, m)
+    col_logval: Tensor | None  # (K, m) log of the entries above beta; -inf pads
+    log_beta: float | None  # log of the one background shared by all entries; None when 0
+
+
+def _sparse_pays(width: int, k: int) -> bool:
+    return width <= max(1, k // 4)
+
+
+def _target_plan(c: Tensor) -> TargetPlan:
+    k = c.shape[0]
+    negent = torch.special.xlogy(c, c).sum(dim=1)
+    background = c.amin(dim=1)
+    above = c - background.unsqueeze(1)
+    width = int((above > 0).sum(dim=1).max())
+    if not _sparse_pays(width, k):
+        return TargetPlan(negent, c.contiguous(), None, None, None)
+    val, idx = above.topk(max(width, 1), dim=1)
+    return TargetPlan(negent, None, background if bool(background.any()) else None, idx, val)
+
+
+def _prediction_plan(c: Tensor) -> PredictionPlan:
+    k = c.shape[0]
+    beta = c.min()
+    above = (c - beta).T
+    width = int((above > 0).sum(dim=1).max())
+    if not _sparse_pays(width, k):
+        return PredictionPlan(torch.log(c.T).contiguous(), None, None, None)
+    val, idx = above.topk(max(width, 1), dim=1)
+    log_beta = float(torch.log(beta)) if float(beta) > 0 else None
+    return PredictionPlan(None, idx, torch.log(val), log_beta)
+
+
+_BUILDERS = {"target": _target_plan, "prediction": _prediction_plan}
+
+# Plans for plain tensors, keyed by id() and checked against a weak reference
+# and the tensor's version counter, so an in-place edit is never missed.
+_tensor_plans: dict[int, tuple[weakref.ref, int, dict]] = {}
+
+
+def _store_for_tensor(lens: Tensor, num_classes: int) -> dict:
+    key = id(lens)
+    entry = _tensor_plans.get(key)
+    if entry is not None and entry[0]() is lens and entry[1] == lens._version:
+        return entry[2]
+    validate_lens(lens, num_classes)
+    store: dict = {}
+    _tensor_plans[key] = (weakref.ref(lens, lambda _r, key=key: _tensor_plans.pop(key, None)), lens._version, store)
+    return store
+
+
+def plan_for(lens: object, side: str, num_classes: int, dtype: torch.dtype, device: torch.device):
+    """The cached plan of ``lens`` for one side, dtype and device (validated once)."""
+    if isinstance(lens, Lens):
+        if lens.num_classes != num_classes:
+            validate_lens(lens.matrix, num_classes)
+        store, matrix = lens._plans, lens.matrix
+    elif isinstance(lens, Tensor) and not lens.requires_grad:
+        store, matrix = _store_for_tensor(lens, num_classes), lens
+    else:
+        matrix = validate_lens(_as_matrix(lens), num_classes)
+        store = {}
+    if matrix.shape[0] != num_classes:
+        validate_lens(matrix, num_classes)
+    key = (side, dtype, device)
+    plan = store.get(key)
+    if plan is None:
+        plan = _BUILDERS[side](matrix.detach().to(device=device, dtype=dtype))
+        store[key] = plan
+    return plan

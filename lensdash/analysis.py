@@ -1,0 +1,286 @@
+r"""What a lens changes on a set of predictions: tables, accuracies, gradients.
+
+Lens convention: row ``i`` of the lens is the target distribution used when
+the true label is ``i``; rows sum to 1.
+
+:func:`analyze` does every tensor computation once (one forward and backward
+per loss) and returns an :class:`Analysis`; the table builders only format it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from lensdash.lens import Lens, class_names
+from lensdash.losses import _check_inputs, lensed_cross_entropy, prediction_lensed_cross_entropy
+
+FAMILIES = {"target": lensed_cross_entropy, "prediction": prediction_lensed_cross_entropy}
+
+
+def _family(family: str):
+    from lensdash.errors import InputError
+
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        raise InputError.build(
+            f"a lens family in {sorted(FAMILIES)}",
+            repr(family),
+            fix="'target' is the seed's KL(C[y] || softmax), 'prediction' the forward correction.",
+        ) from None
+
+
+def per_sample_losses_and_gradients(
+    logits: Tensor, labels: Tensor, lens: object, *, family: str = "target"
+) -> tuple[Tensor, Tensor]:
+    r"""Per-sample loss (N,) and its gradient with respect to the logits (N, K).
+
+    Each sample's loss depends on its own row only, so the gradient of the sum
+    is the per-sample gradient: :math:`\mathrm{softmax}(x_n) - C_{y_n}` for the
+    target side. Lens convention: rows are target distributions, rows sum to 1.
+
+    Example:
+        >>> loss, grad = per_sample_losses_and_gradients(torch.zeros(1, 2), torch.tensor([0]), torch.eye(2))
+        >>> grad
+        tensor([[-0.5000,  0.5000]])
+    """
+    loss_fn = _family(family)
+    x = logits.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(x, labels, lens, reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    return loss.detach(), grad
+
+
+def class_mean(values: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Mean of the rows of ``values`` (N, D) per true class: (K, D); classes without samples give 0."""
+    sums = torch.zeros(num_classes, values.shape[1], dtype=values.dtype, device=values.device)
+    sums.index_add_(0, labels, values)
+    counts = torch.bincount(labels, minlength=num_classes).to(values.dtype).clamp_min(1)
+    return sums / counts.unsqueeze(1)
+
+
+def confusion_counts(predicted: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """K×K counts: row = true class, column = predicted class.
+
+    Example:
+        >>> confusion_counts(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2)
+        tensor([[1, 1],
+                [0, 1]])
+    """
+    flat = labels * num_classes + predicted
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the dashboard and the report show, for one lens on one set of predictions."""
+
+    class_names: tuple[str, ...]
+    family: str
+    labels: Tensor  # (N,)
+    predicted: Tensor  # (N,)
+    unlensed_loss: Tensor  # (N,)
+    lensed_loss: Tensor  # (N,)
+    p_true: Tensor  # (N,) probability of the true class
+    lens_mass: Tensor  # (N,) probability inside the support of the lens row of the true class
+    lens_hit: Tensor  # (N,) bool: the predicted class has non-zero lens weight for the true class
+    grad_unlensed: Tensor  # (K, K) class-mean gradient, row = true class
+    grad_lensed: Tensor  # (K, K)
+    confusion: Tensor  # (K, K) counts
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def grad_difference(self) -> Tensor:
+        return self.grad_lensed - self.grad_unlensed
+
+    @property
+    def delta(self) -> Tensor:
+        return self.lensed_loss - self.unlensed_loss
+
+    def summary(self) -> dict[str, float]:
+        """Mean losses, their difference, top-1 and lens-aware accuracy, N and K."""
+        return {
+            "unlensed_loss": float(self.unlensed_loss.mean()),
+            "lensed_loss": float(self.lensed_loss.mean()),
+            "delta": float(self.delta.mean()),
+            "accuracy": float((self.predicted == self.labels).double().mean()),
+            "lens_aware_accuracy": float(self.lens_hit.double().mean()),
+            "num_samples": self.num_samples,
+            "num_classes": self.num_classes,
+        }
+
+
+def analyze(
+    logits: Tensor,
+    labels: Tensor,
+    lens: object,
+    *,
+    family: str = "target",
+    class_names_: Sequence[str] | None = None,
+) -> Analysis:
+    r"""Compare the unlensed and lensed loss on fixed predictions.
+
+    Lens convention: row ``i`` is the target distribution for true label ``i``;
+    rows sum to 1. The unlensed loss is ``F.cross_entropy``; the lensed one is
+    ``family`` (``'target'``: the seed's :math:`\mathrm{KL}(C_y\|\mathrm{softmax}(x))`,
+    ``'prediction'``: :math:`-\log(\mathrm{softmax}(x) C)_y`).
+
+    Args:
+        logits: (N, K) logits (log-probabilities work too).
+        labels: (N,) int64 class indices.
+        lens: K×K lens or :class:`~lensdash.Lens`.
+        family: ``'target'`` or ``'prediction'``.
+        class_names_: K names (default: the lens's names, else ``"0"..``).
+
+    Returns:
+        An :class:`Analysis`.
+
+    Raises:
+        InputError: bad shapes, dtypes or labels; unknown family.
+        LensError: invalid lens.
+
+    Example:
+        >>> a = analyze(torch.log(torch.tensor([[.4, .3, .2, .1]])), torch.tensor([0]),
+        ...             [[.5, .5, 0, 0], [.5, .5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+        >>> round(a.summary()["unlensed_loss"], 4), round(a.summary()["lensed_loss"], 4)
+        (0.9163, 0.367)
+    """
+    _check_inputs(logits, labels, "none")
+    k = logits.shape[1]
+    if class_names_ is None:
+        class_names_ = lens.classes if isinstance(lens, Lens) else class_names(k)
+    names = class_names(class_names_)
+    identity = torch.eye(k, dtype=logits.dtype, device=logits.device)
+    unlensed, grad_u = per_sample_losses_and_gradients(logits, labels, identity, family="target")
+    lensed, grad_l = per_sample_losses_and_gradients(logits, labels, lens, family=family)
+    grad_unlensed, grad_lensed = class_mean(grad_u, labels, k), class_mean(grad_l, labels, k)
+    del grad_l
+    matrix = (lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)).to(logits.device)
+    # softmax = unlensed gradient + one-hot: reuse that buffer rather than a third pass.
+    probs = grad_u
+    rows = torch.arange(len(labels), device=labels.device)
+    probs[rows, labels] += 1
+    predicted = probs.argmax(dim=1)
+    support = matrix.index_select(0, labels) > 0
+    lens_mass = (probs * support).sum(dim=1)
+    p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+    lens_hit = matrix[labels, predicted] > 0
+    return Analysis(
+        class_names=names,
+        family=family,
+        labels=labels,
+        predicted=predicted,
+        unlensed_loss=unlensed,
+        lensed_loss=lensed,
+        p_true=p_true,
+        lens_mass=lens_mass,
+        lens_hit=lens_hit,
+        grad_unlensed=grad_unlensed,
+        grad_lensed=grad_lensed,
+        confusion=confusion_counts(predicted, labels, k),
+    )
+
+
+# ---------------------------------------------------------------- tables
+
+
+def per_sample_table(analysis: Analysis) -> pd.DataFrame:
+    """One row per sample: index, label, predicted class, both losses, their delta, p(true), lens mass.
+
+    Example:
+        >>> a = analyze(torch.zeros(2, 2), torch.tensor([0, 1]), torch.eye(2))
+        >>> list(per_sample_table(a).columns)[:4]
+        ['sample', 'label', 'predicted', 'unlensed_loss']
+    """
+    names = pd.Categorical.from_codes(analysis.labels.cpu().numpy(), categories=list(analysis.class_names))
+    pred = pd.Categorical.from_codes(analysis.predicted.cpu().numpy(), categories=list(analysis.class_names))
+    return pd.DataFrame(
+        {
+            "sample": range(analysis.num_samples),
+            "label": names,
+            "predicted": pred,
+            "unlensed_loss": analysis.unlensed_loss.cpu().numpy(),
+            "lensed_loss": analysis.lensed_loss.cpu().numpy(),
+            "delta": analysis.delta.cpu().numpy(),
+            "p_true": analysis.p_true.cpu().numpy(),
+            "lens_mass": analysis.lens_mass.cpu().numpy(),
+        }
+    )
+
+
+def per_class_table(analysis: Analysis) -> pd.DataFrame:
+    """One row per true class: count, accuracy, lens-aware accuracy, mean losses and delta."""
+    k = analysis.num_classes
+    labels = analysis.labels
+    count = torch.bincount(labels, minlength=k).double()
+
+    def mean(values: Tensor) -> Tensor:
+        sums = torch.zeros(k, dtype=torch.float64, device=labels.device).index_add_(0, labels, values.double())
+        return (sums / count.clamp_min(1)).where(count > 0, torch.nan)
+
+    return pd.DataFrame(
+        {
+            "class": list(analysis.class_names),
+            "count": count.long().cpu().numpy(),
+            "accuracy": mean(analysis.predicted == labels).cpu().numpy(),
+            "lens_aware_accuracy": mean(analysis.lens_hit).cpu().numpy(),
+            "unlensed_loss": mean(analysis.unlensed_loss).cpu().numpy(),
+            "lensed_loss": mean(analysis.lensed_loss).cpu().numpy(),
+            "delta": mean(analysis.delta).cpu().numpy(),
+        }
+    )
+
+
+def confusion_table(analysis: Analysis, *, normalize: bool = False) -> pd.DataFrame:
+    """The confusion matrix as a DataFrame (rows true, columns predicted), counts or row-normalised."""
+    counts = analysis.confusion.double()
+    if normalize:
+        counts = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+    values = counts.cpu().numpy() if normalize else analysis.confusion.cpu().numpy()
+    names = list(analysis.class_names)
+    return pd.DataFrame(values, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
+
+
+def gradient_table(matrix: Tensor, names: Sequence[str]) -> pd.DataFrame:
+    """A K×K class-mean gradient matrix as a DataFrame (row = true class, column = logit)."""
+    return pd.DataFrame(
+        matrix.detach().cpu().numpy(),
+        index=pd.Index(list(names), name="true class"),
+        columns=pd.Index(list(names), name="logit"),
+    )
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy.
+
+    Example:
+        >>> accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+        0.5
+    """
+    return float((logits.argmax(dim=1) == labels).double().mean())
+
+
+def lens_aware_accuracy(logits: Tensor, labels: Tensor, lens: object) -> float:
+    """Share of samples whose predicted class has non-zero lens weight for the true class.
+
+    Lens convention: rows are target distributions, rows sum to 1.
+
+    Example:
+        >>> lens_aware_accuracy(torch.tensor([[0.0, 3.0]]), torch.tensor([0]), [[.5, .5], [0, 1]])
+        1.0
+    """
+    matrix = lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)
+    return float((matrix.to(logits.device)[labels, logits.argmax(dim=1)] > 0).double().mean())

@@ -1,0 +1,150 @@
+r"""Sanity checks as data: the app's sanity panel shows exactly this list.
+
+Each check compares lensdash with an independent computation (PyTorch's own
+``F.cross_entropy``, autograd through the seed's formula, the seed's printed
+numbers) and reports what was expected, what was found and whether they agree.
+Lens convention: rows are target distributions, rows sum to 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lensdash.lens import merge_lens
+from lensdash.losses import (
+    _check_inputs,
+    lensed_cross_entropy,
+    prediction_lensed_cross_entropy,
+    soft_target_cross_entropy,
+)
+
+#: The seed notebook's worked example: softmax output Q for a 4-class problem.
+SEED_Q = (0.4, 0.3, 0.2, 0.1)
+#: Its printed results: unlensed (label 0) and lensed with classes 0 and 1 merged.
+SEED_UNLENSED, SEED_LENSED = 0.9163, 0.3670
+
+
+@dataclass(frozen=True)
+class Check:
+    """One sanity check: ``passed`` is whether ``actual`` matches ``expected`` within ``tolerance``."""
+
+    name: str
+    expected: float
+    actual: float
+    passed: bool
+    tolerance: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _compare(name: str, expected: Tensor, actual: Tensor, tolerance: float) -> Check:
+    """Worst element: the expected and actual values where they differ most."""
+    expected, actual = expected.reshape(-1).double(), actual.reshape(-1).double()
+    same_inf = torch.isinf(expected) & (expected == actual)
+    gap = torch.where(same_inf, 0.0, (expected - actual).abs())
+    gap = torch.nan_to_num(gap, nan=torch.inf)
+    i = int(gap.argmax()) if gap.numel() else 0
+    scale = 1.0 + expected.abs().nan_to_num(posinf=0.0)
+    passed = bool((gap <= tolerance * scale).all())
+    return Check(name, float(expected[i]), float(actual[i]), passed, tolerance)
+
+
+def seed_example_checks() -> list[Check]:
+    """The seed notebook's worked numbers: 0.9163 unlensed, 0.3670 with classes 0 and 1 merged.
+
+    Example:
+        >>> [c.passed for c in seed_example_checks()]
+        [True, True]
+    """
+    logq = torch.log(torch.tensor([SEED_Q], dtype=torch.float64))
+    label = torch.tensor([0])
+    unlensed = lensed_cross_entropy(logq, label, torch.eye(4, dtype=torch.float64))
+    lensed = lensed_cross_entropy(logq, label, merge_lens(4, [[0, 1]]).matrix)
+    return [
+        _compare("seed example: unlensed loss, Q=[.4,.3,.2,.1], label 0", torch.tensor(SEED_UNLENSED, dtype=torch.float64), unlensed, 5e-5),
+        _compare("seed example: lensed loss, classes 0 and 1 merged", torch.tensor(SEED_LENSED, dtype=torch.float64), lensed, 5e-5),
+    ]
+
+
+def sanity_checks(
+    logits: Tensor, labels: Tensor, lens: object | None = None, *, tolerance: float = 1e-6
+) -> list[Check]:
+    r"""Run the identity-lens and gradient checks on these predictions.
+
+    Computed in float64 so that a failure means a wrong formula, not rounding.
+
+    Checks:
+        * identity lens vs ``F.cross_entropy`` for ``'mean'``, ``'sum'`` and ``'none'``;
+        * prediction-side loss with the identity lens vs ``F.cross_entropy``;
+        * analytic gradient vs autograd through the seed's formula
+          ``F.kl_div(F.log_softmax(x, 1), C[y], reduction='sum') / N``;
+        * CE form minus KL form equals the entropy of the lens rows;
+        * the seed notebook's worked numbers.
+
+    Args:
+        logits: (N, K).
+        labels: (N,) int64.
+        lens: K×K lens (rows are target distributions) for the gradient and
+            entropy checks; default: classes 0 and 1 merged.
+        tolerance: relative tolerance of each comparison.
+
+    Returns:
+        A list of :class:`Check`.
+
+    Example:
+        >>> checks = sanity_checks(torch.randn(8, 3), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
+        >>> all(c.passed for c in checks)
+        True
+    """
+    _check_inputs(logits, labels, "none")
+    x = logits.detach().to(torch.float64)
+    k = x.shape[1]
+    eye = torch.eye(k, dtype=torch.float64, device=x.device)
+    matrix = merge_lens(k, [[0, 1]]).matrix if lens is None else getattr(lens, "matrix", lens)
+    matrix = torch.as_tensor(matrix, dtype=torch.float64).to(x.device)
+    checks = [
+        _compare(
+            f"identity lens = F.cross_entropy ({reduction})",
+            F.cross_entropy(x, labels, reduction=reduction),
+            lensed_cross_entropy(x, labels, eye, reduction=reduction),
+            tolerance,
+        )
+        for reduction in ("mean", "sum", "none")
+    ]
+    checks.append(
+        _compare(
+            "prediction-side lens, identity = F.cross_entropy (mean)",
+            F.cross_entropy(x, labels),
+            prediction_lensed_cross_entropy(x, labels, eye),
+            tolerance,
+        )
+    )
+    # Zero probabilities (-inf logits) make the seed's formula NaN; move them far
+    # below every finite logit instead, which changes neither side's softmax.
+    neginf = torch.isneginf(x)
+    floor = (x[~neginf].min() if (~neginf).any() else x.new_tensor(0.0)) - 1e4
+    xs, ys = torch.where(neginf, floor, x), labels
+    ref_x = xs.clone().requires_grad_(True)
+    seed = F.kl_div(F.log_softmax(ref_x, 1), matrix[ys], reduction="sum") / max(len(ys), 1)
+    (ref_grad,) = torch.autograd.grad(seed, ref_x)
+    our_x = xs.clone().requires_grad_(True)
+    (our_grad,) = torch.autograd.grad(lensed_cross_entropy(our_x, ys, matrix), our_x)
+    checks.append(
+        _compare("analytic gradient = autograd of the seed formula (max |diff|)", ref_grad, our_grad, tolerance)
+    )
+    entropy = -torch.special.xlogy(matrix, matrix).sum(dim=1)[ys]
+    checks.append(
+        _compare(
+            "CE form - KL form = entropy of the lens row",
+            entropy,
+            soft_target_cross_entropy(xs, ys, matrix, reduction="none")
+            - lensed_cross_entropy(xs, ys, matrix, reduction="none"),
+            tolerance,
+        )
+    )
+    return checks + seed_example_checks()

@@ -1,0 +1,116 @@
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lensdash as ld
+from lensdash import analysis as A
+from lensdash.sanity import sanity_checks, seed_example_checks
+from reference import forward_correction, seed_per_sample
+
+
+@pytest.fixture
+def data():
+    x = torch.randn(200, 5, dtype=torch.float64)
+    y = torch.randint(0, 5, (200,))
+    return x, y, ld.merge_lens(["a", "b", "c", "d", "e"], [["a", "b"]])
+
+
+def test_analyze_matches_references(data):
+    x, y, lens = data
+    a = A.analyze(x, y, lens)
+    torch.testing.assert_close(a.unlensed_loss, F.cross_entropy(x, y, reduction="none"))
+    torch.testing.assert_close(a.lensed_loss, seed_per_sample(x, y, lens.matrix))
+    p = torch.softmax(x, 1)
+    torch.testing.assert_close(a.p_true, p[torch.arange(200), y])
+    torch.testing.assert_close(a.lens_mass, (p * (lens.matrix[y] > 0)).sum(1))
+    assert a.class_names == ("a", "b", "c", "d", "e")
+    summary = a.summary()
+    assert summary["num_samples"] == 200 and summary["num_classes"] == 5
+    assert summary["accuracy"] == pytest.approx(A.accuracy(x, y))
+    assert summary["lens_aware_accuracy"] == pytest.approx(A.lens_aware_accuracy(x, y, lens))
+    assert summary["lens_aware_accuracy"] >= summary["accuracy"]
+    assert summary["delta"] == pytest.approx(summary["lensed_loss"] - summary["unlensed_loss"])
+
+
+def test_class_mean_gradients(data):
+    x, y, lens = data
+    a = A.analyze(x, y, lens)
+    p = torch.softmax(x, 1)
+    for i in range(5):
+        rows = y == i
+        torch.testing.assert_close(a.grad_unlensed[i], (p[rows] - F.one_hot(y[rows], 5)).mean(0))
+        torch.testing.assert_close(a.grad_lensed[i], (p[rows] - lens.matrix[y[rows]]).mean(0))
+    torch.testing.assert_close(a.grad_difference, a.grad_lensed - a.grad_unlensed)
+
+
+def test_prediction_family(data):
+    x, y, lens = data
+    a = A.analyze(x, y, lens, family="prediction")
+    torch.testing.assert_close(a.lensed_loss, forward_correction(x, y, lens.matrix))
+    with pytest.raises(ld.InputError, match="lens family"):
+        A.analyze(x, y, lens, family="other")
+
+
+def test_per_sample_gradients_match_autograd_of_reference(data):
+    x, y, lens = data
+    loss, grad = A.per_sample_losses_and_gradients(x, y, lens.matrix)
+    xr = x.clone().requires_grad_(True)
+    seed_per_sample(xr, y, lens.matrix).sum().backward()
+    torch.testing.assert_close(grad, xr.grad)
+
+
+def test_tables(data):
+    x, y, lens = data
+    a = A.analyze(x, y, lens)
+    samples = A.per_sample_table(a)
+    assert list(samples.columns) == ["sample", "label", "predicted", "unlensed_loss", "lensed_loss", "delta", "p_true", "lens_mass"]
+    assert len(samples) == 200 and samples["label"].iloc[0] == "abcde"[int(y[0])]
+    classes = A.per_class_table(a)
+    assert classes["count"].sum() == 200
+    assert classes.loc[2, "delta"] == pytest.approx(0.0, abs=1e-12)  # 'c' is not lensed
+    conf = A.confusion_table(a)
+    assert conf.values.sum() == 200 and conf.index.name == "true"
+    norm = A.confusion_table(a, normalize=True)
+    pd.testing.assert_series_equal(norm.sum(axis=1), pd.Series(1.0, index=norm.index), check_names=False)
+    grad = A.gradient_table(a.grad_lensed, a.class_names)
+    assert grad.shape == (5, 5)
+
+
+def test_class_with_no_samples_is_nan_in_per_class_table():
+    x = torch.randn(4, 3)
+    y = torch.tensor([0, 0, 1, 1])
+    table = A.per_class_table(A.analyze(x, y, torch.eye(3)))
+    assert table.loc[2, "count"] == 0 and pd.isna(table.loc[2, "accuracy"])
+
+
+def test_confusion_counts():
+    counts = A.confusion_counts(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 0, 1, 2]), 3)
+    torch.testing.assert_close(counts, torch.tensor([[1, 1, 0], [0, 1, 0], [0, 0, 1]]))
+
+
+def test_sanity_checks_pass_on_random_data(data):
+    x, y, lens = data
+    checks = sanity_checks(x.float(), y, lens)
+    assert len(checks) == 8
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    assert {"name", "expected", "actual", "passed", "tolerance"} <= set(checks[0].as_dict())
+
+
+def test_sanity_checks_handle_zero_probabilities():
+    logits = torch.log(torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]]))
+    checks = sanity_checks(logits, torch.tensor([0, 1]))
+    assert all(c.passed for c in checks)
+
+
+def test_seed_checks_report_the_seed_numbers():
+    unlensed, lensed = seed_example_checks()
+    assert unlensed.expected == 0.9163 and abs(unlensed.actual - 0.9163) < 5e-5 and unlensed.passed
+    assert lensed.expected == 0.3670 and lensed.passed
+
+
+def test_a_wrong_value_fails_a_check():
+    from lensdash.sanity import _compare
+
+    check = _compare("x", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.1]), 1e-6)
+    assert not check.passed and check.actual == pytest.approx(2.1)
