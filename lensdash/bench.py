@@ -1,0 +1,200 @@
+"""Benchmarks: ratios against a reference measured side by side in the same run.
+
+    python -m lensdash.bench loss [--device cpu|cuda] [--quick]
+    python -m lensdash.bench read [--rows 100000 --cols 100]
+    python -m lensdash.bench app
+    python -m lensdash.bench train
+
+These machines are shared and noisy, so every figure is a ratio of medians of
+interleaved repeats against a reference run in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def _header(device: str = "cpu") -> None:
+    where = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(f"# torch {torch.__version__}, python {platform.python_version()}, {device}: {where}, threads={torch.get_num_threads()}")
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def compare(candidates: dict[str, Callable[[], object]], *, repeats: int, device: str = "cpu") -> dict[str, float]:
+    """Median seconds of each candidate, interleaved so drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for fn in candidates.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+# ------------------------------------------------------------------- loss
+
+
+def _fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        x.grad = None
+        fn(x).backward()
+
+    return run
+
+
+def bench_loss(device: str, quick: bool) -> list[tuple[str, str, float, float]]:
+    from lensdash import lensed_cross_entropy, merge_lens, prediction_lensed_cross_entropy, smoothing_lens
+
+    shapes = [(200_000, 100), (20_000, 1_000), (2_000, 10_000)]
+    if quick:
+        shapes = [(n // 10, k) for n, k in shapes]
+    rows = []
+    for n, k in shapes:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(n, k, generator=gen).to(device).requires_grad_(True)
+        y = torch.randint(0, k, (n,), generator=gen).to(device)
+        dense = torch.softmax(torch.randn(k, k, generator=gen), 1).to(device)
+        pairs = torch.eye(k)
+        for i in range(0, min(k, 20), 2):  # a few confused pairs
+            pairs[i, i], pairs[i, i + 1] = 0.8, 0.2
+        structured = {
+            "identity": torch.eye(k, device=device),
+            "merge groups": merge_lens(k, [list(range(g, g + 4)) for g in range(0, min(k, 40), 4)]).matrix.float().to(device),
+            "label smoothing": smoothing_lens(k, 0.1).matrix.float().to(device),
+            "confused pairs": pairs.to(device),
+        }
+        repeats = 7 if quick else 15
+        t = compare(
+            {
+                "ce_prob": _fwd_bwd(lambda x: F.cross_entropy(x, dense[y]), x),
+                "seed": _fwd_bwd(lambda x: F.kl_div(F.log_softmax(x, 1), dense[y], reduction="sum") / n, x),
+                "dense": _fwd_bwd(lambda x: lensed_cross_entropy(x, y, dense), x),
+            },
+            repeats=repeats,
+            device=device,
+        )
+        rows.append((f"{n}x{k}", "dense lens vs F.cross_entropy(x, C[y])", t["dense"] / t["ce_prob"], 1.0))
+        rows.append((f"{n}x{k}", "seed formulation vs F.cross_entropy(x, C[y])", t["seed"] / t["ce_prob"], float("nan")))
+        for name, lens in structured.items():
+            t = compare(
+                {
+                    "ce_hard": _fwd_bwd(lambda x: F.cross_entropy(x, y), x),
+                    "lensed": _fwd_bwd(lambda x, lens=lens: lensed_cross_entropy(x, y, lens), x),
+                    "prediction": _fwd_bwd(lambda x, lens=lens: prediction_lensed_cross_entropy(x, y, lens), x),
+                },
+                repeats=repeats,
+                device=device,
+            )
+            rows.append((f"{n}x{k}", f"{name} vs F.cross_entropy(x, y)", t["lensed"] / t["ce_hard"], 1.1))
+            rows.append((f"{n}x{k}", f"prediction-side {name} vs F.cross_entropy(x, y)", t["prediction"] / t["ce_hard"], 1.5))
+        del x, y, dense
+        gc.collect()
+    return rows
+
+
+def _print_rows(rows: list[tuple[str, str, float, float]]) -> None:
+    print(f"{'shape':>14}  {'ratio':>6}  {'target':>6}  what")
+    for shape, what, ratio, target in rows:
+        flag = "" if target != target else ("ok" if ratio <= target else "OVER")
+        tgt = "" if target != target else f"<={target:g}"
+        print(f"{shape:>14}  {ratio:6.2f}  {tgt:>6}  {what} {flag}")
+
+
+# -------------------------------------------------------------------- read
+
+
+def bench_read(rows: int, cols: int) -> None:
+    import numpy as np
+    import pandas as pd
+    import pyarrow.csv as pacsv
+
+    from lensdash.io import read_predictions
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "preds.csv")
+        frame = pd.DataFrame(rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"c{i}" for i in range(cols)])
+        frame.insert(cols // 2, "label", rng.integers(0, cols, rows))
+        frame.to_csv(path, index=False)
+        size = os.path.getsize(path)
+        print(f"# file: {rows} x {cols} floats + label column, {size / 1e6:.0f} MB")
+        t = compare(
+            {
+                "pandas": lambda: pd.read_csv(path, engine="c"),
+                "pyarrow": lambda: pacsv.read_csv(path),
+                "lensdash": lambda: read_predictions(path),
+            },
+            repeats=5,
+        )
+        fastest = min(t["pandas"], t["pyarrow"])
+        print(f"pandas.read_csv {t['pandas']:.3f}s, pyarrow.csv.read_csv {t['pyarrow']:.3f}s, read_predictions {t['lensdash']:.3f}s")
+        print(f"read_predictions / fastest engine alone: {t['lensdash'] / fastest:.2f} (target <= 1.2)")
+        peak = _peak_rss_of(f"from lensdash.io import read_predictions; read_predictions({path!r})")
+        base = _peak_rss_of("import lensdash.io, pyarrow.csv, pandas")
+        budget = 3 * rows * cols * 4 + size
+        print(f"peak memory while reading: {(peak - base) / 1e6:.0f} MB above import baseline; budget 3x float32 data + file = {budget / 1e6:.0f} MB")
+
+
+def _peak_rss_of(code: str) -> int:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1]) * 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lensdash.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    loss = sub.add_parser("loss", help="lensed loss forward+backward vs PyTorch's cross-entropy")
+    loss.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    loss.add_argument("--quick", action="store_true", help="one tenth of the rows")
+    read = sub.add_parser("read", help="read_predictions vs pandas and pyarrow alone")
+    read.add_argument("--rows", type=int, default=100_000)
+    read.add_argument("--cols", type=int, default=100)
+    sub.add_parser("app", help="a lens edit's AppTest rerun vs the core computation alone")
+    sub.add_parser("train", help="the training lab's default run")
+    args = parser.parse_args(argv)
+    if args.what == "loss":
+        _header(args.device)
+        _print_rows(bench_loss(args.device, args.quick))
+    elif args.what == "read":
+        _header()
+        bench_read(args.rows, args.cols)
+    elif args.what == "app":
+        from lensdash.ui.bench import bench_app
+
+        _header()
+        bench_app()
+    elif args.what == "train":
+        from lensdash.training import bench_training
+
+        _header()
+        bench_training()
+
+
+if __name__ == "__main__":
+    main()
