@@ -62,52 +62,56 @@ def _fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Cal
 
 
 def bench_loss(device: str, quick: bool) -> list[tuple[str, str, float, float]]:
-    from lensdash import lensed_cross_entropy, merge_lens, prediction_lensed_cross_entropy, smoothing_lens
-
     shapes = [(200_000, 100), (20_000, 1_000), (2_000, 10_000)]
     if quick:
         shapes = [(n // 10, k) for n, k in shapes]
-    rows = []
+    rows: list[tuple[str, str, float, float]] = []
     for n, k in shapes:
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn(n, k, generator=gen).to(device).requires_grad_(True)
-        y = torch.randint(0, k, (n,), generator=gen).to(device)
-        dense = torch.softmax(torch.randn(k, k, generator=gen), 1).to(device)
-        pairs = torch.eye(k)
-        for i in range(0, min(k, 20), 2):  # a few confused pairs
-            pairs[i, i], pairs[i, i + 1] = 0.8, 0.2
-        structured = {
-            "identity": torch.eye(k, device=device),
-            "merge groups": merge_lens(k, [list(range(g, g + 4)) for g in range(0, min(k, 40), 4)]).matrix.float().to(device),
-            "label smoothing": smoothing_lens(k, 0.1).matrix.float().to(device),
-            "confused pairs": pairs.to(device),
-        }
-        repeats = 7 if quick else 15
+        rows += _bench_loss_shape(n, k, device, 7 if quick else 15)
+        gc.collect()
+    return rows
+
+
+def _bench_loss_shape(n: int, k: int, device: str, repeats: int) -> list[tuple[str, str, float, float]]:
+    from lensdash import lensed_cross_entropy, merge_lens, prediction_lensed_cross_entropy, smoothing_lens
+
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, k, generator=gen).to(device).requires_grad_(True)
+    y = torch.randint(0, k, (n,), generator=gen).to(device)
+    dense = torch.softmax(torch.randn(k, k, generator=gen), 1).to(device)
+    pairs = torch.eye(k)
+    for i in range(0, min(k, 20), 2):  # a few confused pairs
+        pairs[i, i], pairs[i, i + 1] = 0.8, 0.2
+    structured = {
+        "identity": torch.eye(k, device=device),
+        "merge groups": merge_lens(k, [list(range(g, g + 4)) for g in range(0, min(k, 40), 4)]).matrix.float().to(device),
+        "label smoothing": smoothing_lens(k, 0.1).matrix.float().to(device),
+        "confused pairs": pairs.to(device),
+    }
+    t = compare(
+        {
+            "ce_prob": _fwd_bwd(lambda x: F.cross_entropy(x, dense[y]), x),
+            "seed": _fwd_bwd(lambda x: F.kl_div(F.log_softmax(x, 1), dense[y], reduction="sum") / n, x),
+            "dense": _fwd_bwd(lambda x: lensed_cross_entropy(x, y, dense), x),
+        },
+        repeats=repeats,
+        device=device,
+    )
+    rows.append((f"{n}x{k}", "dense lens vs F.cross_entropy(x, C[y])", t["dense"] / t["ce_prob"], 1.0))
+    rows.append((f"{n}x{k}", "seed formulation vs F.cross_entropy(x, C[y])", t["seed"] / t["ce_prob"], float("nan")))
+    for name, lens in structured.items():
         t = compare(
             {
-                "ce_prob": _fwd_bwd(lambda x: F.cross_entropy(x, dense[y]), x),
-                "seed": _fwd_bwd(lambda x: F.kl_div(F.log_softmax(x, 1), dense[y], reduction="sum") / n, x),
-                "dense": _fwd_bwd(lambda x: lensed_cross_entropy(x, y, dense), x),
+                "ce_hard": _fwd_bwd(lambda x: F.cross_entropy(x, y), x),
+                "lensed": _fwd_bwd(lambda x, lens=lens: lensed_cross_entropy(x, y, lens), x),
+                "prediction": _fwd_bwd(lambda x, lens=lens: prediction_lensed_cross_entropy(x, y, lens), x),
             },
             repeats=repeats,
             device=device,
         )
-        rows.append((f"{n}x{k}", "dense lens vs F.cross_entropy(x, C[y])", t["dense"] / t["ce_prob"], 1.0))
-        rows.append((f"{n}x{k}", "seed formulation vs F.cross_entropy(x, C[y])", t["seed"] / t["ce_prob"], float("nan")))
-        for name, lens in structured.items():
-            t = compare(
-                {
-                    "ce_hard": _fwd_bwd(lambda x: F.cross_entropy(x, y), x),
-                    "lensed": _fwd_bwd(lambda x, lens=lens: lensed_cross_entropy(x, y, lens), x),
-                    "prediction": _fwd_bwd(lambda x, lens=lens: prediction_lensed_cross_entropy(x, y, lens), x),
-                },
-                repeats=repeats,
-                device=device,
-            )
-            rows.append((f"{n}x{k}", f"{name} vs F.cross_entropy(x, y)", t["lensed"] / t["ce_hard"], 1.1))
-            rows.append((f"{n}x{k}", f"prediction-side {name} vs F.cross_entropy(x, y)", t["prediction"] / t["ce_hard"], 1.5))
-        del x, y, dense
-        gc.collect()
+        rows.append((f"{n}x{k}", f"{name} vs F.cross_entropy(x, y)", t["lensed"] / t["ce_hard"], 1.1))
+        rows.append((f"{n}x{k}", f"prediction-side {name} vs F.cross_entropy(x, y)", t["prediction"] / t["ce_hard"], 1.5))
     return rows
 
 
@@ -127,7 +131,7 @@ def bench_read(rows: int, cols: int) -> None:
     import pandas as pd
     import pyarrow.csv as pacsv
 
-    from lensdash.io import read_predictions
+    from lensdash.files import read_predictions
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,8 +152,8 @@ def bench_read(rows: int, cols: int) -> None:
         fastest = min(t["pandas"], t["pyarrow"])
         print(f"pandas.read_csv {t['pandas']:.3f}s, pyarrow.csv.read_csv {t['pyarrow']:.3f}s, read_predictions {t['lensdash']:.3f}s")
         print(f"read_predictions / fastest engine alone: {t['lensdash'] / fastest:.2f} (target <= 1.2)")
-        peak = _peak_rss_of(f"from lensdash.io import read_predictions; read_predictions({path!r})")
-        base = _peak_rss_of("import lensdash.io, pyarrow.csv, pandas")
+        peak = _peak_rss_of(f"from lensdash.files import read_predictions; read_predictions({path!r})")
+        base = _peak_rss_of("import lensdash.files, pyarrow.csv, pandas")
         budget = 3 * rows * cols * 4 + size
         print(f"peak memory while reading: {(peak - base) / 1e6:.0f} MB above import baseline; budget 3x float32 data + file = {budget / 1e6:.0f} MB")
 

@@ -523,7 +523,8 @@ def align_lens(lens: Lens, classes: Classes) -> tuple[Lens, str | None]:
     if set(lens.classes) == set(names):
         order = torch.tensor([lens.classes.index(c) for c in names])
         return _lens(lens.matrix[order][:, order], names), "The lens rows were reordered to match the class names."
-    if lens.classes == class_names(len(lens.classes)) and len(lens.classes) == len(names):
+    if lens.classes == class_names(len(lens.classes)):  # an unnamed lens: match by position
+        validate_lens(lens.matrix, len(names))
         return _lens(lens.matrix, names), None
     expanded = expand_lens(lens, names)
     others = [c for c in names if c not in lens.classes]

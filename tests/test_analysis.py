@@ -2,11 +2,11 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import forward_correction, seed_per_sample
 
 import lensdash as ld
 from lensdash import analysis as A
 from lensdash.sanity import sanity_checks, seed_example_checks
-from reference import forward_correction, seed_per_sample
 
 
 @pytest.fixture

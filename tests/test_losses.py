@@ -3,10 +3,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
+from reference import forward_correction, random_lens, seed_lensed_cross_entropy, seed_per_sample
 
 import lensdash as ld
 from lensdash import InputError, LensError
-from reference import forward_correction, random_lens, seed_lensed_cross_entropy, seed_per_sample
 
 SEED_LENS = torch.tensor([[0.5, 0.5, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
 REDUCTIONS = ["mean", "sum", "none"]
