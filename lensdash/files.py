@@ -222,7 +222,7 @@ def _is_index_column(header: list[str], values: pa.ChunkedArray | None) -> bool:
 
 
 def _csv_table(
-    name: str, data: bytes, delim: str, header: list[str] | None, width: int, float_cols: Sequence[int], dtype: pa.DataType = pa.float32()
+    name: str, data: bytes, delim: str, header: list[str] | None, width: int, float_cols: Sequence[int], dtype: pa.DataType | None = None
 ) -> pa.Table:
     names = header if header is not None else [f"column {i + 1}" for i in range(width)]
     # pyarrow needs unique names; positions are what we use anyway.
@@ -233,7 +233,7 @@ def _csv_table(
             read_options=pacsv.ReadOptions(column_names=unique, skip_rows=1 if header is not None else 0, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(delimiter=delim),
             convert_options=pacsv.ConvertOptions(
-                column_types={unique[i]: dtype for i in float_cols},
+                column_types={unique[i]: dtype or pa.float32() for i in float_cols},
                 strings_can_be_null=False,
                 null_values=["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "#N/A", "-nan", "-NaN"],
             ),

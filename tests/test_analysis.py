@@ -54,7 +54,7 @@ def test_prediction_family(data):
 
 def test_per_sample_gradients_match_autograd_of_reference(data):
     x, y, lens = data
-    loss, grad = A.per_sample_losses_and_gradients(x, y, lens.matrix)
+    _loss, grad = A.per_sample_losses_and_gradients(x, y, lens.matrix)
     xr = x.clone().requires_grad_(True)
     seed_per_sample(xr, y, lens.matrix).sum().backward()
     torch.testing.assert_close(grad, xr.grad)

@@ -138,7 +138,7 @@ def test_expand_and_align():
     reordered, note = ld.align_lens(ld.Lens([[1, 0], [0.5, 0.5]], ["y", "x"]), ["x", "y"])
     torch.testing.assert_close(reordered.matrix, torch.tensor([[0.5, 0.5], [0, 1.0]], dtype=torch.float64))
     assert "reordered" in note
-    same, note = ld.align_lens(ld.identity_lens(["x", "y"]), ["x", "y"])
+    _same, note = ld.align_lens(ld.identity_lens(["x", "y"]), ["x", "y"])
     assert note is None
     expanded, note = ld.align_lens(small, ["a", "b", "c"])
     assert "covers 2 of 3" in note and expanded.num_classes == 3
