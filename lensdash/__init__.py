@@ -6,6 +6,7 @@ sum to 1. The identity lens is ordinary cross-entropy.
 """
 
 from lensdash.errors import InputError, LensdashError, LensError
+from lensdash.files import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.lens import (
     ROW_SUM_ATOL,
     Lens,
@@ -34,6 +35,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ROW_SUM_ATOL",
+    "Predictions",
+    "lens_to_bytes",
+    "read_lens",
+    "read_predictions",
+    "save_lens",
     "InputError",
     "Lens",
     "LensError",

@@ -284,3 +284,59 @@ def lens_aware_accuracy(logits: Tensor, labels: Tensor, lens: object) -> float:
     """
     matrix = lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)
     return float((matrix.to(logits.device)[labels, logits.argmax(dim=1)] > 0).double().mean())
+
+
+# ------------------------------------------------------------ lenses from data
+
+
+def soft_confusion(logits: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Mean predicted probability per true class: K×K, row = true class (rows of absent classes are 0)."""
+    probs = torch.softmax(logits.double(), dim=1)
+    sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=logits.device).index_add_(0, labels, probs)
+    counts = torch.bincount(labels, minlength=num_classes).double().clamp_min(1)
+    return sums / counts.unsqueeze(1)
+
+
+def confused_pairs(confusion: Tensor, names: Sequence[str], top: int = 10) -> pd.DataFrame:
+    """The most mutually confused class pairs: rates ``a→b`` and ``b→a`` (row-normalised) and their mean.
+
+    Example:
+        >>> confused_pairs(torch.tensor([[8, 2, 0], [3, 7, 0], [0, 0, 10]]), ["a", "b", "c"], top=1)
+           a  b  a→b  b→a  mutual
+        0  a  b  0.2  0.3    0.25
+    """
+    rates = confusion.double() / confusion.double().sum(dim=1, keepdim=True).clamp_min(1e-12)
+    mutual = (rates + rates.T) / 2
+    k = rates.shape[0]
+    iu = torch.triu_indices(k, k, offset=1)
+    scores = mutual[iu[0], iu[1]]
+    order = torch.argsort(scores, descending=True, stable=True)[:top]
+    rows = []
+    for o in order.tolist():
+        i, j = int(iu[0, o]), int(iu[1, o])
+        rows.append({"a": names[i], "b": names[j], "a→b": round(float(rates[i, j]), 4), "b→a": round(float(rates[j, i]), 4), "mutual": round(float(mutual[i, j]), 4)})
+    return pd.DataFrame(rows, columns=["a", "b", "a→b", "b→a", "mutual"])
+
+
+def suggest_groups(confusion: Tensor, names: Sequence[str], *, threshold: float = 0.1, top: int = 5) -> list[list[str]]:
+    """Groups of interchangeable classes: pairs whose mutual confusion rate is at least ``threshold``, joined transitively.
+
+    Example:
+        >>> suggest_groups(torch.tensor([[8, 2, 0], [3, 7, 0], [0, 0, 10]]), ["a", "b", "c"])
+        [['a', 'b']]
+    """
+    pairs = confused_pairs(confusion, names, top=top)
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    for row in pairs.itertuples(index=False):
+        if row.mutual >= threshold:
+            parent[root(row.b)] = root(row.a)
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(root(n), []).append(n)
+    return [g for g in groups.values() if len(g) > 1]

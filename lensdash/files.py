@@ -132,7 +132,7 @@ def _is_number(text: str) -> bool:
 
 def _decode_head(name: str, data: bytes) -> str:
     head = data[: 1 << 16]
-    if not data.strip(b" \t\r\n\xef\xbb\xbf"):
+    if not head.strip(b" \t\r\n\xef\xbb\xbf"):
         raise InputError.build("a file with a table of numbers", "an empty file", where=name, fix="Check that the right file was chosen.")
     if b"\x00" in head:
         raise InputError.build(
@@ -229,8 +229,8 @@ def _csv_table(
     unique = [f"{i}:{n}" for i, n in enumerate(names)]
     try:
         return pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=unique, skip_rows=1 if header is not None else 0, block_size=1 << 24),
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=unique, skip_rows=1 if header is not None else 0),
             parse_options=pacsv.ParseOptions(delimiter=delim),
             convert_options=pacsv.ConvertOptions(
                 column_types={unique[i]: dtype or pa.float32() for i in float_cols},
@@ -274,7 +274,7 @@ def _float_matrix(name: str, table: pa.Table, float_cols: Sequence[int], header:
     n = table.num_rows
     out = np.empty((n, len(float_cols)), dtype=dtype)
     for j, col in enumerate(float_cols):
-        column = table.column(col)
+        column = table.column(col).combine_chunks() if table.column(col).num_chunks > 1 else table.column(col)
         if column.null_count:
             row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             raise InputError.build(

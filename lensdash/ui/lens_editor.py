@@ -1,0 +1,182 @@
+"""Lens section: presets, the K×K grid editor, row-sum checks, import/export, share link."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from lensdash.analysis import confusion_counts, soft_confusion, suggest_groups
+from lensdash.errors import LensdashError, LensError
+from lensdash.files import lens_to_bytes, read_lens
+from lensdash.lens import ROW_SUM_ATOL, Lens, normalize_lens
+from lensdash.presets import PRESETS, build_preset, format_groups, parse_groups
+from lensdash.ui.data import Dataset
+
+GRID_KEY = "lens_grid"
+#: Largest K whose lens is put into the page link (K² numbers must fit a URL).
+MAX_SHARE_K = 12
+
+
+def _confusion(dataset: Dataset, soft: bool) -> torch.Tensor:
+    preds = dataset.predictions
+    if soft:
+        return soft_confusion(preds.logits, preds.labels, preds.num_classes)
+    return confusion_counts(preds.logits.argmax(dim=1), preds.labels, preds.num_classes)
+
+
+def _set_base(matrix: np.ndarray) -> None:
+    st.session_state["lens_base"] = matrix
+    st.session_state.pop(GRID_KEY, None)  # drop the grid's edits: they were relative to the old base
+
+
+def apply_preset() -> None:
+    """Callback of every preset widget: rebuild the lens from the preset and its parameters."""
+    state = st.session_state
+    dataset: Dataset = state["dataset_for_callbacks"]
+    names = dataset.predictions.class_names
+    try:
+        groups = parse_groups(state.get("groups", ""), names)
+        lens = build_preset(
+            state["preset"],
+            names,
+            groups=groups,
+            epsilon=state.get("epsilon", 0.1),
+            beta=state.get("beta", 2.0),
+            alpha=state.get("alpha", 0.5),
+            confusion=_confusion(dataset, state.get("confusion_kind", "soft") == "soft") if state["preset"] == "from confusion" else None,
+        )
+    except LensdashError as exc:
+        state["lens_message"] = str(exc)
+        return
+    state.pop("lens_message", None)
+    _set_base(lens.matrix.numpy())
+
+
+def _normalise() -> None:
+    current = st.session_state.get("lens_current")
+    try:
+        _set_base(normalize_lens(current).numpy())
+        st.session_state.pop("lens_message", None)
+    except LensError as exc:
+        st.session_state["lens_message"] = str(exc)
+
+
+def _init_for(dataset: Dataset) -> None:
+    """First run for these classes: a link's lens if it fits, else merge the most confused pairs."""
+    state = st.session_state
+    names = dataset.predictions.class_names
+    state["lens_classes"] = names
+    suggested = suggest_groups(_confusion(dataset, False), names)
+    state["groups"] = format_groups(suggested)
+    state["preset"] = "merge groups" if suggested else "identity"
+    state.setdefault("epsilon", 0.1)
+    state.setdefault("beta", 2.0)
+    state.setdefault("alpha", 0.5)
+    shared = _lens_from_query(names)
+    if shared is not None:
+        state["preset"] = st.query_params.get("preset", "merge groups") if st.query_params.get("preset") in PRESETS else "merge groups"
+        _set_base(shared)
+        state["lens_message_info"] = "The lens was loaded from the page link."
+        return
+    state["dataset_for_callbacks"] = dataset
+    apply_preset()
+
+
+def _lens_from_query(names: tuple[str, ...]) -> np.ndarray | None:
+    text = st.query_params.get("lens")
+    if not text:
+        return None
+    try:
+        rows = [[float(v) for v in row.split(",")] for row in text.split(";")]
+        matrix = np.asarray(rows, dtype=float)
+        Lens(matrix, names)
+    except (ValueError, LensdashError):
+        st.session_state["lens_message"] = "The lens in the page link does not fit these classes; using a preset instead."
+        return None
+    return matrix
+
+
+def _share(matrix: np.ndarray) -> None:
+    st.query_params["lens"] = ";".join(",".join(f"{v:.4g}" for v in row) for row in matrix)
+    st.query_params["preset"] = st.session_state.get("preset", "")
+
+
+def _import_lens(dataset: Dataset) -> None:
+    upload = st.session_state.get("upload_lens")
+    if upload is None:
+        return
+    try:
+        lens, notes = read_lens(upload, dataset.predictions.class_names)
+    except LensdashError as exc:
+        st.session_state["lens_message"] = str(exc)
+        return
+    _set_base(lens.matrix.numpy())
+    st.session_state.pop("lens_message", None)
+    st.session_state["lens_message_info"] = " ".join(["Lens imported from " + upload.name + ".", *notes])
+
+
+def lens_section(dataset: Dataset) -> Lens | None:
+    """Draw the lens editor; return the current valid lens, or None (with the reason shown)."""
+    state = st.session_state
+    names = dataset.predictions.class_names
+    if state.get("lens_classes") != names or "lens_base" not in state:
+        _init_for(dataset)
+    state["dataset_for_callbacks"] = dataset
+    k = len(names)
+
+    left, right = st.columns([1, 3], gap="large")
+    with left:
+        st.selectbox("Preset", PRESETS, key="preset", on_change=apply_preset, help="Rebuilds the grid; edit cells afterwards.")
+        preset = state["preset"]
+        if preset in ("merge groups", "hierarchy soft labels"):
+            st.text_area(
+                "Groups of interchangeable classes (one per line, comma-separated)",
+                key="groups",
+                on_change=apply_preset,
+                height=110,
+                help="Suggested from the data's most confused pairs. Every class in a group gets a uniform target over the group.",
+            )
+        if preset == "label smoothing":
+            st.slider("ε (smoothing mass)", 0.0, 1.0, step=0.01, key="epsilon", on_change=apply_preset)
+        if preset == "hierarchy soft labels":
+            st.slider("β (sharpness; large = identity)", 0.0, 10.0, step=0.1, key="beta", on_change=apply_preset)
+        if preset == "from confusion":
+            st.radio("Confusion", ["soft", "counts"], key="confusion_kind", on_change=apply_preset, horizontal=True,
+                     help="soft: mean predicted probability per true class; counts: argmax confusion matrix.")
+            st.slider("α (weight of the confusion; 0 = identity)", 0.0, 1.0, step=0.05, key="alpha", on_change=apply_preset)
+        st.button("Normalise rows", key="normalise", on_click=_normalise, help="Divide each row by its sum.")
+        st.file_uploader("Import a lens (CSV, JSON, .pt)", type=["csv", "json", "pt"], key="upload_lens", on_change=_import_lens, args=(dataset,))
+    with right:
+        base = pd.DataFrame(state["lens_base"], index=pd.Index(names, name="true label"), columns=list(names))
+        config = {c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in names}
+        config["_index"] = st.column_config.Column(pinned=True)
+        st.caption("Row = true label; the row is the target distribution the loss uses for it (rows sum to 1). Double-click a cell to edit.")
+        edited = st.data_editor(base, key=GRID_KEY, column_config=config, height=min(38 + 35 * k, 560), width="stretch")
+    matrix = edited.to_numpy(dtype=float, na_value=0.0)
+    state["lens_current"] = matrix
+    if state.get("lens_message"):
+        st.error(state["lens_message"])
+    if state.get("lens_message_info"):
+        st.info(state.pop("lens_message_info"))
+    sums = matrix.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1) > ROW_SUM_ATOL)
+    try:
+        lens = Lens(matrix, names)
+    except LensError as exc:
+        detail = ", ".join(f"{names[i]} ({sums[i]:.3f})" for i in off[:8])
+        st.error(f"{exc}" + (f" Rows off: {detail}{'…' if len(off) > 8 else ''}. Use **Normalise rows**." if len(off) else ""))
+        return None
+    st.caption(f"All {k} rows sum to 1 (within {ROW_SUM_ATOL:g}).")
+    with st.expander("Export and share this lens"):
+        c1, c2, c3 = st.columns(3)
+        c1.download_button("Lens as CSV", lens_to_bytes(lens, "csv"), "lens.csv", "text/csv", key="export_csv")
+        c2.download_button("Lens as JSON", lens_to_bytes(lens, "json"), "lens.json", "application/json", key="export_json")
+        c3.download_button("Lens for torch (.pt)", lens_to_bytes(lens, "pt"), "lens.pt", key="export_pt")
+        if k <= MAX_SHARE_K:
+            st.button("Put this lens in the page link", key="share", on_click=_share, args=(matrix,))
+            st.caption("The address bar then holds a link that opens the app with this lens.")
+        else:
+            st.caption(f"A {k}×{k} lens is too large for a link (at most {MAX_SHARE_K} classes); share the lens file instead.")
+    return lens
