@@ -1,0 +1,127 @@
+"""The page, driven through Streamlit's AppTest (no browser)."""
+
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+import lensdash as ld
+from lensdash.examples import example_bytes
+from lensdash.presets import PRESETS
+from lensdash.ui.data import demo_predictions
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture
+def app():
+    st.cache_data.clear()
+    at = AppTest.from_file("../app.py", default_timeout=90)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def loss(value):
+    return float(value)
+
+
+def test_default_page_shows_the_core_numbers_for_the_demo(app):
+    preds = demo_predictions()
+    lens = ld.Lens(app.session_state["lens_current"], preds.class_names)
+    unlensed = ld.lensed_cross_entropy(preds.logits, preds.labels, torch.eye(preds.num_classes))
+    lensed = ld.lensed_cross_entropy(preds.logits, preds.labels, lens)
+    assert loss(metric(app, "Unlensed loss (cross-entropy)")) == pytest.approx(float(unlensed), abs=1e-4)
+    assert loss(metric(app, "Lensed loss")) == pytest.approx(float(lensed), abs=1e-4)
+    assert loss(metric(app, "Prediction-side lensed loss")) == pytest.approx(float(ld.prediction_lensed_cross_entropy(preds.logits, preds.labels, lens)), abs=1e-4)
+    assert metric(app, "Samples × classes") == "2,000 × 10"
+    assert app.selectbox(key="preset").value == "merge groups"
+    assert "cat" in app.session_state["groups"] and "dog" in app.session_state["groups"]
+    assert not app.error
+
+
+def test_upload_changes_the_metrics_to_the_files_values(app):
+    data = example_bytes("seed_4class.csv")
+    app.file_uploader(key="upload_predictions").set_value(("seed_4class.csv", data, "text/csv"))
+    app.run()
+    assert not app.exception
+    preds = ld.read_predictions(data)
+    assert metric(app, "Samples × classes") == "5 × 4"
+    expected = float(ld.lensed_cross_entropy(preds.logits, preds.labels, torch.eye(4)))
+    assert loss(metric(app, "Unlensed loss (cross-entropy)")) == pytest.approx(expected, abs=1e-4)
+
+
+def test_bad_upload_shows_an_error_and_keeps_working(app):
+    before = metric(app, "Unlensed loss (cross-entropy)")
+    app.file_uploader(key="upload_predictions").set_value(("broken.csv", b"a,b,label\n0.5,x,0\n", "text/csv"))
+    app.run()
+    assert not app.exception
+    messages = " ".join(e.value for e in app.error)
+    assert "broken.csv, row 2, column 2: expected a number, found 'x'" in messages
+    assert metric(app, "Unlensed loss (cross-entropy)") == before
+    app.selectbox(key="preset").set_value("identity").run()
+    assert not app.exception
+
+
+def test_identity_preset_makes_lensed_equal_unlensed(app):
+    app.selectbox(key="preset").set_value("identity").run()
+    assert metric(app, "Lensed loss") == metric(app, "Unlensed loss (cross-entropy)")
+    assert metric(app, "Prediction-side lensed loss") == metric(app, "Unlensed loss (cross-entropy)")
+
+
+def test_a_cell_edit_changes_the_lensed_metric(app):
+    app.selectbox(key="preset").set_value("identity").run()
+    before = metric(app, "Lensed loss")
+    app.session_state["lens_grid"] = {"edited_rows": {0: {"airplane": 0.5, "bird": 0.5}}, "added_rows": [], "deleted_rows": []}
+    app.run()
+    assert not app.exception
+    assert metric(app, "Lensed loss") != before
+    assert app.session_state["lens_current"][0, 2] == 0.5
+
+
+def test_a_row_not_summing_to_one_is_reported_and_normalise_fixes_it(app):
+    app.session_state["lens_grid"] = {"edited_rows": {1: {"automobile": 0.9}}, "added_rows": [], "deleted_rows": []}
+    app.run()
+    assert any("lens row 2" in e.value and "Normalise rows" in e.value for e in app.error)
+    app.button(key="normalise").click().run()
+    assert not app.exception and not app.error
+    assert abs(app.session_state["lens_current"][1].sum() - 1) < 1e-9
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_runs(app, preset):
+    app.selectbox(key="preset").set_value(preset).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    assert metric(app, "Lensed loss")
+
+
+def test_prediction_family_and_tabs(app):
+    app.radio(key="family").set_value("prediction").run()
+    assert not app.exception
+    assert any(m.label == "Target-side (seed) loss" for m in app.metric)
+    assert any("checks pass" in s.value for s in app.success)
+
+
+def test_bad_groups_text_shows_which_line(app):
+    app.text_area(key="groups").set_value("cat, dog\ncat, unicorn").run()
+    assert any("groups, line 2" in e.value and "unicorn" in e.value for e in app.error)
+
+
+def test_lens_import_by_name(app):
+    lens = ld.merge_lens(["truck", "automobile"], [["truck", "automobile"]])
+    app.file_uploader(key="upload_lens").set_value(("lens.json", ld.lens_to_bytes(lens, "json"), "application/json"))
+    app.run()
+    assert not app.exception
+    current = app.session_state["lens_current"]
+    assert current[1, 9] == 0.5 and current[3, 3] == 1.0
+
+
+def test_playground_shows_the_seed_numbers(app):
+    values = {m.label: m.value for m in app.metric}
+    assert values["unlensed cross-entropy"] == "0.9163"
+    assert values["lensed, KL form (seed)"] == "0.3670"
