@@ -23,10 +23,12 @@ dataset = data_section()
 st.sidebar.header("2 · Lens family")
 family = st.sidebar.radio("Lens family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get, key="family", label_visibility="collapsed")
 
+headline = st.container()  # filled after the lens is known, shown above it
 st.header("Lens")
 lens = lens_section(dataset)
 if lens is not None:
-    analysis = metrics_section(dataset, lens, family)
+    with headline:
+        analysis = metrics_section(dataset, lens, family)
     results, gradients, sanity, playground, lab = st.tabs(["Results", "Gradients", "Sanity checks", "Playground", "Training lab"])
     with results:
         tables_section(analysis)

@@ -72,6 +72,9 @@ def gradient_heatmap(matrix: Tensor | np.ndarray, names: Sequence[str], title: s
         )
     )
     fig.update_yaxes(autorange="reversed")
+    if len(shown) <= 30:  # name every class, not every other one
+        fig.update_xaxes(tickmode="array", tickvals=shown)
+        fig.update_yaxes(tickmode="array", tickvals=shown)
     return _layout(fig, title, "gradient w.r.t. logit of class", "true class")
 
 

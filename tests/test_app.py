@@ -76,7 +76,7 @@ def test_identity_preset_makes_lensed_equal_unlensed(app):
 def test_a_cell_edit_changes_the_lensed_metric(app):
     app.selectbox(key="preset").set_value("identity").run()
     before = metric(app, "Lensed loss")
-    app.session_state["lens_grid"] = {"edited_rows": {0: {"airplane": 0.5, "bird": 0.5}}, "added_rows": [], "deleted_rows": []}
+    app.session_state[app.session_state["lens_grid_key"]] = {"edited_rows": {0: {"airplane": 0.5, "bird": 0.5}}, "added_rows": [], "deleted_rows": []}
     app.run()
     assert not app.exception
     assert metric(app, "Lensed loss") != before
@@ -84,7 +84,7 @@ def test_a_cell_edit_changes_the_lensed_metric(app):
 
 
 def test_a_row_not_summing_to_one_is_reported_and_normalise_fixes_it(app):
-    app.session_state["lens_grid"] = {"edited_rows": {1: {"automobile": 0.9}}, "added_rows": [], "deleted_rows": []}
+    app.session_state[app.session_state["lens_grid_key"]] = {"edited_rows": {1: {"automobile": 0.9}}, "added_rows": [], "deleted_rows": []}
     app.run()
     assert any("lens row 2" in e.value and "Normalise rows" in e.value for e in app.error)
     app.button(key="normalise").click().run()

@@ -15,6 +15,8 @@ from lensdash.presets import PRESETS, build_preset, format_groups, parse_groups
 from lensdash.ui.data import Dataset
 
 GRID_KEY = "lens_grid"
+#: The pinned, read-only first column of the grid (a class could be named like anything else).
+LABEL_COLUMN = "true label ↓ / target →"
 #: Largest K whose lens is put into the page link (K² numbers must fit a URL).
 MAX_SHARE_K = 12
 
@@ -26,9 +28,15 @@ def _confusion(dataset: Dataset, soft: bool) -> torch.Tensor:
     return confusion_counts(preds.logits.argmax(dim=1), preds.labels, preds.num_classes)
 
 
+def grid_key() -> str:
+    """The grid's widget key; a new base gets a new key so the browser drops its old edits."""
+    return f"{GRID_KEY}_{st.session_state.get('lens_version', 0)}"
+
+
 def _set_base(matrix: np.ndarray) -> None:
+    st.session_state.pop(grid_key(), None)
     st.session_state["lens_base"] = matrix
-    st.session_state.pop(GRID_KEY, None)  # drop the grid's edits: they were relative to the old base
+    st.session_state["lens_version"] = st.session_state.get("lens_version", 0) + 1
 
 
 def apply_preset() -> None:
@@ -149,12 +157,14 @@ def lens_section(dataset: Dataset) -> Lens | None:
         st.button("Normalise rows", key="normalise", on_click=_normalise, help="Divide each row by its sum.")
         st.file_uploader("Import a lens (CSV, JSON, .pt)", type=["csv", "json", "pt"], key="upload_lens", on_change=_import_lens, args=(dataset,))
     with right:
-        base = pd.DataFrame(state["lens_base"], index=pd.Index(names, name="true label"), columns=list(names))
+        base = pd.DataFrame(state["lens_base"], columns=list(names))
+        base.insert(0, LABEL_COLUMN, list(names))
         config = {c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in names}
-        config["_index"] = st.column_config.Column(pinned=True)
+        config[LABEL_COLUMN] = st.column_config.TextColumn(LABEL_COLUMN, pinned=True, disabled=True, width="small")
         st.caption("Row = true label; the row is the target distribution the loss uses for it (rows sum to 1). Double-click a cell to edit.")
-        edited = st.data_editor(base, key=GRID_KEY, column_config=config, height=min(38 + 35 * k, 560), width="stretch")
-    matrix = edited.to_numpy(dtype=float, na_value=0.0)
+        st.session_state["lens_grid_key"] = grid_key()
+        edited = st.data_editor(base, key=grid_key(), column_config=config, hide_index=True, height=min(38 + 35 * k, 560), width="stretch")
+    matrix = edited[list(names)].to_numpy(dtype=float, na_value=0.0)
     state["lens_current"] = matrix
     if state.get("lens_message"):
         st.error(state["lens_message"])

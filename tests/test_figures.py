@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import torch
+
+import lensdash as ld
+from lensdash import figures
+
+
+def payload(fig) -> int:
+    return len(fig.to_json())
+
+
+def test_gradient_heatmap_data_and_axes():
+    m = torch.tensor([[0.1, -0.2], [0.3, 0.0]])
+    fig = figures.gradient_heatmap(m, ["a", "b"], "Lensed")
+    trace = fig.data[0]
+    assert trace.type == "heatmap" and trace.zmid == 0 and list(trace.x) == ["a", "b"]
+    np.testing.assert_allclose(np.asarray(trace.z), m.numpy(), atol=1e-6)
+    assert fig.layout.xaxis.title.text == "gradient w.r.t. logit of class" and fig.layout.yaxis.title.text == "true class"
+    assert trace.zmin == -trace.zmax
+
+
+def test_large_k_heatmap_is_bounded_and_says_so():
+    k = 500
+    m = torch.randn(k, k) * 0.01
+    m[7, 9] = 5.0
+    fig = figures.gradient_heatmap(m, [f"c{i}" for i in range(k)], "Lensed")
+    assert len(fig.data[0].x) == figures.MAX_HEATMAP_CLASSES and "c7" in fig.data[0].x and "c9" in fig.data[0].x
+    assert "of 500 classes" in fig.layout.title.text
+    assert payload(fig) < 2_000_000
+
+
+def test_scatter_and_histogram_payload_bounded_for_100k_samples():
+    n = 100_000
+    u, l_ = torch.rand(n), torch.rand(n)
+    fig = figures.loss_scatter(u, l_, torch.randint(0, 3, (n,)), ["a", "b", "c"])
+    assert len(fig.data[0].x) == figures.MAX_POINTS and "5,000 of 100,000" in fig.layout.title.text
+    assert payload(fig) < 2_000_000
+    hist = figures.delta_histogram(l_ - u)
+    assert sum(hist.data[0].y) == n and payload(hist) < 100_000
+    assert hist.layout.xaxis.title.text == "lensed − unlensed loss"
+
+
+def test_scatter_values_match_inputs():
+    fig = figures.loss_scatter(torch.tensor([0.5, 1.0]), torch.tensor([0.25, 2.0]))
+    assert list(fig.data[0].x) == [0.5, 1.0] and list(fig.data[0].y) == [0.25, 2.0]
+
+
+def test_sample_heatmap_and_confusion_and_lens():
+    fig = figures.sample_gradient_heatmap(torch.randn(3, 4), [5, 9, 2], ["a", "b", "a"], list("abcd"), "t")
+    assert list(fig.data[0].y) == ["#5 (a)", "#9 (b)", "#2 (a)"]
+    conf = figures.confusion_heatmap(torch.tensor([[3, 1], [0, 4]]), ["a", "b"])
+    np.testing.assert_allclose(np.asarray(conf.data[0].z), [[0.75, 0.25], [0, 1]])
+    lens = figures.lens_heatmap(ld.merge_lens(3, [[0, 1]]).matrix, ["a", "b", "c"])
+    assert lens.data[0].zmax == 1
+
+
+def test_split_curve_shows_the_two_families_difference():
+    fig = figures.split_curve(ld.merge_lens(4, [[0, 1]]).matrix, label=0, a=0, b=1)
+    names = [t.name for t in fig.data]
+    target = np.asarray(fig.data[names.index(next(n for n in names if n.startswith("target")))].y)
+    prediction = np.asarray(fig.data[names.index(next(n for n in names if n.startswith("prediction")))].y)
+    assert np.argmin(target) == 50  # the 50/50 split
+    assert np.ptp(prediction) < 1e-3  # flat: any split is as good
+    json.loads(fig.to_json())
