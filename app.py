@@ -8,7 +8,6 @@ import streamlit as st
 st.set_page_config(page_title="lensdash · lensed cross-entropy", page_icon="🔍", layout="wide")
 
 from lensdash.ui.data import data_section  # noqa: E402  (set_page_config must come first)
-from lensdash.ui.lab import lab_section  # noqa: E402
 from lensdash.ui.lens_editor import lens_section  # noqa: E402
 from lensdash.ui.playground import playground_section  # noqa: E402
 from lensdash.ui.results import FAMILY_LABELS, gradients_section, metrics_section, sanity_section, tables_section  # noqa: E402
@@ -29,7 +28,7 @@ lens = lens_section(dataset)
 if lens is not None:
     with headline:
         analysis = metrics_section(dataset, lens, family)
-    results, gradients, sanity, playground, lab = st.tabs(["Results", "Gradients", "Sanity checks", "Playground", "Training lab"])
+    results, gradients, sanity, playground = st.tabs(["Results", "Gradients", "Sanity checks", "Playground"])
     with results:
         tables_section(analysis)
     with gradients:
@@ -38,5 +37,3 @@ if lens is not None:
         sanity_section(dataset, lens)
     with playground:
         playground_section()
-    with lab:
-        lab_section(lens, family)

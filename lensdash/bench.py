@@ -2,8 +2,6 @@
 
     python -m lensdash.bench loss [--device cpu|cuda] [--quick]
     python -m lensdash.bench read [--rows 100000 --cols 100]
-    python -m lensdash.bench app
-    python -m lensdash.bench train
 
 These machines are shared and noisy, so every figure is a ratio of medians of
 interleaved repeats against a reference run in the same process.
@@ -179,8 +177,6 @@ def main(argv: list[str] | None = None) -> None:
     read = sub.add_parser("read", help="read_predictions vs pandas and pyarrow alone")
     read.add_argument("--rows", type=int, default=100_000)
     read.add_argument("--cols", type=int, default=100)
-    sub.add_parser("app", help="a lens edit's AppTest rerun vs the core computation alone")
-    sub.add_parser("train", help="the training lab's default run")
     args = parser.parse_args(argv)
     if args.what == "loss":
         _header(args.device)
@@ -188,16 +184,6 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "read":
         _header()
         bench_read(args.rows, args.cols)
-    elif args.what == "app":
-        from lensdash.ui.bench import bench_app
-
-        _header()
-        bench_app()
-    elif args.what == "train":
-        from lensdash.training import bench_training
-
-        _header()
-        bench_training()
 
 
 if __name__ == "__main__":
