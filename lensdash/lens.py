@@ -233,6 +233,20 @@ class Lens:
 # ----------------------------------------------------------------- constructors
 
 
+def _square_non_negative(values: object, what: str, fix: str) -> Tensor:
+    """A float64 K×K matrix with finite, non-negative entries (distances, confusion counts)."""
+    matrix = _as_matrix(values).to(torch.float64)
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise LensError.build(f"a square K×K {what} matrix", f"shape {tuple(matrix.shape)}", fix=fix)
+    bad = ~torch.isfinite(matrix) | (matrix < 0)
+    if bad.any():
+        i, j = _first(bad)
+        raise LensError.build(
+            f"a finite, non-negative {what} value", f"{matrix[i, j].item()}", where=f"{what} row {i + 1}, column {j + 1}", fix=fix
+        )
+    return matrix
+
+
 def _lens(matrix: Tensor, names: tuple[str, ...]) -> Lens:
     return Lens(matrix, names)
 
@@ -352,20 +366,7 @@ def distance_lens(distances: object, beta: float, classes: Classes | None = None
         tensor([[0.5000, 0.5000],
                 [0.5000, 0.5000]], dtype=torch.float64)
     """
-    d = _as_matrix(distances).to(torch.float64)
-    if d.dim() != 2 or d.shape[0] != d.shape[1]:
-        raise LensError.build(
-            "a square K×K distance matrix", f"shape {tuple(d.shape)}", fix="Give one row and column per class."
-        )
-    bad = ~torch.isfinite(d) | (d < 0)
-    if bad.any():
-        i, j = _first(bad)
-        raise LensError.build(
-            "a finite, non-negative distance",
-            f"{d[i, j].item()}",
-            where=f"distance row {i + 1}, column {j + 1}",
-            fix="Distances are >= 0.",
-        )
+    d = _square_non_negative(distances, "distance", "Distances are >= 0, one row and column per class.")
     if not (float(beta) >= 0.0) or math.isinf(float(beta)):
         raise LensError.build("a finite beta >= 0", f"{beta}", fix="Try beta between 0.5 and 10.")
     names = class_names(d.shape[0] if classes is None else classes)
@@ -450,22 +451,7 @@ def confusion_lens(confusion: object, alpha: float, classes: Classes | None = No
         tensor([[0.9000, 0.1000],
                 [0.0000, 1.0000]], dtype=torch.float64)
     """
-    counts = _as_matrix(confusion).to(torch.float64)
-    if counts.dim() != 2 or counts.shape[0] != counts.shape[1]:
-        raise LensError.build(
-            "a square K×K confusion matrix",
-            f"shape {tuple(counts.shape)}",
-            fix="Rows are true classes, columns predicted.",
-        )
-    bad = ~torch.isfinite(counts) | (counts < 0)
-    if bad.any():
-        i, j = _first(bad)
-        raise LensError.build(
-            "a finite, non-negative count",
-            f"{counts[i, j].item()}",
-            where=f"confusion row {i + 1}, column {j + 1}",
-            fix="Counts are >= 0.",
-        )
+    counts = _square_non_negative(confusion, "confusion", "Rows are true classes, columns predicted; counts are >= 0.")
     if not (0.0 <= float(alpha) <= 1.0):
         raise LensError.build("alpha in [0, 1]", f"{alpha}", fix="0 keeps the identity, 1 uses the confusion alone.")
     k = counts.shape[0]

@@ -99,7 +99,7 @@ def test_distance_and_hierarchy_lenses():
     expected = torch.exp(-d.double())
     torch.testing.assert_close(lens, expected / expected.sum(1, keepdim=True))
     torch.testing.assert_close(ld.distance_lens(d, beta=100.0).matrix, torch.eye(3, dtype=torch.float64), atol=1e-40, rtol=0)
-    with pytest.raises(LensError, match=r"distance row 1, column 2: expected a finite, non-negative distance, found -1"):
+    with pytest.raises(LensError, match=r"distance row 1, column 2: expected a finite, non-negative distance value, found -1"):
         ld.distance_lens([[0, -1], [1, 0]], 1.0)
     with pytest.raises(LensError, match="beta >= 0"):
         ld.distance_lens(d, -1.0)
@@ -121,7 +121,7 @@ def test_confusion_lens():
     torch.testing.assert_close(lens[2], torch.tensor([0.125, 0.125, 0.75], dtype=torch.float64))
     with pytest.raises(LensError, match=r"alpha in \[0, 1\]"):
         ld.confusion_lens(np.eye(2), 2.0)
-    with pytest.raises(LensError, match=r"confusion row 1, column 2: expected a finite, non-negative count"):
+    with pytest.raises(LensError, match=r"confusion row 1, column 2: expected a finite, non-negative confusion value"):
         ld.confusion_lens([[1, -1], [0, 1]], 0.5)
     with pytest.raises(LensError, match="square K×K confusion"):
         ld.confusion_lens([[1, 1]], 0.5)
