@@ -49,6 +49,23 @@ def top_classes(matrix: np.ndarray, limit: int = MAX_HEATMAP_CLASSES) -> np.ndar
     return np.sort(np.argsort(-weight, kind="stable")[:limit])
 
 
+def _diverging_heatmap(values: np.ndarray, x: Sequence[str], y: Sequence[str], bound: float, hovertemplate: str) -> go.Figure:
+    """A gradient heatmap: diverging colours centred at 0 and symmetric about it."""
+    return go.Figure(
+        go.Heatmap(
+            z=np.round(values, 5),
+            x=x,
+            y=y,
+            colorscale=DIVERGING,
+            zmid=0.0,
+            zmin=-bound,
+            zmax=bound,
+            hovertemplate=hovertemplate,
+            colorbar={"title": {"text": "gradient"}},
+        )
+    )
+
+
 def gradient_heatmap(matrix: Tensor | np.ndarray, names: Sequence[str], title: str, *, zmax: float | None = None) -> go.Figure:
     """A K×K class-mean gradient matrix: rows true class, columns logit; diverging colours centred at 0."""
     values = _np(matrix)
@@ -58,19 +75,7 @@ def gradient_heatmap(matrix: Tensor | np.ndarray, names: Sequence[str], title: s
     if len(keep) < len(names):
         title += f" ({len(keep)} of {len(names)} classes with the largest gradients)"
     bound = zmax if zmax is not None else float(np.abs(values).max() or 1.0)
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.round(values, 5),
-            x=shown,
-            y=shown,
-            colorscale=DIVERGING,
-            zmid=0.0,
-            zmin=-bound,
-            zmax=bound,
-            hovertemplate="true class %{y}<br>logit %{x}<br>mean gradient %{z:.4f}<extra></extra>",
-            colorbar={"title": {"text": "gradient"}},
-        )
-    )
+    fig = _diverging_heatmap(values, shown, shown, bound, "true class %{y}<br>logit %{x}<br>mean gradient %{z:.4f}<extra></extra>")
     fig.update_yaxes(autorange="reversed")
     if len(shown) <= 30:  # name every class, not every other one
         fig.update_xaxes(tickmode="array", tickvals=shown)
@@ -89,19 +94,7 @@ def sample_gradient_heatmap(grads: Tensor | np.ndarray, sample_ids: Sequence[int
     cols = [str(names[i]) for i in keep]
     rows = [f"#{i} ({lab})" for i, lab in zip(sample_ids, labels)]
     bound = float(np.abs(values).max() or 1.0)
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.round(values, 5),
-            x=cols,
-            y=rows,
-            colorscale=DIVERGING,
-            zmid=0.0,
-            zmin=-bound,
-            zmax=bound,
-            hovertemplate="sample %{y}<br>logit %{x}<br>gradient %{z:.4f}<extra></extra>",
-            colorbar={"title": {"text": "gradient"}},
-        )
-    )
+    fig = _diverging_heatmap(values, cols, rows, bound, "sample %{y}<br>logit %{x}<br>gradient %{z:.4f}<extra></extra>")
     fig.update_yaxes(autorange="reversed", type="category")
     return _layout(fig, title, "gradient w.r.t. logit of class", "sample", height=max(320, 22 * len(rows) + 120))
 

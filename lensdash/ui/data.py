@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import streamlit as st
-import torch
 
 from lensdash.errors import LensdashError
 from lensdash.examples import EXAMPLES, demo_frame, example_bytes
@@ -52,8 +50,8 @@ def data_section() -> Dataset:
     )
     kind = st.sidebar.selectbox("The numbers are", KINDS, format_func=KIND_LABELS.get, key="kind")
     state = st.session_state
+    key = f"upload:{_file_key(upload)}:{_file_key(labels)}:{kind}" if upload is not None else None
     if upload is not None:
-        key = f"upload:{_file_key(upload)}:{_file_key(labels)}:{kind}"
         if state.get("data_key") != key and state.get("failed_key") != key:
             try:
                 with st.spinner("Reading predictions…"):
@@ -65,13 +63,11 @@ def data_section() -> Dataset:
         if state.get("failed_key") == key:
             st.sidebar.error(state["failed_message"])
             st.error(f"Could not use {upload.name}: {state['failed_message']}")
-    elif state.get("lab_dataset") is not None:
-        state["data"], state["data_key"] = state["lab_dataset"], state["lab_dataset"].key
     else:
         state.pop("data", None)
         state.pop("data_key", None)
     dataset = state.get("data") or Dataset("demo", demo_predictions(), "built-in demo")
-    if upload is not None and state.get("failed_key") == f"upload:{_file_key(upload)}:{_file_key(labels)}:{kind}":
+    if key is not None and state.get("failed_key") == key:
         st.caption(f"Still showing the last good data: {dataset.origin}.")
     preds = dataset.predictions
     st.sidebar.caption(f"**{dataset.origin}**: {preds.num_samples:,} samples × {preds.num_classes} classes, read as {KIND_LABELS[preds.kind]}.")
@@ -83,18 +79,3 @@ def data_section() -> Dataset:
             st.download_button(name, example_bytes(name), file_name=name, mime="text/csv", key=f"example_{i}")
     return dataset
 
-
-def predictions_to_csv(preds: Predictions) -> bytes:
-    """The predictions as a CSV that read_predictions reads back (used for lab predictions)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(preds.logits.numpy(), columns=list(preds.class_names))
-    frame["label"] = [preds.class_names[i] for i in preds.labels.tolist()]
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return buffer.getvalue().encode()
-
-
-def lab_dataset(logits: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...], run: str) -> Dataset:
-    preds = Predictions(logits.float(), labels, names, "logits", f"training lab: {run}", [])
-    return Dataset(f"lab:{run}:{id(logits)}", preds, f"training lab ({run})")

@@ -84,11 +84,11 @@ def _init_for(dataset: Dataset) -> None:
     state.setdefault("alpha", 0.5)
     shared = _lens_from_query(names)
     if shared is not None:
-        state["preset"] = st.query_params.get("preset", "merge groups") if st.query_params.get("preset") in PRESETS else "merge groups"
+        linked = st.query_params.get("preset")
+        state["preset"] = linked if linked in PRESETS else "merge groups"
         _set_base(shared)
         state["lens_message_info"] = "The lens was loaded from the page link."
         return
-    state["dataset_for_callbacks"] = dataset
     apply_preset()
 
 
@@ -129,9 +129,9 @@ def lens_section(dataset: Dataset) -> Lens | None:
     """Draw the lens editor; return the current valid lens, or None (with the reason shown)."""
     state = st.session_state
     names = dataset.predictions.class_names
+    state["dataset_for_callbacks"] = dataset  # preset callbacks run before the next script run
     if state.get("lens_classes") != names or "lens_base" not in state:
         _init_for(dataset)
-    state["dataset_for_callbacks"] = dataset
     k = len(names)
 
     left, right = st.columns([1, 3], gap="large")

@@ -11,6 +11,7 @@ import torch
 
 from lensdash import figures
 from lensdash.analysis import (
+    FAMILIES,
     Analysis,
     analyze,
     confusion_table,
@@ -19,7 +20,6 @@ from lensdash.analysis import (
     per_sample_table,
 )
 from lensdash.lens import Lens
-from lensdash.losses import prediction_lensed_cross_entropy
 from lensdash.sanity import sanity_checks
 from lensdash.ui.data import Dataset
 
@@ -39,9 +39,10 @@ def cached_analysis(data_key: str, lens_hash: str, family: str, _dataset: Datase
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def cached_other_family_loss(data_key: str, lens_hash: str, _dataset: Dataset, _lens: Lens) -> float:
+def cached_mean_loss(data_key: str, lens_hash: str, family: str, _dataset: Dataset, _lens: Lens) -> float:
+    """The other family's mean loss alone: no gradients or tables are needed for one metric."""
     preds = _dataset.predictions
-    return float(prediction_lensed_cross_entropy(preds.logits, preds.labels, _lens))
+    return float(FAMILIES[family](preds.logits, preds.labels, _lens))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -57,7 +58,8 @@ def _fmt(value: float) -> str:
 
 def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     """The headline numbers: both losses and their difference, accuracies, N and K."""
-    analysis = cached_analysis(dataset.key, lens_key(lens), family, dataset, lens)
+    lens_hash = lens_key(lens)
+    analysis = cached_analysis(dataset.key, lens_hash, family, dataset, lens)
     s = analysis.summary()
     cols = st.columns(6)
     cols[0].metric("Unlensed loss (cross-entropy)", _fmt(s["unlensed_loss"]), help="Mean F.cross_entropy over all samples.")
@@ -68,11 +70,9 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
         delta_color="off",
         help=f"Mean {FAMILY_LABELS[family]}.",
     )
-    if family == "target":
-        other = cached_other_family_loss(dataset.key, lens_key(lens), dataset, lens)
-        cols[2].metric("Prediction-side lensed loss", _fmt(other), help=FAMILY_LABELS["prediction"])
-    else:
-        cols[2].metric("Target-side (seed) loss", _fmt(float(cached_analysis(dataset.key, lens_key(lens), "target", dataset, lens).summary()["lensed_loss"])))
+    other = "prediction" if family == "target" else "target"
+    other_label = "Prediction-side lensed loss" if other == "prediction" else "Target-side (seed) loss"
+    cols[2].metric(other_label, _fmt(cached_mean_loss(dataset.key, lens_hash, other, dataset, lens)), help=FAMILY_LABELS[other])
     cols[3].metric("Top-1 accuracy", f"{s['accuracy']:.1%}")
     cols[4].metric("Lens-aware accuracy", f"{s['lens_aware_accuracy']:.1%}", help="The predicted class has non-zero lens weight for the true class.")
     cols[5].metric("Samples × classes", f"{s['num_samples']:,} × {s['num_classes']}")
