@@ -21,9 +21,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import mmap
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -71,22 +73,56 @@ class Predictions:
 # ------------------------------------------------------------------ sources
 
 
-def _load(source: Source, what: str, max_bytes: int | None) -> tuple[str, bytes]:
-    """The file's name and bytes, refusing anything over ``max_bytes`` before reading it."""
+class _Input:
+    """One source's bytes as a zero-copy view: a memory map of a file, or the buffer of ``bytes`` / an upload.
+
+    Large files are read part by part; :meth:`release` drops a parsed part's
+    pages from memory, so a file's bytes are not all resident at once.
+    """
+
+    def __init__(self, name: str, data: memoryview, mapped: mmap.mmap | None = None) -> None:
+        self.name, self.data, self._mapped = name, data, mapped
+
+    def release(self, start: int, stop: int) -> None:
+        if self._mapped is not None and stop > start:
+            first = start - start % mmap.PAGESIZE
+            self._mapped.madvise(mmap.MADV_DONTNEED, first, stop - first)
+
+    def close(self) -> None:
+        try:
+            self.data.release()
+            if self._mapped is not None:
+                self._mapped.close()
+        except BufferError:  # a pyarrow buffer still refers to it; the collector frees both
+            pass
+
+    def __enter__(self) -> _Input:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open(source: Source, what: str, max_bytes: int | None) -> _Input:
+    """The source as an :class:`_Input`, refusing anything over ``max_bytes`` before reading it."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        name, data = f"the {what} bytes", bytes(source)
+        data = memoryview(source).cast("B")
+        name = f"the {what} bytes"
         _check_size(name, len(data), max_bytes)
-        return name, data
+        return _Input(name, data)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         name = os.path.basename(path) or path
         try:
             size = os.path.getsize(path)
+            _check_size(name, size, max_bytes)
+            if size == 0:
+                return _Input(name, memoryview(b""))
+            with open(path, "rb") as handle:
+                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise InputError.build("a readable file", f"{exc.strerror or exc}", where=name, fix="Check the path.") from None
-        _check_size(name, size, max_bytes)
-        with open(path, "rb") as handle:
-            return name, handle.read()
+        return _Input(name, memoryview(mapped), mapped)
     if hasattr(source, "read"):
         name = os.path.basename(str(getattr(source, "name", "") or f"the uploaded {what} file"))
         try:
@@ -97,13 +133,17 @@ def _load(source: Source, what: str, max_bytes: int | None) -> tuple[str, bytes]
                 source.seek(pos)
             if size is not None:
                 _check_size(name, int(size), max_bytes)
-            data = source.read()
+            if isinstance(source, io.BytesIO):  # an upload: view its buffer rather than copy it
+                pos = source.tell()
+                data = memoryview(source.getbuffer())[pos:]
+                source.seek(0, io.SEEK_END)
+            else:
+                raw = source.read()
+                data = memoryview(raw.encode("utf-8") if isinstance(raw, str) else raw).cast("B")
         except (OSError, ValueError) as exc:
             raise InputError.build("a readable file", str(exc), where=name, fix="Upload the file again.") from None
-        if isinstance(data, str):
-            data = data.encode("utf-8")
         _check_size(name, len(data), max_bytes)
-        return name, data
+        return _Input(name, data)
     raise InputError.build(
         f"the {what} as a path, bytes or a binary file object", type(source).__name__, fix="Pass a file path or open(path, 'rb')."
     )
@@ -130,8 +170,8 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _decode_head(name: str, data: bytes) -> str:
-    head = data[: 1 << 16]
+def _decode_head(name: str, data: bytes | memoryview) -> str:
+    head = bytes(data[: 1 << 16])
     if not head.strip(b" \t\r\n\xef\xbb\xbf"):
         raise InputError.build("a file with a table of numbers", "an empty file", where=name, fix="Check that the right file was chosen.")
     if b"\x00" in head:
@@ -209,44 +249,53 @@ def _label_index(header: list[str], label_column: str | int | None, name: str) -
     return None
 
 
-def _is_index_column(header: list[str], values: pa.ChunkedArray | None) -> bool:
-    """pandas' ``to_csv()`` writes an unnamed index first: header ``""``, values 0..N-1."""
+def _is_index_column(header: list[str], rows: list[list[str]]) -> bool:
+    """pandas' ``to_csv()`` writes an unnamed index first: header ``""``, values 0, 1, 2, … (judged on the first rows)."""
     if header[0].strip() not in ("", "Unnamed: 0", "index"):
         return False
-    if values is None:
-        return True
-    if not pa.types.is_integer(values.type):
-        return False
-    arr = values.to_numpy()
-    return bool(len(arr) == 0 or (arr[0] == 0 and np.array_equal(arr, np.arange(len(arr)))))
+    return [r[0].strip() for r in rows] == [str(i) for i in range(len(rows))]
+
+
+#: CSV predictions are parsed in parts of about this many bytes, each converted
+#: and dropped before the next, so parsing never holds the whole file twice.
+PART_BYTES = 24 << 20
+_NULLS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "#N/A", "-nan", "-NaN"]
 
 
 def _csv_table(
-    name: str, data: bytes, delim: str, header: list[str] | None, width: int, float_cols: Sequence[int], dtype: pa.DataType | None = None
+    name: str,
+    data: bytes | memoryview,
+    delim: str,
+    skip_header: bool,
+    width: int,
+    float_cols: Sequence[int],
+    dtype: pa.DataType | None = None,
+    first_line: int = 1,
 ) -> pa.Table:
-    names = header if header is not None else [f"column {i + 1}" for i in range(width)]
-    # pyarrow needs unique names; positions are what we use anyway.
-    unique = [f"{i}:{n}" for i, n in enumerate(names)]
+    """Parse CSV bytes with pyarrow's multithreaded reader; columns are addressed by position."""
+    columns = [f"c{i}" for i in range(width)]
     try:
         return pacsv.read_csv(
-            pa.BufferReader(data),
-            read_options=pacsv.ReadOptions(column_names=unique, skip_rows=1 if header is not None else 0),
+            pa.BufferReader(pa.py_buffer(data)),
+            read_options=pacsv.ReadOptions(column_names=columns, skip_rows=int(skip_header)),
             parse_options=pacsv.ParseOptions(delimiter=delim),
             convert_options=pacsv.ConvertOptions(
-                column_types={unique[i]: dtype or pa.float32() for i in float_cols},
+                column_types={columns[i]: dtype or pa.float32() for i in float_cols},
                 strings_can_be_null=False,
-                null_values=["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "#N/A", "-nan", "-NaN"],
+                null_values=_NULLS,
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise _diagnose_csv(name, data, delim, header is not None, width, float_cols, str(exc)) from None
+        raise _diagnose_csv(name, data, delim, skip_header, width, float_cols, str(exc), first_line) from None
 
 
-def _diagnose_csv(name: str, data: bytes, delim: str, has_header: bool, width: int, float_cols: Sequence[int], detail: str) -> InputError:
+def _diagnose_csv(
+    name: str, data: bytes | memoryview, delim: str, has_header: bool, width: int, float_cols: Sequence[int], detail: str, first_line: int = 1
+) -> InputError:
     """Find the first offending row and column with the slow reader (only on the error path)."""
-    text = data.decode("utf-8-sig", errors="replace")
+    text = bytes(data).decode("utf-8-sig", errors="replace")
     floats = set(float_cols)
-    for line_no, row in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delim), start=1):
+    for line_no, row in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delim), start=first_line):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != width:
@@ -256,7 +305,7 @@ def _diagnose_csv(name: str, data: bytes, delim: str, has_header: bool, width: i
                 where=f"{name}, row {line_no}",
                 fix="Every row needs one value per column; check for a missing or extra delimiter.",
             )
-        if has_header and line_no == 1:
+        if has_header and line_no == first_line:
             continue
         for col, cell in enumerate(row):
             if col in floats and cell.strip() and not _is_number(cell):
@@ -270,57 +319,133 @@ def _diagnose_csv(name: str, data: bytes, delim: str, has_header: bool, width: i
     return InputError.build("a CSV table", f"a file the CSV parser rejects ({detail.splitlines()[0][:160]})", where=name, fix="Re-export the file as CSV.")
 
 
-def _float_matrix(name: str, table: pa.Table, float_cols: Sequence[int], header: list[str] | None, first_row: int, dtype=np.float32) -> np.ndarray:
-    n = table.num_rows
-    out = np.empty((n, len(float_cols)), dtype=dtype)
-    for j, col in enumerate(float_cols):
-        column = table.column(col).combine_chunks() if table.column(col).num_chunks > 1 else table.column(col)
-        if column.null_count:
-            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise InputError.build(
-                "a number",
-                "an empty or NaN cell",
-                where=f"{name}, row {row + first_row}, column {col + 1}",
-                fix="Fill every prediction cell; rows with missing predictions must be removed.",
-            )
-        out[:, j] = column.to_numpy()
+def _null_error(name: str, column: pa.ChunkedArray | pa.Array, first_row: int, col: int, what: str = "prediction") -> InputError:
+    row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+    return InputError.build(
+        "a number" if what == "prediction" else "a label",
+        "an empty or NaN cell" if what == "prediction" else "an empty cell",
+        where=f"{name}, row {row + first_row}, column {col + 1}",
+        fix="Fill every prediction cell; rows with missing predictions must be removed." if what == "prediction" else "Every row needs its true label.",
+    )
+
+
+def _fill_rows(out: np.ndarray, row: int, table: pa.Table, float_cols: Sequence[int]) -> int:
+    """Copy the float columns into ``out[row:]`` (arrow writes them row-major in C++); returns the next row."""
+    if table.num_rows:
+        out[row : row + table.num_rows] = np.asarray(table.select(list(float_cols)).to_tensor(row_major=True))
+    return row + table.num_rows
+
+
+def _float_matrix(name: str, table: pa.Table, float_cols: Sequence[int], first_row: int, dtype=np.float32) -> np.ndarray:
+    for col in float_cols:
+        if table.column(col).null_count:
+            raise _null_error(name, table.column(col), first_row, col)
+    out = np.empty((table.num_rows, len(float_cols)), dtype=dtype)
+    columns = table.select(list(float_cols))
+    _fill_rows(out, 0, columns.cast(pa.schema([pa.field(f.name, pa.from_numpy_dtype(dtype)) for f in columns.schema])), range(len(float_cols)))
     return out
 
 
-def _csv(name: str, data: bytes, label_column: str | int | None):
-    """(values N×K float32, (label column or None, its first row, its index), class names or None, notes, locate)."""
+@dataclass
+class _CsvLayout:
+    """What the first rows of a predictions CSV say: delimiter, header, which columns are classes and labels."""
+
+    name: str
+    delim: str
+    header: list[str] | None
+    width: int
+    float_cols: list[int]
+    label_idx: int | None
+    notes: list[str]
+
+    @property
+    def first_row(self) -> int:
+        return 2 if self.header is not None else 1
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return [self.header[i] for i in self.float_cols] if self.header is not None else None
+
+    def locate(self, r: int, c: int) -> str:
+        return f"{self.name}, row {r + self.first_row}, column {self.float_cols[c] + 1}"
+
+
+def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | None) -> _CsvLayout:
     text = _decode_head(name, data)
     delim, rows = _sniff(name, text)
     header = [h.strip() for h in rows[0]] if _has_header(rows) else None
     width = len(rows[0])
     if header is not None and len(rows) == 1:
-        raise InputError.build(
-            "data rows below the header", "a header only", where=name, fix="The file has column names but no predictions."
-        )
+        raise InputError.build("data rows below the header", "a header only", where=name, fix="The file has column names but no predictions.")
     notes: list[str] = []
-    label_idx = _label_index(header, label_column, name) if header is not None else (
-        label_column if isinstance(label_column, int) else None
-    )
+    if header is not None:
+        label_idx = _label_index(header, label_column, name)
+    else:
+        label_idx = label_column if isinstance(label_column, int) else None
     skip = {label_idx} if label_idx is not None else set()
-    if header is not None and label_idx != 0 and _is_index_column(header, None):
+    if header is not None and label_idx != 0 and _is_index_column(header, rows[1:]):
         skip.add(0)
-    float_cols = [i for i in range(width) if i not in skip]
-    table = _csv_table(name, data, delim, header, width, float_cols)
-    first_row = 2 if header is not None else 1
-    if 0 in skip and label_idx != 0 and not _is_index_column(header, table.column(0)):
-        skip.discard(0)  # a first column that is not an index after all: a class
-        float_cols = [i for i in range(width) if i not in skip]
-        table = _csv_table(name, data, delim, header, width, float_cols)
-    elif 0 in skip and label_idx != 0:
         notes.append("The first column is a pandas index (0, 1, 2, …) and was ignored.")
-    values = _float_matrix(name, table, float_cols, header, first_row)
-    labels = table.column(label_idx) if label_idx is not None else None
-    names = [header[i] for i in float_cols] if header is not None else None
+    return _CsvLayout(name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes)
 
-    def locate(r: int, c: int) -> str:
-        return f"{name}, row {r + first_row}, column {float_cols[c] + 1}"
 
-    return values, (labels, first_row, label_idx), names, notes, locate
+def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, pa.Table]]:
+    """``(index of the part's first data row, its table)`` for consecutive parts ending at line ends."""
+    data, start, row, part_bytes = inp.data, 0, 0, PART_BYTES
+    while start < len(data):
+        stop = _line_end(data, start + part_bytes)
+        first_line = layout.first_row + row if start else 1
+        table = _csv_table(layout.name, data[start:stop], layout.delim, start == 0 and layout.header is not None, layout.width, layout.float_cols, pa.float64(), first_line)
+        for col in layout.float_cols:
+            if table.column(col).null_count:
+                raise _null_error(layout.name, table.column(col), layout.first_row + row, col)
+        yield row, table
+        row += table.num_rows
+        inp.release(start, stop)
+        start = stop
+
+
+def _line_end(data: memoryview, pos: int) -> int:
+    """The offset just after the first line end at or after ``pos`` (or the end of the data)."""
+    while pos < len(data):
+        window = np.frombuffer(data[pos : pos + (1 << 16)], dtype=np.uint8)
+        hits = np.flatnonzero(window == 10)
+        if len(hits):
+            return pos + int(hits[0]) + 1
+        pos += len(window)
+    return len(data)
+
+
+def _csv(inp: _Input, label_column: str | int | None) -> tuple[np.ndarray, tuple[pa.ChunkedArray | None, int, int | None], list[str] | None, list[str], Locate]:
+    """(values N×K float32, (label column or None, its first row, its index), class names or None, notes, locate)."""
+    layout = _csv_layout(inp.name, inp.data, label_column)
+    k = len(layout.float_cols)
+    # Every row holds at least ``width`` bytes, so this bounds N; untouched pages cost no memory.
+    out = np.empty((len(inp.data) // layout.width + 1, k), dtype=np.float32)
+    n, labels = 0, []
+    for row, table in _csv_parts(inp, layout):
+        n = _fill_rows(out, row, table, layout.float_cols)
+        if layout.label_idx is not None:
+            labels.append(table.column(layout.label_idx))
+    out.resize((n, k), refcheck=False)
+    column = _concat_labels(labels) if layout.label_idx is not None else None
+    return out, (column, layout.first_row, layout.label_idx), layout.class_names, layout.notes, layout.locate
+
+
+def _concat_labels(parts: list[pa.ChunkedArray]) -> pa.ChunkedArray:
+    """One label column from the parts, whose inferred types may differ (ints in one part, ``2.5`` in another)."""
+    types = {p.type for p in parts}
+    if len(types) > 1:
+        if any(pa.types.is_binary(t) for t in types):
+            target = pa.binary()
+        elif any(pa.types.is_string(t) for t in types):
+            target = pa.string()
+        elif any(pa.types.is_floating(t) for t in types):
+            target = pa.float64()
+        else:
+            target = pa.int64()
+        parts = [p.cast(target) for p in parts]
+    return pa.chunked_array([c for p in parts for c in p.chunks], type=parts[0].type)
 
 
 # -------------------------------------------------------------- other formats
@@ -372,7 +497,7 @@ def _parquet(name: str, data: bytes, label_column: str | int | None) -> tuple[np
                 "numeric prediction columns", f"{table.schema.field(i).type} in column {header[i]!r}", where=f"{name}, column {i + 1}", fix="Name the label column 'label'."
             )
     table = table.select(float_cols + ([label_idx] if label_idx is not None else []))
-    values = _float_matrix(name, table.cast(pa.schema([pa.field(f.name, pa.float32()) if j < len(float_cols) else f for j, f in enumerate(table.schema)])), list(range(len(float_cols))), None, 1)
+    values = _float_matrix(name, table, list(range(len(float_cols))), 1)
     labels = (table.column(len(float_cols)), 1, label_idx) if label_idx is not None else None
     return values, labels, [header[i] for i in float_cols]
 
@@ -454,7 +579,11 @@ def _string_labels(name: str, arr: np.ndarray, names: list[str] | None, k: int, 
 
 
 def _labels_file(source: Source, max_bytes: int | None) -> tuple[str, object, int, int | None]:
-    name, data = _load(source, "labels", max_bytes)
+    with _open(source, "labels", max_bytes) as inp:
+        return _labels(inp.name, inp.data)
+
+
+def _labels(name: str, data: memoryview) -> tuple[str, object, int, int | None]:
     if data[:6] == b"\x93NUMPY":
         return name, _npy(name, data), 1, None
     text = _decode_head(name, data)
@@ -475,12 +604,12 @@ def _labels_file(source: Source, max_bytes: int | None) -> tuple[str, object, in
     else:
         col = _label_index(header, None, name) if header is not None else None
         if col is None:
-            col = 1 if header is not None and _is_index_column(header, None) and width == 2 else None
+            col = 1 if header is not None and header[0] in ("", "Unnamed: 0", "index") and width == 2 else None
         if col is None:
             raise InputError.build(
                 f"one label column (or one named {LABEL_NAMES[0]!r})", f"{width} columns", where=name, fix="Save the labels alone, e.g. Series.to_csv()."
             )
-    table = _csv_table(name, data, delim, header, width, [])
+    table = _csv_table(name, data, delim, header is not None, width, [])
     return name, table.column(col), 2 if header is not None else 1, col if width > 1 else None
 
 
@@ -503,12 +632,12 @@ Locate = Callable[[int, int], str]
 
 def _to_logits(name: str, values: np.ndarray, kind: str, notes: list[str], locate: Locate) -> tuple[Tensor, str]:
     x = torch.from_numpy(values)
-    bad = ~torch.isfinite(x)
-    if bad.any():
-        r, c = (int(v) for v in bad.nonzero()[0])
+    lo, hi = (float(v) for v in torch.aminmax(x))  # NaN and inf show in the extremes: one pass, no N×K mask
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        r, c = (int(v) for v in (~torch.isfinite(x)).nonzero()[0])
         raise InputError.build("a finite number", f"{x[r, c].item()}", where=locate(r, c), fix="Replace inf and NaN with real values.")
     if kind == "auto":
-        kind = _detect_kind(x, locate)
+        kind = _detect_kind(x, lo, hi, locate)
         notes.append(f"Detected {kind.replace('_', '-')} (kind='auto').")
     if kind == "probs":
         _check_probs(x, locate)
@@ -522,8 +651,7 @@ def _row(locate: Locate, r: int) -> str:
     return locate(r, 0).rsplit(", column", 1)[0]
 
 
-def _detect_kind(x: Tensor, locate: Locate) -> str:
-    lo, hi = torch.aminmax(x)
+def _detect_kind(x: Tensor, lo: float, hi: float, locate: Locate) -> str:
     if lo >= 0 and hi <= 1:
         sums = x.sum(dim=1, dtype=torch.float64)
         off = (sums - 1).abs() > PROB_SUM_ATOL
@@ -576,6 +704,28 @@ def _check_log_probs(x: Tensor, locate: Locate) -> None:
 # --------------------------------------------------------------- the reader
 
 
+def _read_values(
+    inp: _Input, kind: str, label_column: str | int | None
+) -> tuple[np.ndarray, tuple[object, int, int | None] | None, list[str] | None, list[str], Locate, str]:
+    """(values, (labels, first row, column) or None, class names, notes, locate, kind) by the file's format."""
+    name, data = inp.name, inp.data
+
+    def locate(r: int, c: int) -> str:
+        return f"{name}, row {r + 1}, column {c + 1}"
+
+    if data[:4] == b"PAR1":
+        values, label_info, names = _parquet(name, data, label_column)
+        return values, label_info, names, [], locate, kind
+    if data[:6] == b"\x93NUMPY":
+        return _npy(name, data), None, None, [], locate, kind
+    if data[:4] == b"PK\x03\x04":
+        values, npz_labels, names, npz_kind = _npz(name, data)
+        kind = npz_kind if kind == "auto" and npz_kind is not None else kind
+        return values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind
+    values, label_info, names, notes, locate = _csv(inp, label_column)
+    return values, label_info if label_info[0] is not None else None, names, notes, locate, kind
+
+
 def read_predictions(
     source: Source,
     labels: Source | None = None,
@@ -615,29 +765,8 @@ def read_predictions(
     """
     if kind not in KINDS:
         raise InputError.build(f"kind in {KINDS}", repr(kind), fix="'auto' detects probabilities, log-probabilities and logits.")
-    name, data = _load(source, "predictions", max_bytes)
-    notes: list[str] = []
-    label_info: tuple[object, int, int | None] | None = None
-    names: list[str] | None = None
-
-    def locate(r: int, c: int) -> str:
-        return f"{name}, row {r + 1}, column {c + 1}"
-
-    if data[:4] == b"PAR1":
-        values, label_info, names = _parquet(name, data, label_column)
-    elif data[:6] == b"\x93NUMPY":
-        values = _npy(name, data)
-    elif data[:4] == b"PK\x03\x04":
-        values, npz_labels, names, npz_kind = _npz(name, data)
-        if npz_labels is not None:
-            label_info = (npz_labels, 1, None)
-        if kind == "auto" and npz_kind is not None:
-            kind = npz_kind
-    else:
-        values, label_info, names, csv_notes, locate = _csv(name, data, label_column)
-        notes += csv_notes
-        if label_info[0] is None:
-            label_info = None
+    with _open(source, "predictions", max_bytes) as inp:
+        name, (values, label_info, names, notes, locate, kind) = inp.name, _read_values(inp, kind, label_column)
     values = np.asarray(values)
     if values.ndim != 2 or values.dtype.kind not in "fiu":
         raise InputError.build("an N×K numeric array", f"shape {values.shape}, dtype {values.dtype}", where=name, fix="One row per sample, one column per class.")
@@ -695,7 +824,8 @@ def read_lens(source: Source, class_names_: Sequence[str] | None = None, *, max_
         >>> lens.classes
         ('a', 'b')
     """
-    name, data = _load(source, "lens", max_bytes)
+    with _open(source, "lens", max_bytes) as inp:
+        name, data = inp.name, bytes(inp.data)
     try:
         return _read_lens(name, data, class_names_)
     except LensError as exc:
@@ -745,21 +875,19 @@ def _lens_pt(name: str, data: bytes) -> Lens:
 def _lens_csv(name: str, data: bytes) -> Lens:
     text = _decode_head(name, data)
     delim, rows = _sniff(name, text)
+    width = len(rows[0])
     named = not all(_is_number(t) for t in rows[0])
-    table = _csv_table(
-        name, data, delim, [h.strip() for h in rows[0]] if named else None, len(rows[0]), list(range(1 if named else 0, len(rows[0]))), pa.float64()
-    )
+    float_cols = list(range(1 if named else 0, width))
+    table = _csv_table(name, data, delim, named, width, float_cols, pa.float64())
+    values = _float_matrix(name, table, float_cols, 2 if named else 1, np.float64)
     if named:
-        header = [h.strip() for h in rows[0]]
-        values = _float_matrix(name, table, list(range(1, len(header))), header, 2, np.float64)
-        cols = header[1:]
+        cols = [h.strip() for h in rows[0]][1:]
         row_names = [str(v).strip() for v in table.column(0).to_pylist()]
         if row_names != cols:
             raise InputError.build(
                 "the same class names in the first column as in the header", f"rows {row_names[:6]} vs columns {cols[:6]}", where=name, fix="Row i and column i name the same class."
             )
         return Lens(torch.from_numpy(values), cols)
-    values = _float_matrix(name, table, list(range(len(rows[0]))), None, 1, np.float64)
     return Lens(torch.from_numpy(values))
 
 

@@ -1,6 +1,7 @@
 import contextlib
 import io
 import json
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lensdash as ld
-from lensdash import InputError, LensError
+from lensdash import InputError, LensError, files
 from lensdash.examples import ANIMALS, EXAMPLES, example_bytes
 from lensdash.files import PROB_SUM_ATOL, lens_to_bytes, read_lens, read_predictions, save_lens
 
@@ -234,6 +235,52 @@ def test_other_argument_errors(tmp_path):
         read_predictions(b"\x93NUMPY" + b"\x00" * 20)
 
 
+# ------------------------------------------------------- large files, in parts
+
+
+@contextlib.contextmanager
+def small_parts(size=64):
+    """Parse CSVs in tiny parts, so small test files cross many part boundaries."""
+    with mock.patch.object(files, "PART_BYTES", size):
+        yield
+
+
+@pytest.mark.parametrize("source", ["path", "bytes", "upload"])
+def test_parts_give_the_same_result_as_one_pass(tmp_path, probs_frame, source):
+    big = pd.concat([probs_frame] * 40, ignore_index=True)
+    data = csv_bytes(big)  # with the pandas index column
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    arg = {"path": path, "bytes": data, "upload": _named(data, "big.csv")}[source]
+    whole = read_predictions(data)
+    with small_parts():
+        parted = read_predictions(arg)
+    torch.testing.assert_close(parted.logits, whole.logits)
+    torch.testing.assert_close(parted.labels, whole.labels)
+    assert parted.class_names == whole.class_names and parted.logits.shape == (len(big), 3)
+    assert any("pandas index" in n for n in parted.notes)
+
+
+def test_errors_in_a_later_part_name_the_file_row():
+    good = b"1.5,2,0\n" * 300
+    with small_parts():
+        with pytest.raises(InputError, match=r"row 302, column 2: expected a number, found 'x'"):
+            read_predictions(b"a,b,label\n" + good + b"1,x,0\n" + good)
+        with pytest.raises(InputError, match=r"row 251, column 1: expected a number, found an empty or NaN cell"):
+            read_predictions(good[: 8 * 250] + b",2,0\n" + good, label_column=2)
+        with pytest.raises(InputError, match=r"row 302, column 3: expected an integer class index, found 2.5"):
+            read_predictions(b"a,b,label\n" + good + b"1,2,2.5\n" + good)
+        with pytest.raises(InputError, match=r"row 302: expected 3 cells per row"):
+            read_predictions(b"a,b,label\n" + good + b"1,2\n" + good)
+
+
+def test_string_labels_across_parts():
+    rows = b"".join(b"0.2,0.8,dog\n" if i % 7 else b"0.9,0.1,cat\n" for i in range(400))
+    with small_parts():
+        p = read_predictions(b"cat,dog,label\n" + rows)
+    assert p.labels.tolist() == [1 if i % 7 else 0 for i in range(400)]
+
+
 # ------------------------------------------------------------------ lenses
 
 
@@ -313,14 +360,16 @@ def test_fuzz_random_bytes_only_raise_input_error(data):
         read_predictions(data)
 
 
+@pytest.mark.parametrize("part_bytes", [files.PART_BYTES, 16])
 @given(st.sampled_from(VALID), st.lists(st.tuples(st.integers(0, 60), st.binary(min_size=0, max_size=3)), max_size=4))
-def test_fuzz_mutated_csv_only_raise_input_error(base, edits):
+def test_fuzz_mutated_csv_only_raise_input_error(part_bytes, base, edits):
     data = bytearray(base)
     for pos, chunk in edits:
         pos = min(pos, len(data))
         data[pos : pos + len(chunk) % 2] = chunk
     try:
-        p = read_predictions(bytes(data), labels=b"0\n1\n" if not data.startswith(b"a,b,c") else None)
+        with small_parts(part_bytes):
+            p = read_predictions(bytes(data), labels=b"0\n1\n" if not data.startswith(b"a,b,c") else None)
     except InputError:
         return
     assert p.logits.shape[0] == p.labels.shape[0] and p.logits.dtype == torch.float32
