@@ -28,12 +28,17 @@ lens = lens_section(dataset)
 if lens is not None:
     with headline:
         analysis = metrics_section(dataset, lens, family)
-    results, gradients, sanity, playground = st.tabs(["Results", "Gradients", "Sanity checks", "Playground"])
-    with results:
-        tables_section(analysis)
-    with gradients:
-        gradients_section(dataset, lens, analysis)
-    with sanity:
-        sanity_section(dataset, lens)
-    with playground:
-        playground_section()
+    # Only the open tab runs (on_change="rerun"), so a lens edit recomputes what is on screen.
+    results, gradients, sanity, playground = st.tabs(["Results", "Gradients", "Sanity checks", "Playground"], key="view", on_change="rerun")
+    if results.open:
+        with results:
+            tables_section(analysis)
+    if gradients.open:
+        with gradients:
+            gradients_section(dataset, lens, analysis)
+    if sanity.open:
+        with sanity:
+            sanity_section(dataset, lens)
+    if playground.open:
+        with playground:
+            playground_section()

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from lensdash.errors import InputError
 from lensdash.lens import Lens, class_names
 from lensdash.losses import _check_inputs, lensed_cross_entropy, prediction_lensed_cross_entropy
 
@@ -23,8 +24,6 @@ FAMILIES = {"target": lensed_cross_entropy, "prediction": prediction_lensed_cros
 
 
 def _family(family: str):
-    from lensdash.errors import InputError
-
     try:
         return FAMILIES[family]
     except KeyError:
@@ -123,6 +122,58 @@ class Analysis:
         }
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The unlensed half of an :class:`Analysis`: it depends on the predictions only, so lens edits reuse it."""
+
+    labels: Tensor  # (N,)
+    predicted: Tensor  # (N,)
+    unlensed_loss: Tensor  # (N,)
+    p_true: Tensor  # (N,)
+    log_norm: Tensor  # (N,) logsumexp of each row
+    grad_unlensed: Tensor  # (K, K)
+    confusion: Tensor  # (K, K)
+
+
+def baseline(logits: Tensor, labels: Tensor) -> Baseline:
+    """Unlensed losses, class-mean gradients, predictions and confusion of (N, K) logits.
+
+    Example:
+        >>> baseline(torch.zeros(2, 3), torch.tensor([0, 2])).unlensed_loss
+        tensor([1.0986, 1.0986])
+    """
+    _check_inputs(logits, labels, "none")
+    return _baseline(logits, labels)
+
+
+def _baseline(logits: Tensor, labels: Tensor) -> Baseline:
+    k = logits.shape[1]
+    identity = torch.eye(k, dtype=logits.dtype, device=logits.device)
+    unlensed, probs = per_sample_losses_and_gradients(logits, labels, identity, family="target")
+    grad_unlensed = class_mean(probs, labels, k)
+    # softmax = unlensed gradient + one-hot: reuse that buffer rather than another pass.
+    probs[torch.arange(len(labels), device=labels.device), labels] += 1
+    predicted = probs.argmax(dim=1)
+    p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+    log_norm = torch.logsumexp(logits.detach(), dim=1)
+    return Baseline(labels, predicted, unlensed, p_true, log_norm, grad_unlensed, confusion_counts(predicted, labels, k))
+
+
+def _support_mass(logits: Tensor, labels: Tensor, support: Tensor, log_norm: Tensor) -> Tensor:
+    """Per sample, the softmax mass on the support of its true class's lens row.
+
+    Lens rows usually have few non-zeros, so gather those columns only (N × width)
+    rather than building an N×K softmax and mask.
+    """
+    width = int(support.sum(dim=1).max())
+    if width > support.shape[1] // 4:
+        return (torch.softmax(logits, dim=1) * support.index_select(0, labels)).sum(dim=1)
+    order = torch.argsort(support.to(torch.int8), dim=1, descending=True, stable=True)[:, :width]
+    valid = support.gather(1, order)
+    cols, keep = order.index_select(0, labels), valid.index_select(0, labels)
+    return (logits.gather(1, cols) - log_norm.unsqueeze(1)).exp().mul(keep).sum(dim=1)
+
+
 def analyze(
     logits: Tensor,
     labels: Tensor,
@@ -130,6 +181,7 @@ def analyze(
     *,
     family: str = "target",
     class_names_: Sequence[str] | None = None,
+    baseline: Baseline | None = None,
 ) -> Analysis:
     r"""Compare the unlensed and lensed loss on fixed predictions.
 
@@ -144,12 +196,14 @@ def analyze(
         lens: K×K lens or :class:`~lensdash.Lens`.
         family: ``'target'`` or ``'prediction'``.
         class_names_: K names (default: the lens's names, else ``"0"..``).
+        baseline: the :func:`baseline` of these predictions, to skip the
+            unlensed half (it does not depend on the lens).
 
     Returns:
         An :class:`Analysis`.
 
     Raises:
-        InputError: bad shapes, dtypes or labels; unknown family.
+        InputError: bad shapes, dtypes or labels; unknown family; a baseline of other predictions.
         LensError: invalid lens.
 
     Example:
@@ -160,37 +214,36 @@ def analyze(
     """
     _check_inputs(logits, labels, "none")
     k = logits.shape[1]
+    if baseline is None:
+        baseline = _baseline(logits, labels)
+    elif baseline.labels.shape != labels.shape or baseline.grad_unlensed.shape[0] != k:
+        raise InputError.build(
+            f"a baseline of these {len(labels)} × {k} predictions",
+            f"one of {len(baseline.labels)} × {baseline.grad_unlensed.shape[0]}",
+            fix="Compute it with baseline(logits, labels) on the same predictions.",
+        )
     if class_names_ is None:
         class_names_ = lens.classes if isinstance(lens, Lens) else class_names(k)
     names = class_names(class_names_)
-    identity = torch.eye(k, dtype=logits.dtype, device=logits.device)
-    unlensed, grad_u = per_sample_losses_and_gradients(logits, labels, identity, family="target")
     lensed, grad_l = per_sample_losses_and_gradients(logits, labels, lens, family=family)
-    grad_unlensed, grad_lensed = class_mean(grad_u, labels, k), class_mean(grad_l, labels, k)
+    grad_lensed = class_mean(grad_l, labels, k)
     del grad_l
     matrix = (lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)).to(logits.device)
-    # softmax = unlensed gradient + one-hot: reuse that buffer rather than a third pass.
-    probs = grad_u
-    rows = torch.arange(len(labels), device=labels.device)
-    probs[rows, labels] += 1
-    predicted = probs.argmax(dim=1)
-    support = matrix.index_select(0, labels) > 0
-    lens_mass = (probs * support).sum(dim=1)
-    p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
-    lens_hit = matrix[labels, predicted] > 0
+    lens_mass = _support_mass(logits.detach(), labels, matrix > 0, baseline.log_norm)
+    lens_hit = matrix[labels, baseline.predicted] > 0
     return Analysis(
         class_names=names,
         family=family,
         labels=labels,
-        predicted=predicted,
-        unlensed_loss=unlensed,
+        predicted=baseline.predicted,
+        unlensed_loss=baseline.unlensed_loss,
         lensed_loss=lensed,
-        p_true=p_true,
+        p_true=baseline.p_true,
         lens_mass=lens_mass,
         lens_hit=lens_hit,
-        grad_unlensed=grad_unlensed,
+        grad_unlensed=baseline.grad_unlensed,
         grad_lensed=grad_lensed,
-        confusion=confusion_counts(predicted, labels, k),
+        confusion=baseline.confusion,
     )
 
 

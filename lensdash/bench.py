@@ -2,6 +2,7 @@
 
     python -m lensdash.bench loss [--device cpu|cuda] [--quick]
     python -m lensdash.bench read [--rows 100000 --cols 100]
+    python -m lensdash.bench app [--rows 100000 --cols 100]
 
 These machines are shared and noisy, so every figure is a ratio of medians of
 interleaved repeats against a reference run in the same process.
@@ -161,6 +162,66 @@ def bench_read(rows: int, cols: int) -> None:
         )
 
 
+# --------------------------------------------------------------------- app
+
+
+def bench_app(rows: int, cols: int, repeats: int = 5) -> None:
+    """The page's rerun after a lens edit vs the core computation it needs, on an uploaded file."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from lensdash import Lens, read_predictions
+    from lensdash.analysis import analyze
+
+    warnings.filterwarnings("ignore")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"class {i}" for i in range(cols)])
+    frame["label"] = rng.integers(0, cols, rows)
+    data = frame.to_csv(index=False).encode()
+    print(f"# upload: {rows} x {cols} logits + label column, {len(data) / 1e6:.0f} MB")
+    preds = read_predictions(data)
+    app_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
+    st.cache_data.clear()
+    at = AppTest.from_file(app_path, default_timeout=600)
+    at.run()
+    at.file_uploader(key=f"upload_predictions_{at.session_state['upload_version']}").set_value(("big.csv", data, "text/csv"))
+    t0 = time.perf_counter()
+    at.run()
+    print(f"first run with the upload (parse + analysis): {time.perf_counter() - t0:.2f}s")
+    if at.exception:
+        raise SystemExit(f"the page raised: {[e.value for e in at.exception]}")
+    at.selectbox(key="preset").set_value("identity").run()
+    names = preds.class_names
+    edits = iter(range(1, 10_000))
+
+    def edit_and_rerun() -> None:
+        i = next(edits)  # a new valid lens each time, so nothing comes from the cache
+        row, col, v = i % cols, (i * 7 + 1) % cols, 0.1 + (i % 40) / 100
+        if col == row:
+            col = (col + 1) % cols
+        edit = {row: {names[row]: 1 - v, names[col]: v}}
+        at.session_state[at.session_state["lens_grid_key"]] = {"edited_rows": edit, "added_rows": [], "deleted_rows": []}
+        at.run()
+        if at.exception or at.error:
+            raise SystemExit(f"the page did not accept the edit: {[e.value for e in at.exception or at.error]}")
+
+    def core() -> None:
+        lens = Lens(at.session_state["lens_current"], names)
+        analyze(preds.logits, preds.labels, lens, class_names_=names)
+
+    t = compare({"core": core, "rerun": edit_and_rerun}, repeats=repeats)
+    print(f"rerun after a lens edit {t['rerun']:.3f}s, core analyze() alone {t['core']:.3f}s")
+    print(f"rerun / core: {t['rerun'] / t['core']:.2f} (target <= 1.5)")
+    sizes = {}
+    for chart in at.get("plotly_chart"):
+        sizes[chart.proto.id or "chart"] = len(chart.proto.spec.encode())
+    print(f"largest figure payload: {max(sizes.values()) / 1e6:.2f} MB of {len(sizes)} figures (target < 2 MB each)")
+
+
 def _peak_rss_of(code: str) -> int:
     """Peak resident memory of a fresh process running ``code``, in bytes.
 
@@ -183,6 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     read = sub.add_parser("read", help="read_predictions vs pandas and pyarrow alone")
     read.add_argument("--rows", type=int, default=100_000)
     read.add_argument("--cols", type=int, default=100)
+    app = sub.add_parser("app", help="the page's rerun after a lens edit vs the core analysis alone")
+    app.add_argument("--rows", type=int, default=100_000)
+    app.add_argument("--cols", type=int, default=100)
     args = parser.parse_args(argv)
     if args.what == "loss":
         _header(args.device)
@@ -190,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "read":
         _header()
         bench_read(args.rows, args.cols)
+    elif args.what == "app":
+        _header()
+        bench_app(args.rows, args.cols)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ def sanity_checks(
     r"""Run the identity-lens and gradient checks on these predictions.
 
     Computed in float64 so that a failure means a wrong formula, not rounding.
+    The same list as :func:`identity_checks` + :func:`lens_checks` +
+    :func:`seed_example_checks` (the app caches the first per dataset).
 
     Checks:
         * identity lens vs ``F.cross_entropy`` for ``'mean'``, ``'sum'`` and ``'none'``;
@@ -101,12 +103,19 @@ def sanity_checks(
         >>> all(c.passed for c in checks)
         True
     """
+    return identity_checks(logits, labels, tolerance=tolerance) + lens_checks(logits, labels, lens, tolerance=tolerance) + seed_example_checks()
+
+
+def identity_checks(logits: Tensor, labels: Tensor, *, tolerance: float = 1e-6) -> list[Check]:
+    """The identity lens (both families) against ``F.cross_entropy``, in float64; no lens needed.
+
+    Example:
+        >>> [c.passed for c in identity_checks(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))]
+        [True, True, True, True]
+    """
     _check_inputs(logits, labels, "none")
     x = logits.detach().to(torch.float64)
-    k = x.shape[1]
-    eye = torch.eye(k, dtype=torch.float64, device=x.device)
-    matrix = merge_lens(k, [[0, 1]]).matrix if lens is None else getattr(lens, "matrix", lens)
-    matrix = torch.as_tensor(matrix, dtype=torch.float64).to(x.device)
+    eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
     checks = [
         _compare(
             f"identity lens = F.cross_entropy ({reduction})",
@@ -124,6 +133,23 @@ def sanity_checks(
             tolerance,
         )
     )
+    return checks
+
+
+def lens_checks(logits: Tensor, labels: Tensor, lens: object | None = None, *, tolerance: float = 1e-6) -> list[Check]:
+    """This lens: analytic gradient vs autograd of the seed's formula, and CE form - KL form = row entropy.
+
+    Lens convention: rows are target distributions, rows sum to 1 (default: classes 0 and 1 merged).
+
+    Example:
+        >>> [c.passed for c in lens_checks(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))]
+        [True, True]
+    """
+    _check_inputs(logits, labels, "none")
+    x = logits.detach().to(torch.float64)
+    k = x.shape[1]
+    matrix = merge_lens(k, [[0, 1]]).matrix if lens is None else getattr(lens, "matrix", lens)
+    matrix = torch.as_tensor(matrix, dtype=torch.float64).to(x.device)
     # Zero probabilities (-inf logits) make the seed's formula NaN; move them far
     # below every finite logit instead, which changes neither side's softmax.
     neginf = torch.isneginf(x)
@@ -134,17 +160,13 @@ def sanity_checks(
     (ref_grad,) = torch.autograd.grad(seed, ref_x)
     our_x = xs.clone().requires_grad_(True)
     (our_grad,) = torch.autograd.grad(lensed_cross_entropy(our_x, ys, matrix), our_x)
-    checks.append(
-        _compare("analytic gradient = autograd of the seed formula (max |diff|)", ref_grad, our_grad, tolerance)
-    )
     entropy = -torch.special.xlogy(matrix, matrix).sum(dim=1)[ys]
-    checks.append(
+    return [
+        _compare("analytic gradient = autograd of the seed formula (max |diff|)", ref_grad, our_grad, tolerance),
         _compare(
             "CE form - KL form = entropy of the lens row",
             entropy,
-            soft_target_cross_entropy(xs, ys, matrix, reduction="none")
-            - lensed_cross_entropy(xs, ys, matrix, reduction="none"),
+            soft_target_cross_entropy(xs, ys, matrix, reduction="none") - lensed_cross_entropy(xs, ys, matrix, reduction="none"),
             tolerance,
-        )
-    )
-    return checks + seed_example_checks()
+        ),
+    ]

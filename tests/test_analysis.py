@@ -6,7 +6,8 @@ from reference import forward_correction, seed_per_sample
 
 import lensdash as ld
 from lensdash import analysis as A
-from lensdash.sanity import sanity_checks, seed_example_checks
+from lensdash.analysis import FAMILIES, analyze, baseline
+from lensdash.sanity import identity_checks, lens_checks, sanity_checks, seed_example_checks
 
 
 @pytest.fixture
@@ -114,3 +115,29 @@ def test_a_wrong_value_fails_a_check():
 
     check = _compare("x", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.1]), 1e-6)
     assert not check.passed and check.actual == pytest.approx(2.1)
+
+
+def test_analysis_with_a_cached_baseline_equals_the_full_one():
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(300, 12, generator=gen) * 3, torch.randint(0, 12, (300,), generator=gen)
+    x[0, 1] = -torch.inf  # a zero probability
+    lenses = [ld.merge_lens(12, [[0, 1, 2]]).matrix, torch.softmax(torch.randn(12, 12, generator=gen), 1)]
+    base = baseline(x, y)
+    for lens in lenses:
+        for family in FAMILIES:
+            full, reused = analyze(x, y, lens, family=family), analyze(x, y, lens, family=family, baseline=base)
+            for field in ("unlensed_loss", "lensed_loss", "p_true", "lens_mass", "lens_hit", "grad_unlensed", "grad_lensed", "confusion"):
+                torch.testing.assert_close(getattr(reused, field), getattr(full, field))
+            support = torch.as_tensor(lens) > 0
+            torch.testing.assert_close(full.lens_mass, (torch.softmax(x, 1) * support[y]).sum(1))
+
+
+def test_a_baseline_of_other_predictions_is_refused():
+    with pytest.raises(ld.InputError, match=r"expected a baseline of these 4 × 3 predictions, found one of 5 × 3"):
+        analyze(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), torch.eye(3), baseline=baseline(torch.zeros(5, 3), torch.zeros(5, dtype=torch.long)))
+
+
+def test_sanity_checks_are_identity_plus_lens_plus_seed_checks():
+    x, y = torch.randn(20, 4), torch.randint(0, 4, (20,))
+    names = [c.name for c in sanity_checks(x, y)]
+    assert names == [c.name for c in identity_checks(x, y) + lens_checks(x, y) + seed_example_checks()]

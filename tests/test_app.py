@@ -30,6 +30,23 @@ def loss(value):
     return float(value)
 
 
+def uploader(at, name="upload_predictions"):
+    """The uploader widget; its key changes each time a file was read (the file moves out of the widget)."""
+    return at.file_uploader(key=f"{name}_{at.session_state['upload_version']}")
+
+
+def open_tab(at, label):
+    """Switch the page's tabs; only the open tab's content runs."""
+    at.session_state["view"] = label
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def chart_keys(at):
+    return {c.proto.id for c in at.get("plotly_chart")}
+
+
 def test_default_page_shows_the_core_numbers_for_the_demo(app):
     preds = demo_predictions()
     lens = ld.Lens(app.session_state["lens_current"], preds.class_names)
@@ -46,18 +63,36 @@ def test_default_page_shows_the_core_numbers_for_the_demo(app):
 
 def test_upload_changes_the_metrics_to_the_files_values(app):
     data = example_bytes("seed_4class.csv")
-    app.file_uploader(key="upload_predictions").set_value(("seed_4class.csv", data, "text/csv"))
+    uploader(app).set_value(("seed_4class.csv", data, "text/csv"))
     app.run()
     assert not app.exception
     preds = ld.read_predictions(data)
     assert metric(app, "Samples × classes") == "5 × 4"
     expected = float(ld.lensed_cross_entropy(preds.logits, preds.labels, torch.eye(4)))
     assert loss(metric(app, "Unlensed loss (cross-entropy)")) == pytest.approx(expected, abs=1e-4)
+    # The file moved out of the (now empty) uploader; the data stays, and a kind change reads it again.
+    assert uploader(app).value is None
+    app.selectbox(key="kind").set_value("logits").run()
+    assert not app.exception and metric(app, "Samples × classes") == "5 × 4"
+    as_logits = ld.read_predictions(data, kind="logits")
+    expected = float(ld.lensed_cross_entropy(as_logits.logits, as_logits.labels, torch.eye(4)))
+    assert loss(metric(app, "Unlensed loss (cross-entropy)")) == pytest.approx(expected, abs=1e-4)
+    app.button(key="use_demo").click().run()
+    assert metric(app, "Samples × classes") == "2,000 × 10"
+
+
+def test_labels_uploaded_after_the_predictions(app):
+    uploader(app).set_value(("logits.csv", example_bytes("animals_logits_headerless.csv"), "text/csv")).run()
+    assert any("labels" in e.value for e in app.error)  # no label column yet
+    uploader(app, "upload_labels").set_value(("labels.csv", example_bytes("animals_labels.csv"), "text/csv")).run()
+    assert not app.exception and not app.error
+    expected = ld.read_predictions(example_bytes("animals_logits_headerless.csv"), example_bytes("animals_labels.csv"))
+    assert metric(app, "Samples × classes") == f"{expected.num_samples:,} × {expected.num_classes}"
 
 
 def test_bad_upload_shows_an_error_and_keeps_working(app):
     before = metric(app, "Unlensed loss (cross-entropy)")
-    app.file_uploader(key="upload_predictions").set_value(("broken.csv", b"a,b,label\n0.5,x,0\n", "text/csv"))
+    uploader(app).set_value(("broken.csv", b"a,b,label\n0.5,x,0\n", "text/csv"))
     app.run()
     assert not app.exception
     messages = " ".join(e.value for e in app.error)
@@ -104,7 +139,17 @@ def test_prediction_family_and_tabs(app):
     app.radio(key="family").set_value("prediction").run()
     assert not app.exception
     assert any(m.label == "Target-side (seed) loss" for m in app.metric)
-    assert any("checks pass" in s.value for s in app.success)
+    open_tab(app, "Sanity checks")
+    assert any("8 of 8 checks pass" in s.value for s in app.success)
+    open_tab(app, "Gradients")
+    assert len(app.get("plotly_chart")) == 4  # three class-mean heatmaps and the per-sample one
+
+
+def test_only_the_open_tab_runs(app):
+    results = len(app.get("plotly_chart"))
+    assert results == 3 and not any("checks pass" in s.value for s in app.success)  # scatter, histogram, confusion
+    open_tab(app, "Playground")
+    assert len(app.get("plotly_chart")) == 1 and "unlensed cross-entropy" in {m.label for m in app.metric}
 
 
 def test_bad_groups_text_shows_which_line(app):
@@ -122,6 +167,7 @@ def test_lens_import_by_name(app):
 
 
 def test_playground_shows_the_seed_numbers(app):
+    open_tab(app, "Playground")
     values = {m.label: m.value for m in app.metric}
     assert values["unlensed cross-entropy"] == "0.9163"
     assert values["lensed, KL form (seed)"] == "0.3670"

@@ -20,12 +20,14 @@ from lensdash.analysis import (
     per_sample_table,
 )
 from lensdash.lens import Lens
-from lensdash.sanity import sanity_checks
+from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.data import Dataset
 
 FAMILY_LABELS = {"target": "target-side (seed): KL(C[y] ‖ softmax)", "prediction": "prediction-side: −log (softmax·C)[y]"}
 #: Rows of the per-sample table shown in the page; the download has all of them.
 TABLE_ROWS = 1000
+#: The lens checks (float64, autograd through the seed's formula) run on at most this many samples.
+SANITY_ROWS = 5000
 
 
 def lens_key(lens: Lens) -> str:
@@ -35,7 +37,7 @@ def lens_key(lens: Lens) -> str:
 @st.cache_data(show_spinner=False, max_entries=8)
 def cached_analysis(data_key: str, lens_hash: str, family: str, _dataset: Dataset, _lens: Lens) -> Analysis:
     preds = _dataset.predictions
-    return analyze(preds.logits, preds.labels, _lens, family=family, class_names_=preds.class_names)
+    return analyze(preds.logits, preds.labels, _lens, family=family, class_names_=preds.class_names, baseline=_dataset.baseline)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -46,9 +48,24 @@ def cached_mean_loss(data_key: str, lens_hash: str, family: str, _dataset: Datas
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def cached_checks(data_key: str, lens_hash: str, _dataset: Dataset, _lens: Lens) -> pd.DataFrame:
+def cached_identity_checks(data_key: str, _dataset: Dataset) -> pd.DataFrame:
     preds = _dataset.predictions
-    checks = sanity_checks(preds.logits, preds.labels, _lens)
+    return pd.DataFrame([c.as_dict() for c in identity_checks(preds.logits, preds.labels)])
+
+
+def sanity_sample(n: int) -> torch.Tensor | None:
+    """Rows the lens checks run on: all of them up to :data:`SANITY_ROWS`, else a fixed random sample."""
+    if n <= SANITY_ROWS:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:SANITY_ROWS].sort().values
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_lens_checks(data_key: str, lens_hash: str, _dataset: Dataset, _lens: Lens) -> pd.DataFrame:
+    preds = _dataset.predictions
+    rows = sanity_sample(preds.num_samples)
+    x, y = (preds.logits, preds.labels) if rows is None else (preds.logits[rows], preds.labels[rows])
+    checks = lens_checks(x, y, _lens) + seed_example_checks()
     return pd.DataFrame([c.as_dict() for c in checks])
 
 
@@ -137,7 +154,14 @@ def sanity_section(dataset: Dataset, lens: Lens) -> None:
         "lensdash checked against independent computations on the current data (in float64): PyTorch's F.cross_entropy, "
         "autograd through the seed notebook's formula, and the notebook's printed numbers."
     )
-    table = cached_checks(dataset.key, lens_key(lens), dataset, lens)
+    table = pd.concat(
+        [cached_identity_checks(dataset.key, dataset), cached_lens_checks(dataset.key, lens_key(lens), dataset, lens)], ignore_index=True
+    )
+    if sanity_sample(dataset.predictions.num_samples) is not None:
+        st.caption(
+            f"The identity checks use all {dataset.predictions.num_samples:,} samples; the two lens checks use a fixed random "
+            f"{SANITY_ROWS:,} of them, so that editing the lens stays quick."
+        )
     passed = int(table["passed"].sum())
     (st.success if passed == len(table) else st.error)(f"{passed} of {len(table)} checks pass.")
     shown = table.assign(result=np.where(table["passed"], "✅ pass", "❌ fail")).drop(columns="passed")
