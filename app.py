@@ -8,7 +8,8 @@ import streamlit as st
 st.set_page_config(page_title="lensdash · lensed cross-entropy", page_icon="🔍", layout="wide")
 
 from lensdash.ui.data import data_section  # noqa: E402  (set_page_config must come first)
-from lensdash.ui.lens_editor import lens_section  # noqa: E402
+from lensdash.ui.lab import lab_section  # noqa: E402
+from lensdash.ui.lens_editor import data_lenses_section, lens_section  # noqa: E402
 from lensdash.ui.playground import playground_section  # noqa: E402
 from lensdash.ui.results import FAMILY_LABELS, gradients_section, metrics_section, sanity_section, tables_section  # noqa: E402
 
@@ -26,10 +27,13 @@ headline = st.container()  # filled after the lens is known, shown above it
 st.header("Lens")
 lens = lens_section(dataset)
 if lens is not None:
+    data_lenses_section(dataset, lens)
     with headline:
         analysis = metrics_section(dataset, lens, family)
     # Only the open tab runs (on_change="rerun"), so a lens edit recomputes what is on screen.
-    results, gradients, sanity, playground = st.tabs(["Results", "Gradients", "Sanity checks", "Playground"], key="view", on_change="rerun")
+    results, gradients, sanity, playground, lab = st.tabs(
+        ["Results", "Gradients", "Sanity checks", "Playground", "Training lab"], key="view", on_change="rerun"
+    )
     if results.open:
         with results:
             tables_section(analysis)
@@ -42,3 +46,6 @@ if lens is not None:
     if playground.open:
         with playground:
             playground_section()
+    if lab.open:
+        with lab:
+            lab_section(lens)

@@ -371,14 +371,20 @@ def confused_pairs(confusion: Tensor, names: Sequence[str], top: int = 10) -> pd
     return pd.DataFrame(rows, columns=["a", "b", "a→b", "b→a", "mutual"])
 
 
-def suggest_groups(confusion: Tensor, names: Sequence[str], *, threshold: float = 0.1, top: int = 5) -> list[list[str]]:
+def suggest_groups(
+    confusion: Tensor, names: Sequence[str], *, threshold: float = 0.1, top: int = 5, min_samples: int = 5
+) -> list[list[str]]:
     """Groups of interchangeable classes: pairs whose mutual confusion rate is at least ``threshold``, joined transitively.
+
+    ``confusion`` holds counts (row = true class). Classes with fewer than
+    ``min_samples`` samples are left out: their rates are noise.
 
     Example:
         >>> suggest_groups(torch.tensor([[8, 2, 0], [3, 7, 0], [0, 0, 10]]), ["a", "b", "c"])
         [['a', 'b']]
     """
-    pairs = confused_pairs(confusion, names, top=top)
+    enough = confusion.sum(dim=1) >= min_samples
+    pairs = confused_pairs(confusion * (enough.unsqueeze(0) & enough.unsqueeze(1)), names, top=top)
     parent = {n: n for n in names}
 
     def root(n: str) -> str:
@@ -393,3 +399,24 @@ def suggest_groups(confusion: Tensor, names: Sequence[str], *, threshold: float 
     for n in names:
         groups.setdefault(root(n), []).append(n)
     return [g for g in groups.values() if len(g) > 1]
+
+
+def lens_pairs(lens: object, names: Sequence[str] | None = None, top: int = 10) -> pd.DataFrame:
+    """Where a lens moves target mass: its largest off-diagonal entries, ``true label → target: weight``.
+
+    Lens convention: rows are target distributions, rows sum to 1.
+
+    Example:
+        >>> lens_pairs([[0.7, 0.3], [0, 1]], ["a", "b"])
+          true label target  weight
+        0          a      b     0.3
+    """
+    matrix = torch.as_tensor(getattr(lens, "matrix", lens), dtype=torch.float64)
+    names = class_names(names if names is not None else getattr(lens, "classes", matrix.shape[0]))
+    off = matrix.clone()
+    off.fill_diagonal_(0)
+    flat = off.reshape(-1)
+    order = torch.argsort(flat, descending=True, stable=True)[:top]
+    k = matrix.shape[0]
+    rows = [{"true label": names[i // k], "target": names[i % k], "weight": round(float(flat[i]), 4)} for i in order.tolist() if flat[i] > 0]
+    return pd.DataFrame(rows, columns=["true label", "target", "weight"])

@@ -3,6 +3,7 @@
     python -m lensdash.bench loss [--device cpu|cuda] [--quick]
     python -m lensdash.bench read [--rows 100000 --cols 100]
     python -m lensdash.bench app [--rows 100000 --cols 100]
+    python -m lensdash.bench lab
 
 These machines are shared and noisy, so every figure is a ratio of medians of
 interleaved repeats against a reference run in the same process.
@@ -222,6 +223,24 @@ def bench_app(rows: int, cols: int, repeats: int = 5) -> None:
     print(f"largest figure payload: {max(sizes.values()) / 1e6:.2f} MB of {len(sizes)} figures (target < 2 MB each)")
 
 
+# --------------------------------------------------------------------- lab
+
+
+def bench_lab(repeats: int = 3) -> None:
+    """Wall time of the training lab's default run (both models) on each problem; the target is under 10 s."""
+    from lensdash.lens import merge_lens
+    from lensdash.training import TrainConfig, blobs, digits, train_pair
+
+    for problem, groups in ((blobs(), [[0, 1]]), (digits(), [[3, 5, 8], [4, 9]])):
+        lens = merge_lens(problem.num_classes, groups)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            train_pair(problem, lens, TrainConfig())
+            times.append(time.perf_counter() - t0)
+        print(f"{problem.name}: default run (2 models x {TrainConfig().epochs} epochs) median {statistics.median(times):.2f}s, first {times[0]:.2f}s (target < 10 s)")
+
+
 def _peak_rss_of(code: str) -> int:
     """Peak resident memory of a fresh process running ``code``, in bytes.
 
@@ -247,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     app = sub.add_parser("app", help="the page's rerun after a lens edit vs the core analysis alone")
     app.add_argument("--rows", type=int, default=100_000)
     app.add_argument("--cols", type=int, default=100)
+    sub.add_parser("lab", help="the training lab's default run time")
     args = parser.parse_args(argv)
     if args.what == "loss":
         _header(args.device)
@@ -257,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "app":
         _header()
         bench_app(args.rows, args.cols)
+    elif args.what == "lab":
+        _header()
+        bench_lab()
 
 
 if __name__ == "__main__":

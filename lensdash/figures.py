@@ -253,21 +253,21 @@ def training_curves(history: dict[str, dict[str, list[float]]], metric: str, tit
     return _layout(fig, title, "epoch", metric.replace("_", " "), height=340)
 
 
-def decision_regions(grid_x: np.ndarray, grid_y: np.ndarray, probs: np.ndarray, points: np.ndarray, labels: np.ndarray, names: Sequence[str], title: str) -> go.Figure:
-    """Predicted class over a 2-D grid (colour) with the training points on top."""
-    predicted = probs.argmax(axis=-1)
+def decision_regions(
+    grid_x: np.ndarray, grid_y: np.ndarray, probs: np.ndarray, points: np.ndarray, labels: np.ndarray, names: Sequence[str], title: str, *, show: int | None = None
+) -> go.Figure:
+    """Over a 2-D grid: the predicted class (``show=None``) or the predicted probability of class ``show``, with the data points on top."""
     confidence = probs.max(axis=-1)
+    if show is None:
+        z, colours, zrange = probs.argmax(axis=-1), "Viridis", {}
+        hover = "x %{x}<br>y %{y}<br>predicted class %{z}<br>confidence %{customdata}<extra></extra>"
+        extra = {"opacity": 0.45, "showscale": False}
+    else:
+        z, colours, zrange = np.round(probs[..., show], 3), "Purples", {"zmin": 0.0, "zmax": 1.0}
+        hover = f"x %{{x}}<br>y %{{y}}<br>p({names[show]}) %{{z}}<extra></extra>"
+        extra = {"opacity": 0.8, "showscale": True, "colorbar": {"title": {"text": f"p({names[show]})"}, "thickness": 12}}
     fig = go.Figure(
-        go.Heatmap(
-            x=np.round(grid_x, 3),
-            y=np.round(grid_y, 3),
-            z=predicted,
-            customdata=np.round(confidence, 3),
-            colorscale="Viridis",
-            opacity=0.45,
-            showscale=False,
-            hovertemplate="x %{x}<br>y %{y}<br>predicted class %{z}<br>confidence %{customdata}<extra></extra>",
-        )
+        go.Heatmap(x=np.round(grid_x, 3), y=np.round(grid_y, 3), z=z, customdata=np.round(confidence, 3), colorscale=colours, hovertemplate=hover, **zrange, **extra)
     )
     idx = _sample(len(points), 1500)
     fig.add_trace(

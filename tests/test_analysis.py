@@ -141,3 +141,16 @@ def test_sanity_checks_are_identity_plus_lens_plus_seed_checks():
     x, y = torch.randn(20, 4), torch.randint(0, 4, (20,))
     names = [c.name for c in sanity_checks(x, y)]
     assert names == [c.name for c in identity_checks(x, y) + lens_checks(x, y) + seed_example_checks()]
+
+
+def test_suggest_groups_ignores_classes_with_too_few_samples():
+    counts = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 10]])  # two samples each: noise
+    assert A.suggest_groups(counts, ["a", "b", "c"]) == []
+    assert A.suggest_groups(counts * 5, ["a", "b", "c"]) == [["a", "b"]]
+
+
+def test_lens_pairs_lists_off_diagonal_mass_largest_first():
+    lens = ld.Lens([[0.6, 0.3, 0.1], [0, 1, 0], [0.2, 0, 0.8]], ["a", "b", "c"])
+    table = A.lens_pairs(lens)
+    assert table.values.tolist() == [["a", "b", 0.3], ["c", "a", 0.2], ["a", "c", 0.1]]
+    assert A.lens_pairs(torch.eye(3)).empty

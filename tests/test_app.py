@@ -171,3 +171,46 @@ def test_playground_shows_the_seed_numbers(app):
     values = {m.label: m.value for m in app.metric}
     assert values["unlensed cross-entropy"] == "0.9163"
     assert values["lensed, KL form (seed)"] == "0.3670"
+
+
+def test_training_lab_runs_with_defaults_and_shows_both_models(app):
+    open_tab(app, "Training lab")
+    assert any("train both models" in i.value for i in app.info)
+    app.button(key="lab_train").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    labels = [m.label for m in app.metric]
+    assert labels.count("Test accuracy") == 2 and labels.count("Test lens-aware accuracy") == 2
+    runs = app.session_state["lab"]["runs"]
+    shown = [m.value for m in app.metric if m.label == "Test accuracy"]
+    assert shown == [f"{runs[n].final()['test_accuracy']:.1%}" for n in ("unlensed", "lensed")]
+    assert len(app.get("plotly_chart")) == 3 + 2 + 2  # curves, decision regions, confusions
+    # The lensed model's test predictions become the analysed data.
+    app.button(key="lab_send_lensed").click().run()
+    open_tab(app, "Results")
+    test = app.session_state["lab"]["problem"].y_test
+    assert metric(app, "Samples × classes") == f"{len(test):,} × 4"
+
+
+def test_training_lab_digits_and_a_lens_of_the_wrong_size(app):
+    open_tab(app, "Training lab")
+    app.radio(key="lab_lens").set_value("the page's lens").run()
+    assert any("expected the page's lens over 4 classes, found one over 10" in e.value for e in app.error)
+    app.radio(key="lab_problem").set_value("digits").run()
+    assert not app.error  # the demo's 10 classes fit the digits' 10
+    app.slider(key="lab_epochs").set_value(5).run()
+    app.button(key="lab_train").click().run()
+    assert not app.exception
+    assert len(app.get("plotly_chart")) == 3 + 2  # no decision regions for 64-dimensional inputs
+
+
+def test_suggested_groups_can_be_accepted_into_the_merge_preset(app):
+    suggested = app.session_state["groups"]
+    app.selectbox(key="preset").set_value("identity").run()
+    assert any("this lens is the identity" in c.value for c in app.caption)
+    app.button(key="accept_groups").click().run()
+    assert not app.exception
+    assert app.session_state["preset"] == "merge groups" and app.session_state["groups"] == suggested
+    frames = [d.value for d in app.dataframe]
+    pairs = next(f for f in frames if list(f.columns) == ["true label", "target", "weight"])
+    assert set(pairs["weight"]) == {0.5} and {"cat", "dog"} <= set(pairs["true label"])
+    assert any(list(f.columns) == ["a", "b", "a→b", "b→a", "mutual"] and len(f) == 8 for f in frames)

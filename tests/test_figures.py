@@ -64,3 +64,23 @@ def test_split_curve_shows_the_two_families_difference():
     assert np.argmin(target) == 50  # the 50/50 split
     assert np.ptp(prediction) < 1e-3  # flat: any split is as good
     json.loads(fig.to_json())
+
+
+def test_training_curves_one_line_per_run():
+    history = {"Unlensed": {"test_accuracy": [0.5, 0.7, 0.8]}, "Lensed": {"test_accuracy": [0.4, 0.6, 0.9]}}
+    fig = figures.training_curves(history, "test_accuracy", "Test accuracy")
+    assert [t.name for t in fig.data] == ["Unlensed", "Lensed"]
+    assert list(fig.data[1].y) == [0.4, 0.6, 0.9] and list(fig.data[0].x) == [1, 2, 3]
+    assert fig.layout.xaxis.title.text == "epoch" and fig.layout.yaxis.title.text == "test accuracy"
+
+
+def test_decision_regions_class_and_probability_views():
+    xs, ys = np.linspace(-1, 1, 5), np.linspace(-2, 2, 4)
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=(4, 5))
+    points, labels = np.random.default_rng(1).normal(size=(3000, 2)), np.arange(3000) % 3
+    fig = figures.decision_regions(xs, ys, probs, points, labels, ["a", "b", "c"], "Lensed")
+    assert (np.asarray(fig.data[0].z) == probs.argmax(-1)).all()
+    assert len(fig.data[1].x) <= 1500  # points are sampled
+    fig = figures.decision_regions(xs, ys, probs, points, labels, ["a", "b", "c"], "Lensed", show=2)
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), np.round(probs[..., 2], 3))
+    assert fig.data[0].zmin == 0 and fig.data[0].zmax == 1 and "p(c)" in fig.data[0].hovertemplate

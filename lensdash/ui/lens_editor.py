@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from lensdash.analysis import confusion_counts, soft_confusion, suggest_groups
+from lensdash.analysis import confused_pairs, lens_pairs, soft_confusion, suggest_groups
 from lensdash.errors import LensdashError, LensError
 from lensdash.files import lens_to_bytes, read_lens
 from lensdash.lens import ROW_SUM_ATOL, Lens, normalize_lens
@@ -25,7 +25,7 @@ def _confusion(dataset: Dataset, soft: bool) -> torch.Tensor:
     preds = dataset.predictions
     if soft:
         return soft_confusion(preds.logits, preds.labels, preds.num_classes)
-    return confusion_counts(preds.logits.argmax(dim=1), preds.labels, preds.num_classes)
+    return dataset.baseline.confusion
 
 
 def grid_key() -> str:
@@ -190,3 +190,35 @@ def lens_section(dataset: Dataset) -> Lens | None:
         else:
             st.caption(f"A {k}×{k} lens is too large for a link (at most {MAX_SHARE_K} classes); share the lens file instead.")
     return lens
+
+
+def _accept_groups(groups: str) -> None:
+    state = st.session_state
+    state["groups"], state["preset"] = groups, "merge groups"
+    apply_preset()
+
+
+def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
+    """Lenses from data: the most confused pairs, suggested groups to accept, and where the current lens moves mass."""
+    names = dataset.predictions.class_names
+    counts = _confusion(dataset, False)
+    with st.expander("Lenses from this data: confused pairs and suggested groups"):
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Most mutually confused pairs** (rates of the argmax confusion matrix, row = true class)")
+            st.dataframe(confused_pairs(counts, names, top=8), hide_index=True, width="stretch", key="confused_pairs")
+            suggested = suggest_groups(counts, names)
+            if suggested:
+                text = format_groups(suggested)
+                st.markdown("**Suggested groups** (pairs confused at least 10% of the time, joined): " + "; ".join(", ".join(g) for g in suggested))
+                st.button("Use these groups in the merge preset", key="accept_groups", on_click=_accept_groups, args=(text,))
+            else:
+                st.caption("No pair is confused often enough (10% of the time, with at least 5 samples per class) to suggest a group.")
+            st.caption("The 'from confusion' preset builds a whole lens from this data: (1 − α)·identity + α·confusion, rows normalised.")
+        with right:
+            st.markdown(f"**Where the current lens moves target mass** (preset: {st.session_state.get('preset', '')})")
+            pairs = lens_pairs(lens, names, top=8)
+            if len(pairs):
+                st.dataframe(pairs, hide_index=True, width="stretch", key="lens_pairs")
+            else:
+                st.caption("Nowhere: this lens is the identity, so the lensed loss is cross-entropy.")

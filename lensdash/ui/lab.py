@@ -1,0 +1,179 @@
+"""Training lab: train a small model with and without a lens, watch it learn, compare what it predicts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from lensdash import figures
+from lensdash.errors import LensdashError
+from lensdash.files import Predictions
+from lensdash.lens import Lens, merge_lens, smoothing_lens
+from lensdash.presets import parse_groups
+from lensdash.training import RUNS, Problem, Run, TrainConfig, blobs, confusion_of, digits, probability_grid, train_pair
+from lensdash.ui.data import Dataset
+
+LAB_LENSES = ("merge groups", "label smoothing", "the page's lens")
+DEFAULT_GROUPS = {"blobs": "blob 0, blob 1", "digits": "3, 5, 8\n4, 9"}
+RUN_LABELS = {"unlensed": "Unlensed (cross-entropy)", "lensed": "Lensed"}
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def cached_problem(name: str, num_classes: int, separation: float, seed: int) -> Problem:
+    if name == "digits":
+        return digits(seed=seed)
+    return blobs(num_classes, overlapping=[(0, 1)], separation=separation, seed=seed)
+
+
+def _lab_lens(problem: Problem, choice: str, page_lens: Lens) -> Lens:
+    state = st.session_state
+    names = problem.class_names
+    if choice == "the page's lens":
+        if page_lens.num_classes != problem.num_classes:
+            raise LensdashError.build(
+                f"the page's lens over {problem.num_classes} classes",
+                f"one over {page_lens.num_classes}",
+                where="training lab",
+                fix="Choose 'merge groups' or 'label smoothing' for the lab, or load data with the lab's classes.",
+            )
+        return Lens(page_lens.matrix, names)
+    if choice == "label smoothing":
+        return smoothing_lens(names, state.get("lab_epsilon", 0.1))
+    kind = state.get("lab_problem", "blobs")
+    return merge_lens(names, parse_groups(state.get(f"lab_groups_{kind}", DEFAULT_GROUPS[kind]), names))
+
+
+def _settings() -> tuple[Problem, TrainConfig, str]:
+    state = st.session_state
+    c1, c2, c3, c4 = st.columns(4)
+    kind = c1.radio("Problem", ["blobs", "digits"], key="lab_problem", horizontal=True,
+                    format_func={"blobs": "2-D Gaussian blobs", "digits": "handwritten digits (scikit-learn)"}.get)
+    if kind == "blobs":
+        k = c1.slider("Blobs", 3, 8, 4, key="lab_blobs")
+        separation = c1.slider("Distance between blob 0 and blob 1 (0 = the same blob)", 0.0, 4.0, 0.6, 0.1, key="lab_separation")
+    else:
+        k, separation = 10, 0.0
+        c1.caption("1,797 8×8 images, 10 classes, shipped with scikit-learn; 25% held out for testing.")
+    epochs = c2.slider("Epochs", 5, 150, 30, key="lab_epochs")
+    lr = c2.select_slider("Learning rate", [0.001, 0.003, 0.01, 0.03, 0.1], 0.01, key="lab_lr")
+    hidden = c3.select_slider("Hidden units", [8, 16, 32, 64, 128, 256], 64, key="lab_hidden")
+    seed = int(c3.number_input("Seed", 0, 10_000, 0, key="lab_seed"))
+    choice = c4.radio("Lens for the lab", LAB_LENSES, key="lab_lens")
+    if choice == "merge groups":
+        state.setdefault(f"lab_groups_{kind}", DEFAULT_GROUPS[kind])
+        c4.text_area("Groups (one per line)", key=f"lab_groups_{kind}", height=80)
+    elif choice == "label smoothing":
+        c4.slider("ε", 0.0, 1.0, 0.1, 0.01, key="lab_epsilon")
+    problem = cached_problem(kind, k, separation, seed)
+    family = state.get("family", "target")
+    return problem, TrainConfig(epochs=epochs, learning_rate=lr, hidden=hidden, seed=seed, family=family), choice
+
+
+def _curves(runs: dict[str, Run]) -> list:
+    history = {RUN_LABELS[name]: run.history for name, run in runs.items()}
+    return [
+        figures.training_curves(history, "train_loss", "Training loss (each model's own loss)"),
+        figures.training_curves(history, "test_accuracy", "Test accuracy (top-1)"),
+        figures.training_curves(history, "test_lens_aware_accuracy", "Test lens-aware accuracy"),
+    ]
+
+
+def _train(problem: Problem, lens: Lens, config: TrainConfig) -> None:
+    progress = st.progress(0.0, text="Training…")
+    live = st.empty()
+
+    def on_epoch(epoch: int, runs: dict[str, Run]) -> None:
+        acc = {name: run.history["test_accuracy"][-1] for name, run in runs.items()}
+        progress.progress(epoch / config.epochs, text=f"Epoch {epoch}/{config.epochs}: test accuracy unlensed {acc['unlensed']:.1%}, lensed {acc['lensed']:.1%}")
+        if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs:
+            live.plotly_chart(_curves(runs)[1], key=f"lab_live_{epoch}")
+
+    runs = train_pair(problem, lens, config, on_epoch=on_epoch)
+    progress.empty()
+    live.empty()
+    st.session_state["lab"] = {"runs": runs, "problem": problem, "lens": lens, "config": config}
+
+
+def _send(name: str) -> None:
+    """Put a model's test predictions on the analysis pages, as if uploaded."""
+    state = st.session_state
+    lab = state["lab"]
+    problem, run, config = lab["problem"], lab["runs"][name], lab["config"]
+    note = f"Test predictions of the {name} model from the training lab ({problem.name}, {config.family} family, seed {config.seed})."
+    preds = Predictions(run.test_logits.detach().clone(), problem.y_test.clone(), problem.class_names, "logits", f"training lab: {name} model", [note])
+    state["lab_sent"] = state.get("lab_sent", 0) + 1
+    key = f"lab:{state['lab_sent']}:{problem.name}:{name}"
+    state["data"], state["data_key"], state["sources"] = Dataset.of(key, preds, f"training lab, {name} model"), key, {}
+    state.pop("failed_key", None)
+
+
+def _results() -> None:
+    lab = st.session_state["lab"]
+    runs, problem, lens = lab["runs"], lab["problem"], lab["lens"]
+    st.caption(f"{problem.name}: {len(problem.y_train):,} training and {len(problem.y_test):,} test samples; lens-aware accuracy and group mass use the lab's lens for both models.")
+    cols = st.columns(2)
+    for col, name in zip(cols, RUNS):
+        final = runs[name].final()
+        with col:
+            st.markdown(f"**{RUN_LABELS[name]}**")
+            a, b, c = st.columns(3)
+            a.metric("Test accuracy", f"{final['test_accuracy']:.1%}")
+            b.metric("Test lens-aware accuracy", f"{final['test_lens_aware_accuracy']:.1%}")
+            c.metric("Mass on the true class's group", f"{final['test_group_mass']:.1%}",
+                     help="Mean predicted probability on the classes the lens row of the true class covers.")
+            if st.button("Analyse these test predictions", key=f"lab_send_{name}",
+                         help="Replaces the data of the other tabs with this model's test logits and labels."):
+                _send(name)
+                st.rerun(scope="app")  # the fragment alone would not redraw the analysis
+    for col, fig, key in zip(st.columns(3), _curves(runs), ("loss", "accuracy", "lens_accuracy")):
+        col.plotly_chart(fig, key=f"lab_curve_{key}")
+    if problem.num_features == 2:
+        st.subheader("Decision regions and predicted probabilities")
+        options = [None, *range(problem.num_classes)]
+        show = st.selectbox("Colour the plane by", options, key="lab_show",
+                            format_func=lambda c: "predicted class" if c is None else f"predicted probability of {problem.class_names[c]}")
+        points = torch.cat([problem.x_train, problem.x_test]).numpy()
+        labels = torch.cat([problem.y_train, problem.y_test]).numpy()
+        for col, name in zip(st.columns(2), RUNS):
+            xs, ys, probs = probability_grid(runs[name].model, problem.x_train)
+            fig = figures.decision_regions(xs, ys, probs, points, labels, problem.class_names, RUN_LABELS[name], show=show)
+            col.plotly_chart(fig, key=f"lab_regions_{name}")
+    st.subheader("Test confusion matrices")
+    for col, name in zip(st.columns(2), RUNS):
+        col.markdown(f"**{RUN_LABELS[name]}**")
+        col.plotly_chart(figures.confusion_heatmap(confusion_of(runs[name], problem), problem.class_names), key=f"lab_confusion_{name}")
+    st.subheader("Probability on each class's group")
+    support = lens.matrix > 0
+    rows = []
+    for c, cname in enumerate(problem.class_names):
+        mask = problem.y_test == c
+        if not mask.any():
+            continue
+        row = {"true class": cname, "group": ", ".join(n for n, s in zip(problem.class_names, support[c].tolist()) if s)}
+        for name in RUNS:
+            probs = torch.softmax(runs[name].test_logits[mask], dim=1)
+            row[RUN_LABELS[name]] = round(float((probs * support[c]).sum(dim=1).mean()), 4)
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="lab_group_table")
+
+
+@st.fragment
+def lab_section(page_lens: Lens) -> None:
+    """The lab runs as a fragment: its widgets rerun the lab only, not the analysis above."""
+    st.caption(
+        "Trains the same small network (two hidden layers) from the same seed twice: with cross-entropy and with a lens, "
+        "using the lens family chosen in the sidebar. With the identity lens the two runs are identical."
+    )
+    problem, config, choice = _settings()
+    try:
+        lens = _lab_lens(problem, choice, page_lens)
+    except LensdashError as exc:
+        st.error(str(exc))
+        return
+    if st.button("Train both models", key="lab_train", type="primary"):
+        _train(problem, lens, config)
+    if "lab" in st.session_state:
+        _results()
+    else:
+        st.info("Choose a problem and a lens, then train both models.")
