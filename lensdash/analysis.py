@@ -10,7 +10,7 @@ per loss) and returns an :class:`Analysis`; the table builders only format it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import pandas as pd
 import torch
@@ -274,27 +274,95 @@ def per_sample_table(analysis: Analysis) -> pd.DataFrame:
     )
 
 
+@dataclass
+class ClassSums:
+    """Per-class sums of an analysis. Sums add across chunks of a file and across processes, so reports stream.
+
+    Counts and losses are (K,) float64; ``grad_*`` are (K, K) sums of per-sample
+    gradients (row = true class); ``confusion`` is (K, K) counts.
+    """
+
+    count: Tensor
+    correct: Tensor
+    lens_hit: Tensor
+    unlensed: Tensor
+    lensed: Tensor
+    grad_unlensed: Tensor
+    grad_lensed: Tensor
+    confusion: Tensor
+
+    @classmethod
+    def zeros(cls, k: int, device: torch.device | str = "cpu") -> ClassSums:
+        vec, mat = (lambda: torch.zeros(k, dtype=torch.float64, device=device)), (lambda: torch.zeros(k, k, dtype=torch.float64, device=device))
+        return cls(vec(), vec(), vec(), vec(), vec(), mat(), mat(), mat())
+
+    @classmethod
+    def of(cls, analysis: Analysis) -> ClassSums:
+        labels, k = analysis.labels, analysis.num_classes
+        count = torch.bincount(labels, minlength=k).double()
+
+        def total(values: Tensor) -> Tensor:
+            return torch.zeros(k, dtype=torch.float64, device=labels.device).index_add_(0, labels, values.double())
+
+        return cls(
+            count,
+            total(analysis.predicted == labels),
+            total(analysis.lens_hit),
+            total(analysis.unlensed_loss),
+            total(analysis.lensed_loss),
+            analysis.grad_unlensed.double() * count.unsqueeze(1),
+            analysis.grad_lensed.double() * count.unsqueeze(1),
+            analysis.confusion.double(),
+        )
+
+    def tensors(self) -> list[Tensor]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def add_(self, other: ClassSums) -> ClassSums:
+        for mine, theirs in zip(self.tensors(), other.tensors()):
+            mine.add_(theirs)
+        return self
+
+    def _mean(self, sums: Tensor) -> Tensor:
+        return (sums / self.count.clamp_min(1)).where(self.count > 0, torch.nan)
+
+    def per_class_table(self, names: Sequence[str]) -> pd.DataFrame:
+        """One row per true class: count, accuracy, lens-aware accuracy, mean losses and delta."""
+        return pd.DataFrame(
+            {
+                "class": list(names),
+                "count": self.count.long().cpu().numpy(),
+                "accuracy": self._mean(self.correct).cpu().numpy(),
+                "lens_aware_accuracy": self._mean(self.lens_hit).cpu().numpy(),
+                "unlensed_loss": self._mean(self.unlensed).cpu().numpy(),
+                "lensed_loss": self._mean(self.lensed).cpu().numpy(),
+                "delta": self._mean(self.lensed - self.unlensed).cpu().numpy(),
+            }
+        )
+
+    def class_mean_gradients(self) -> tuple[Tensor, Tensor]:
+        """(unlensed, lensed) K×K class-mean gradients; classes without samples give 0."""
+        counts = self.count.clamp_min(1).unsqueeze(1)
+        return self.grad_unlensed / counts, self.grad_lensed / counts
+
+    def summary(self) -> dict[str, float]:
+        """Mean losses, their difference, top-1 and lens-aware accuracy, N and K (as :meth:`Analysis.summary`)."""
+        n = float(self.count.sum())
+        unlensed, lensed = float(self.unlensed.sum()) / n, float(self.lensed.sum()) / n
+        return {
+            "unlensed_loss": unlensed,
+            "lensed_loss": lensed,
+            "delta": lensed - unlensed,
+            "accuracy": float(self.correct.sum()) / n,
+            "lens_aware_accuracy": float(self.lens_hit.sum()) / n,
+            "num_samples": int(n),
+            "num_classes": int(self.count.shape[0]),
+        }
+
+
 def per_class_table(analysis: Analysis) -> pd.DataFrame:
     """One row per true class: count, accuracy, lens-aware accuracy, mean losses and delta."""
-    k = analysis.num_classes
-    labels = analysis.labels
-    count = torch.bincount(labels, minlength=k).double()
-
-    def mean(values: Tensor) -> Tensor:
-        sums = torch.zeros(k, dtype=torch.float64, device=labels.device).index_add_(0, labels, values.double())
-        return (sums / count.clamp_min(1)).where(count > 0, torch.nan)
-
-    return pd.DataFrame(
-        {
-            "class": list(analysis.class_names),
-            "count": count.long().cpu().numpy(),
-            "accuracy": mean(analysis.predicted == labels).cpu().numpy(),
-            "lens_aware_accuracy": mean(analysis.lens_hit).cpu().numpy(),
-            "unlensed_loss": mean(analysis.unlensed_loss).cpu().numpy(),
-            "lensed_loss": mean(analysis.lensed_loss).cpu().numpy(),
-            "delta": mean(analysis.delta).cpu().numpy(),
-        }
-    )
+    return ClassSums.of(analysis).per_class_table(analysis.class_names)
 
 
 def confusion_table(analysis: Analysis, *, normalize: bool = False) -> pd.DataFrame:

@@ -479,6 +479,21 @@ def _npz(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray | None, list[st
         raise InputError.build("a numeric .npz archive", f"a file numpy cannot read ({exc})", where=name, fix="Save it with numpy.savez.") from None
 
 
+def _parquet_columns(name: str, schema: pa.Schema, label_column: str | int | None) -> tuple[list[int], int | None, list[str]]:
+    """Which Parquet columns are classes (numeric) and which holds the labels."""
+    header = [str(c) for c in schema.names]
+    label_idx = _label_index(header, label_column, name)
+    skip = {label_idx} if label_idx is not None else set()
+    skip |= {i for i, h in enumerate(header) if h in ("__index_level_0__", "index")}
+    float_cols = [i for i in range(len(header)) if i not in skip]
+    for i in float_cols:
+        if not (pa.types.is_floating(schema.field(i).type) or pa.types.is_integer(schema.field(i).type)):
+            raise InputError.build(
+                "numeric prediction columns", f"{schema.field(i).type} in column {header[i]!r}", where=f"{name}, column {i + 1}", fix="Name the label column 'label'."
+            )
+    return float_cols, label_idx, header
+
+
 def _parquet(name: str, data: bytes, label_column: str | int | None) -> tuple[np.ndarray, object, list[str]]:
     import pyarrow.parquet as pq
 
@@ -486,16 +501,7 @@ def _parquet(name: str, data: bytes, label_column: str | int | None) -> tuple[np
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError.build("a Parquet file", f"one pyarrow cannot read ({exc})", where=name, fix="Write it with DataFrame.to_parquet().") from None
-    header = [str(c) for c in table.column_names]
-    label_idx = _label_index(header, label_column, name)
-    skip = {label_idx} if label_idx is not None else set()
-    skip |= {i for i, h in enumerate(header) if h in ("__index_level_0__", "index")}
-    float_cols = [i for i in range(len(header)) if i not in skip]
-    for i in float_cols:
-        if not (pa.types.is_floating(table.schema.field(i).type) or pa.types.is_integer(table.schema.field(i).type)):
-            raise InputError.build(
-                "numeric prediction columns", f"{table.schema.field(i).type} in column {header[i]!r}", where=f"{name}, column {i + 1}", fix="Name the label column 'label'."
-            )
+    float_cols, label_idx, header = _parquet_columns(name, table.schema, label_column)
     table = table.select(float_cols + ([label_idx] if label_idx is not None else []))
     values = _float_matrix(name, table, list(range(len(float_cols))), 1)
     labels = (table.column(len(float_cols)), 1, label_idx) if label_idx is not None else None

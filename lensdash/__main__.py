@@ -1,0 +1,7 @@
+"""``python -m lensdash report ...``: see :mod:`lensdash.cli`."""
+
+import sys
+
+from lensdash.cli import main
+
+sys.exit(main())

@@ -1,0 +1,217 @@
+r"""The app's summary for files of any size: streamed, optionally sharded, written as CSV/JSON and HTML.
+
+Lens convention: row ``i`` of the lens is the target distribution used when the
+true label is ``i``; rows sum to 1. Per-class sums (:class:`~lensdash.analysis.ClassSums`)
+are accumulated chunk by chunk and, under ``torchrun``, added across processes
+with ``all_reduce``; the means are taken once, at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lensdash import figures
+from lensdash.analysis import FAMILIES, ClassSums, analyze, gradient_table
+from lensdash.errors import InputError, LensdashError
+from lensdash.files import lens_to_bytes, read_lens
+from lensdash.lens import Lens, align_lens
+from lensdash.stream import CHUNK_ROWS, open_stream
+
+#: Files of a report, written together or not at all.
+REPORT_FILES = (
+    "summary.json",
+    "per_class.csv",
+    "gradients_unlensed.csv",
+    "gradients_lensed.csv",
+    "gradients_difference.csv",
+    "confusion.csv",
+    "lens.csv",
+    "report.html",
+)
+
+Progress = Callable[[int, int, int], None]  # (units done, units total, rows read)
+
+
+@dataclass
+class Report:
+    """Sums over every sample read, and what they describe."""
+
+    sums: ClassSums
+    class_names: tuple[str, ...]
+    lens: Lens
+    family: str
+    kind: str
+    source: str
+    notes: list[str] = field(default_factory=list)
+    processes: int = 1
+    label_count: int | None = None  # labels in a separate file, checked against the rows once all are read
+
+    @property
+    def rows(self) -> int:
+        return int(self.sums.count.sum())
+
+    def summary(self) -> dict:
+        """The headline numbers (as the app's metrics) and what produced them."""
+        return {
+            **self.sums.summary(),
+            "family": self.family,
+            "kind": self.kind,
+            "source": self.source,
+            "class_names": list(self.class_names),
+            "processes": self.processes,
+            "notes": self.notes,
+            "complete": True,
+        }
+
+    def write(self, out: str | os.PathLike) -> list[Path]:
+        """Write :data:`REPORT_FILES` into ``out`` atomically: into a temporary folder that is renamed at the end."""
+        out = Path(out)
+        check_output_folder(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            self._write_files(tmp)
+            if out.exists():
+                shutil.rmtree(out)  # a previous report (check_output_folder refused anything else)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return [out / name for name in REPORT_FILES]
+
+    def _write_files(self, folder: Path) -> None:
+        names = self.class_names
+        grad_u, grad_l = self.sums.class_mean_gradients()
+        self.sums.per_class_table(names).to_csv(folder / "per_class.csv", index=False)
+        for label, matrix in (("unlensed", grad_u), ("lensed", grad_l), ("difference", grad_l - grad_u)):
+            gradient_table(matrix, names).to_csv(folder / f"gradients_{label}.csv")
+        confusion = gradient_table(self.sums.confusion, names).rename_axis(index="true", columns="predicted").astype("int64")
+        confusion.to_csv(folder / "confusion.csv")
+        (folder / "lens.csv").write_bytes(lens_to_bytes(self.lens, "csv"))
+        bound = float(max(grad_u.abs().max(), grad_l.abs().max()))
+        figs = [
+            figures.gradient_heatmap(grad_u, names, "Class-mean gradient, unlensed", zmax=bound),
+            figures.gradient_heatmap(grad_l, names, "Class-mean gradient, lensed", zmax=bound),
+            figures.gradient_heatmap(grad_l - grad_u, names, "Lensed − unlensed"),
+            figures.confusion_heatmap(self.sums.confusion, names),
+        ]
+        s = self.summary()
+        head = (
+            f"<h1>lensdash report: {self.source}</h1><p>{s['num_samples']:,} samples × {s['num_classes']} classes ({self.kind}), "
+            f"{self.family}-side lens. Unlensed loss {s['unlensed_loss']:.4f}, lensed {s['lensed_loss']:.4f}, "
+            f"accuracy {s['accuracy']:.1%}, lens-aware accuracy {s['lens_aware_accuracy']:.1%}.</p>"
+        )
+        body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs))
+        (folder / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>lensdash report</title></head><body>{head}{body}</body></html>", encoding="utf-8")
+        (folder / "summary.json").write_text(json.dumps(s, indent=1), encoding="utf-8")
+
+
+def check_output_folder(out: str | os.PathLike) -> None:
+    """Refuse a folder that holds anything but a previous report (it would be replaced)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "summary.json").exists())):
+        raise InputError.build(
+            "a new or empty output folder (or a previous report, which is replaced)",
+            "a file" if not out.is_dir() else "a folder with other files",
+            where=str(out),
+            fix="Choose another --out folder.",
+        )
+
+
+def report(
+    predictions: str | os.PathLike,
+    lens: str | os.PathLike | object,
+    *,
+    labels: str | os.PathLike | None = None,
+    kind: str = "auto",
+    family: str = "target",
+    label_column: str | int | None = None,
+    device: str = "cpu",
+    chunk_rows: int = CHUNK_ROWS,
+    shard: tuple[int, int] = (0, 1),
+    progress: Progress | None = None,
+) -> Report:
+    r"""Stream a predictions file and sum, per true class, what :func:`~lensdash.analysis.analyze` computes.
+
+    Memory is bounded by one chunk, not by the file. With ``shard=(rank, world)``
+    only this process's share is read; combine shares with :func:`all_reduce`.
+
+    Args:
+        predictions: CSV, Parquet or ``.npy`` path.
+        lens: a lens file (CSV, JSON, ``.pt``), a K×K tensor or a :class:`~lensdash.Lens`;
+            rows are target distributions, rows sum to 1. Matched to the classes by name.
+        labels: a separate labels file (one per prediction row).
+        kind, label_column: as for :func:`~lensdash.read_predictions`.
+        family: ``'target'`` (the seed's) or ``'prediction'``.
+        device: ``'cpu'`` or ``'cuda'``.
+        chunk_rows: rows per chunk for Parquet and ``.npy``.
+        shard: (rank, world size).
+        progress: called after each chunk with (done, total, rows read).
+
+    Returns:
+        A :class:`Report`.
+
+    Raises:
+        InputError: bad files, with the row, and how many rows were read before it.
+        LensError: a lens that is not valid for these classes.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "p.csv"
+        >>> _ = path.write_text("a,b,label\n0.9,0.1,a\n0.2,0.8,b\n")
+        >>> r = report(path, torch.eye(2))
+        >>> round(r.summary()["unlensed_loss"], 4), r.rows
+        (0.1643, 2)
+    """
+    if family not in FAMILIES:
+        raise InputError.build(f"a lens family in {sorted(FAMILIES)}", repr(family), fix="'target' is the seed's loss, 'prediction' the forward correction.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError.build("a CUDA device", "none available", fix="Use --device cpu.")
+    stream = open_stream(predictions, labels, kind=kind, label_column=label_column, shard=shard, chunk_rows=chunk_rows)
+    names = stream.class_names
+    the_lens, notes = _lens(lens, names)
+    matrix = the_lens.matrix.to(device=device, dtype=torch.float32)
+    sums = ClassSums.zeros(len(names), device)
+    rows = 0
+    try:
+        for chunk in stream.chunks:
+            analysis = analyze(chunk.logits.to(device), chunk.labels.to(device), matrix, family=family, class_names_=names)
+            sums.add_(ClassSums.of(analysis))
+            rows += len(chunk.labels)
+            if progress is not None:
+                progress(chunk.done, stream.total, rows)
+    except LensdashError as exc:
+        raise type(exc)(f"{exc} (stopped after reading {rows:,} rows; no report was written)") from None
+    return Report(sums, names, the_lens, family, stream.kind, stream.name, stream.notes + notes, shard[1], stream.label_count)
+
+
+def _lens(lens: object, names: tuple[str, ...]) -> tuple[Lens, list[str]]:
+    if isinstance(lens, (str, os.PathLike)):
+        return read_lens(lens, names)
+    aligned, note = align_lens(lens if isinstance(lens, Lens) else Lens(lens), names)
+    return aligned, [note] if note else []
+
+
+def all_reduce(result: Report) -> Report:
+    """Add every process's sums (``torch.distributed``, already initialised); every process gets the total."""
+    import torch.distributed as dist
+
+    for tensor in result.sums.tensors():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    result.processes = dist.get_world_size()
+    return result
+
+
+def check_label_count(result: Report) -> None:
+    """A separate labels file must have exactly one label per row read (all processes' rows, once added)."""
+    expected = result.label_count
+    if expected is not None and expected != result.rows:
+        raise InputError.build(f"{result.rows:,} labels (one per prediction row)", f"{expected:,}", where="the labels file", fix="The labels and predictions must have the same rows.")

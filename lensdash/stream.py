@@ -1,0 +1,349 @@
+r"""Predictions too large to hold: read chunk by chunk, each process of a sharded run its own range.
+
+:func:`open_stream` reads CSV, Parquet or ``.npy`` files (paths) with the same
+rules and the same :class:`~lensdash.InputError` messages as
+:func:`~lensdash.read_predictions`, but yields :class:`Chunk`\ s whose size is
+bounded by ``chunk_rows`` (or one CSV part of ``files.PART_BYTES``), so memory does not grow with the file.
+With ``shard=(rank, world_size)`` a process reads only its share: a byte range
+cut at line ends (CSV), a range of row groups (Parquet) or of rows (``.npy``).
+Parquet is read a row group at a time, so its memory is bounded by the writer's row-group size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from lensdash import files
+from lensdash.errors import InputError
+from lensdash.files import (
+    KINDS,
+    _csv_layout,
+    _csv_table,
+    _CsvLayout,
+    _Input,
+    _label_values,
+    _labels_file,
+    _line_end,
+    _null_error,
+    _open,
+    _parquet_columns,
+    _to_logits,
+    _unique_names,
+)
+
+#: Rows per chunk for Parquet and ``.npy`` (CSV chunks are parts of about ``PART_BYTES``).
+CHUNK_ROWS = 100_000
+
+
+@dataclass
+class Chunk:
+    """Consecutive samples: ``row`` is the 0-based index of the first among all samples of the file."""
+
+    row: int
+    logits: Tensor
+    labels: Tensor
+    done: int  # progress units (bytes or rows of this shard) read so far
+
+
+@dataclass
+class Stream:
+    """A file opened for streaming: what is known before reading it, and its chunks (an iterator)."""
+
+    name: str
+    class_names: tuple[str, ...]
+    kind: str
+    total: int  # progress units in this shard
+    unit: str  # "bytes" or "rows"
+    chunks: Iterator[Chunk]
+    notes: list[str] = field(default_factory=list)
+    label_count: int | None = None  # labels in a separate file, to compare with the rows read
+
+
+def open_stream(
+    path: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    *,
+    kind: str = "auto",
+    label_column: str | int | None = None,
+    shard: tuple[int, int] = (0, 1),
+    chunk_rows: int = CHUNK_ROWS,
+) -> Stream:
+    """Open predictions for chunked reading; see the module docstring.
+
+    ``kind="auto"`` is decided on the file's first rows (the same rule as
+    :func:`~lensdash.read_predictions`) and then enforced on every chunk, so a
+    file whose later rows are not probabilities stops with the row that is not.
+    Labels come from a label column, or a separate ``labels`` file that is read
+    whole (N integers) and sliced.
+
+    Raises:
+        InputError: unreadable files; in the chunks, bad rows with their row and column.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "p.csv"
+        >>> _ = path.write_text("a,b,label\\n0.9,0.1,a\\n0.2,0.8,b\\n")
+        >>> s = open_stream(path)
+        >>> s.kind, [c.labels.tolist() for c in s.chunks]
+        ('probs', [[0, 1]])
+    """
+    if kind not in KINDS:
+        raise InputError.build(f"kind in {KINDS}", repr(kind), fix="'auto' detects probabilities, log-probabilities and logits.")
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise InputError.build("a shard (rank, world size) with 0 <= rank < world size", str(shard), fix="Run under torchrun, or leave shard alone.")
+    if chunk_rows < 1:
+        raise InputError.build("chunk_rows >= 1", str(chunk_rows), fix="Give a positive number of rows per chunk.")
+    inp = _open(path, "predictions", None)
+    head = bytes(inp.data[:8])
+    if head[:4] == b"PAR1":
+        inp.close()
+        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows)
+    if head[:6] == b"\x93NUMPY":
+        inp.close()
+        return _npy_stream(path, labels, kind, rank, world, chunk_rows)
+    if head[:4] == b"PK\x03\x04":
+        inp.close()
+        raise InputError.build("CSV, Parquet or .npy for streaming", "an .npz archive", where=inp.name, fix="Save the logits with numpy.save (one .npy) and pass the labels with --labels.")
+    return _csv_stream(inp, labels, kind, label_column, rank, world)
+
+
+# ------------------------------------------------------------------ shared
+
+
+class _Labels:
+    """Labels of a separate file, read whole and handed out by row range."""
+
+    def __init__(self, path: str | os.PathLike | None, names: list[str] | None, k: int, notes: list[str]) -> None:
+        self.values = None
+        if path is not None:
+            name, column, first_row, col = _labels_file(path, None)
+            self.values, mapped = _label_values(name, column, names, k, first_row, col, notes)
+            _no_new_names(name, mapped)
+            self.name = name
+
+    def rows(self, start: int, stop: int, total_name: str) -> Tensor:
+        if stop > len(self.values):
+            raise InputError.build(
+                "one label per prediction row", f"{len(self.values)} labels but at least {stop} rows", where=self.name, fix="The labels and predictions must have the same rows."
+            )
+        return torch.from_numpy(self.values[start:stop])
+
+
+def _count(separate: _Labels | None) -> int | None:
+    return None if separate is None else len(separate.values)
+
+
+def _no_new_names(name: str, mapped: list[str] | None) -> None:
+    if mapped is not None:
+        raise InputError.build(
+            "integer labels, or class names that the prediction file's header lists",
+            "class names with no header to match them",
+            where=name,
+            fix="Streaming cannot see every label first: add a header with the class names, or write labels as 0..K-1.",
+        )
+
+
+class _Checker:
+    """Turns chunk values into logits under one kind, decided on the first rows."""
+
+    def __init__(self, name: str, kind: str, first: np.ndarray, locate, notes: list[str]) -> None:
+        self.name = name
+        _, self.kind = _to_logits(name, first.astype(np.float32, copy=True), kind, notes, locate)
+
+    def __call__(self, values: np.ndarray, locate) -> Tensor:
+        logits, _ = _to_logits(self.name, values.astype(np.float32, copy=False), self.kind, [], locate)
+        return logits
+
+
+def _shard_range(total: int, rank: int, world: int) -> tuple[int, int]:
+    return total * rank // world, total * (rank + 1) // world
+
+
+# --------------------------------------------------------------------- CSV
+
+
+def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, world: int) -> Stream:
+    name, data = inp.name, inp.data
+    layout = _csv_layout(name, data, label_column)
+    notes = list(layout.notes)
+    names = layout.class_names
+    k = len(layout.float_cols)
+    size = len(data)
+    lo, hi = (_line_end(data, b) if b else 0 for b in _shard_range(size, rank, world))
+    separate = _Labels(labels_path, names, k, notes) if labels_path is not None else None
+    if separate is None and layout.label_idx is None:
+        raise InputError.build("a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE.")
+    # The kind is decided on the first rows of the file, the same for every shard.
+    first = _csv_table(name, data[: _line_end(data, min(size, 1 << 14))], layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64())
+    checker = _Checker(name, kind, _columns(first, layout.float_cols), layout.locate, notes)
+    class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
+
+    def chunks() -> Iterator[Chunk]:
+        try:
+            row, start = _rows_before(data, lo, layout), lo
+            while start < hi:
+                stop = hi if start + files.PART_BYTES >= hi else _line_end(data, start + files.PART_BYTES)
+                chunk = _csv_chunk(name, data[start:stop], layout, start == 0, row, separate, checker, stop - lo)
+                yield chunk
+                row += len(chunk.labels)
+                inp.release(start, stop)
+                start = stop
+        finally:
+            inp.close()
+
+    return Stream(name, class_names, checker.kind, hi - lo, "bytes", chunks(), notes, _count(separate))
+
+
+def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
+    """Data rows before a byte offset at a line start (a later shard's first row number)."""
+    if offset == 0:
+        return 0
+    step = files.PART_BYTES
+    lines = sum(bytes(data[s : min(offset, s + step)]).count(b"\n") for s in range(0, offset, step))
+    return lines - (1 if layout.header is not None else 0)
+
+
+def _columns(table: pa.Table, cols: list[int]) -> np.ndarray:
+    if table.num_rows == 0:
+        return np.zeros((0, len(cols)), dtype=np.float64)
+    return np.asarray(table.select(cols).to_tensor(row_major=True, null_to_nan=True))
+
+
+def _csv_chunk(name: str, part: memoryview, layout: _CsvLayout, first_part: bool, row: int, separate: _Labels | None, checker: _Checker, done: int) -> Chunk:
+    skip_header = first_part and layout.header is not None
+    table = _csv_table(name, part, layout.delim, skip_header, layout.width, layout.float_cols, pa.float64(), first_line=layout.first_row + row if not first_part else 1)
+    for col in layout.float_cols:
+        if table.column(col).null_count:
+            raise _null_error(name, table.column(col), layout.first_row + row, col)
+
+    def locate(r: int, c: int) -> str:
+        return layout.locate(r + row, c)
+
+    logits = checker(_columns(table, layout.float_cols), locate)
+    if separate is not None:
+        labels = separate.rows(row, row + len(logits), name)
+    else:
+        column = table.column(layout.label_idx)
+        values, mapped = _label_values(name, column, layout.class_names, len(layout.float_cols), layout.first_row + row, layout.label_idx, [])
+        _no_new_names(name, mapped)
+        labels = torch.from_numpy(values)
+    return Chunk(row, logits, labels, done)
+
+
+# ----------------------------------------------------------------- Parquet
+
+
+def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world: int, chunk_rows: int) -> Stream:
+    import pyarrow.parquet as pq
+
+    name = os.path.basename(os.fspath(path))
+    try:
+        handle = pq.ParquetFile(os.fspath(path), pre_buffer=False, buffer_size=1 << 20)  # memory: one row group, not the file
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError.build("a Parquet file", f"one pyarrow cannot read ({exc})", where=name, fix="Write it with DataFrame.to_parquet().") from None
+    float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
+    names = [header[i] for i in float_cols]
+    k, notes = len(float_cols), []
+    separate = _Labels(labels_path, names, k, notes) if labels_path is not None else None
+    if separate is None and label_idx is None:
+        raise InputError.build("a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE.")
+    meta = handle.metadata
+    groups = range(*_shard_range(meta.num_row_groups, rank, world))
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    columns = [header[i] for i in float_cols] + ([header[label_idx]] if label_idx is not None and separate is None else [])
+
+    def locate(r: int, c: int) -> str:
+        return f"{name}, row {r + 1}, column {float_cols[c] + 1}"
+
+    first = next(handle.iter_batches(batch_size=min(chunk_rows, 10_000), columns=columns[:k]), None)
+    checker = _Checker(name, kind, _columns(pa.Table.from_batches([first]), list(range(k))) if first is not None else np.zeros((0, k)), locate, notes)
+
+    def chunks() -> Iterator[Chunk]:
+        row, done = sum(sizes[: groups.start]), 0
+        for batch in handle.iter_batches(batch_size=chunk_rows, row_groups=list(groups), columns=columns):
+            table = pa.Table.from_batches([batch])
+            for j in range(k):
+                if table.column(j).null_count:
+                    raise _null_error(name, table.column(j), row + 1, float_cols[j])
+            logits = checker(_columns(table, list(range(k))), lambda r, c, row=row: locate(r + row, c))
+            if separate is not None:
+                labels = separate.rows(row, row + len(logits), name)
+            else:
+                values, mapped = _label_values(name, table.column(k), names, k, row + 1, label_idx, [])
+                _no_new_names(name, mapped)
+                labels = torch.from_numpy(values)
+            done += len(logits)
+            yield Chunk(row, logits, labels, done)
+            row += len(logits)
+
+    total = sum(sizes[g] for g in groups)
+    return Stream(name, _unique_names(name, names), checker.kind, total, "rows", chunks(), notes, _count(separate))
+
+
+# -------------------------------------------------------------------- .npy
+
+
+def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows: int) -> Stream:
+    name = os.path.basename(os.fspath(path))
+    handle = open(path, "rb")  # noqa: SIM115  (closed when the chunks are done)
+    try:
+        version = np.lib.format.read_magic(handle)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(handle)
+    except ValueError as exc:
+        handle.close()
+        raise InputError.build("a numeric .npy array", f"a file numpy cannot read ({exc})", where=name, fix="Save it with numpy.save(path, array).") from None
+    if len(shape) != 2 or dtype.kind not in "fiu" or shape[1] < 2:
+        handle.close()
+        raise InputError.build("an N×K numeric array with K >= 2", f"shape {shape}, dtype {dtype}", where=name, fix="One row per sample, one column per class.")
+    if labels_path is None:
+        handle.close()
+        raise InputError.build("a labels file with --labels", "none", where=name, fix="A .npy holds numbers only; save the labels separately.")
+    n, k = shape
+    offset, notes = handle.tell(), []
+    separate = _Labels(labels_path, None, k, notes)
+    if len(separate.values) != n:
+        handle.close()
+        raise InputError.build(f"{n} labels (one per prediction row)", f"{len(separate.values)}", where=separate.name, fix="The labels and predictions must have the same rows.")
+    lo, hi = _shard_range(n, rank, world)
+
+    def read(start: int, count: int) -> np.ndarray:
+        if not fortran:
+            return _read_exactly(handle, offset + start * k * dtype.itemsize, dtype, count * k, name).reshape(count, k)
+        # Column-major (e.g. numpy.save of DataFrame.to_numpy()): one read per column.
+        out = np.empty((count, k), dtype=dtype)
+        for j in range(k):
+            out[:, j] = _read_exactly(handle, offset + (j * n + start) * dtype.itemsize, dtype, count, name)
+        return out
+
+    def locate(r: int, c: int) -> str:
+        return f"{name}, row {r + 1}, column {c + 1}"
+
+    checker = _Checker(name, kind, read(0, min(n, 10_000)), locate, notes)
+
+    def chunks() -> Iterator[Chunk]:
+        try:
+            for start in range(lo, hi, chunk_rows):
+                count = min(chunk_rows, hi - start)
+                logits = checker(read(start, count), lambda r, c, start=start: locate(r + start, c))
+                yield Chunk(start, logits, separate.rows(start, start + count, name), start + count - lo)
+        finally:
+            handle.close()
+
+    return Stream(name, tuple(str(i) for i in range(k)), checker.kind, hi - lo, "rows", chunks(), notes, n)
+
+
+def _read_exactly(handle, position: int, dtype: np.dtype, count: int, name: str) -> np.ndarray:
+    handle.seek(position)
+    values = np.fromfile(handle, dtype=dtype, count=count)
+    if len(values) != count:
+        raise InputError.build(f"{count} more values", f"a file that ends after {len(values)}", where=name, fix="The file is truncated; save it again.")
+    return values

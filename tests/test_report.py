@@ -1,0 +1,237 @@
+"""Streaming reports: chunked and sharded results equal the in-memory analysis; bad rows stop with the row."""
+
+import json
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import lensdash as ld
+from lensdash import files
+from lensdash.analysis import ClassSums, analyze, per_class_table
+from lensdash.cli import ProgressBar, main
+from lensdash.report import REPORT_FILES, report
+from lensdash.stream import open_stream
+
+K, N = 5, 900
+NAMES = ["ant", "bee", "cat", "dog", "eel"]
+LENS = ld.merge_lens(NAMES, [["cat", "dog"], ["ant", "bee", "eel"]])
+
+
+@pytest.fixture(scope="module")
+def data():
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(N, K, generator=gen) * 2).float()
+    labels = torch.randint(0, K, (N,), generator=gen)
+    return logits, labels
+
+
+@pytest.fixture
+def paths(tmp_path, data):
+    logits, labels = data
+    frame = pd.DataFrame(logits.numpy(), columns=NAMES)
+    frame.insert(2, "label", [NAMES[i] for i in labels.tolist()])
+    out = {"csv": tmp_path / "p.csv", "parquet": tmp_path / "p.parquet", "npy": tmp_path / "p.npy", "npy_f": tmp_path / "f.npy"}
+    frame.to_csv(out["csv"], index=False)
+    frame.to_parquet(out["parquet"], row_group_size=100)
+    np.save(out["npy"], logits.numpy())
+    np.save(out["npy_f"], np.asfortranarray(logits.numpy()))
+    pd.Series(labels.numpy(), name="label").to_csv(tmp_path / "labels.csv", index=False)
+    out["labels"] = tmp_path / "labels.csv"
+    lens_path = tmp_path / "lens.json"
+    ld.save_lens(LENS, lens_path)
+    out["lens"] = lens_path
+    return out
+
+
+def small_parts():
+    return mock.patch.object(files, "PART_BYTES", 4096)
+
+
+def expected(data, family="target"):
+    logits, labels = data
+    return analyze(logits, labels, LENS, family=family, class_names_=NAMES)
+
+
+def assert_matches(result, analysis):
+    got, want = result.summary(), analysis.summary()
+    for key in ("unlensed_loss", "lensed_loss", "accuracy", "lens_aware_accuracy"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
+    assert got["num_samples"] == want["num_samples"] and got["num_classes"] == want["num_classes"]
+    pd.testing.assert_frame_equal(result.sums.per_class_table(NAMES), per_class_table(analysis), rtol=1e-5)
+    grad_u, grad_l = result.sums.class_mean_gradients()
+    torch.testing.assert_close(grad_u.float(), analysis.grad_unlensed, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grad_l.float(), analysis.grad_lensed, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["target", "prediction"])
+def test_csv_in_many_parts_equals_the_in_memory_analysis(paths, data, family):
+    with small_parts():
+        stream = open_stream(paths["csv"])
+        assert sum(1 for _ in stream.chunks) > 10  # really chunked
+        result = report(paths["csv"], paths["lens"], family=family)
+    assert result.kind == "logits" and result.class_names == tuple(NAMES)
+    assert_matches(result, expected(data, family))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npy", "npy_f"])
+def test_parquet_and_npy_equal_the_csv_result(paths, data, fmt):
+    labels = None if fmt == "parquet" else paths["labels"]
+    lens = paths["lens"] if fmt == "parquet" else LENS.matrix  # .npy has no class names: a lens by position
+    result = report(paths[fmt], lens, labels=labels, chunk_rows=128)
+    assert_matches(result, expected(data))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "npy"])
+def test_shards_add_up_to_the_whole(paths, data, fmt):
+    labels = paths["labels"] if fmt == "npy" else None
+    with small_parts():
+        parts = [report(paths[fmt], LENS.matrix, labels=labels, chunk_rows=64, shard=(r, 3)) for r in range(3)]
+    total = ClassSums.zeros(K)
+    for part in parts:
+        total.add_(part.sums)
+    assert [p.rows for p in parts] != [N, 0, 0] and sum(p.rows for p in parts) == N
+    parts[0].sums = total
+    assert_matches(parts[0], expected(data))
+
+
+def test_separate_labels_file_with_a_sharded_csv(paths, data, tmp_path):
+    headerless = tmp_path / "h.csv"
+    np.savetxt(headerless, data[0].numpy(), delimiter=",")
+    with small_parts():
+        parts = [report(headerless, LENS.matrix, labels=paths["labels"], shard=(r, 2)) for r in range(2)]
+    parts[0].sums.add_(parts[1].sums)
+    assert_matches(parts[0], expected(data))
+
+
+def test_cli_writes_every_file_and_the_numbers(paths, data, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == sorted(REPORT_FILES)
+    summary = json.loads((out / "summary.json").read_text())
+    want = expected(data).summary()
+    assert summary["complete"] and summary["lensed_loss"] == pytest.approx(want["lensed_loss"], rel=1e-6)
+    table = pd.read_csv(out / "per_class.csv")
+    assert list(table["class"]) == NAMES and table["count"].sum() == N
+    grads = pd.read_csv(out / "gradients_lensed.csv", index_col=0)
+    np.testing.assert_allclose(grads.to_numpy(), expected(data).grad_lensed.numpy(), atol=1e-6)
+    assert (pd.read_csv(out / "confusion.csv", index_col=0).to_numpy() == expected(data).confusion.numpy()).all()
+    html = (out / "report.html").read_text()
+    assert html.count("plotly-graph-div") == 4 and "Class-mean gradient, lensed" in html
+    captured = capsys.readouterr()
+    assert f"{N:,} samples x {K} classes" in captured.out and "rows/s" in captured.err
+    # A second run replaces its own previous report; a folder with other files is refused before reading.
+    assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(out), "--quiet"]) == 0
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(tmp_path / "other")]) == 2
+    assert "a new or empty output folder" in capsys.readouterr().err
+
+
+def test_bad_row_in_the_middle_stops_with_its_row_and_writes_nothing(paths, tmp_path, capsys):
+    lines = paths["csv"].read_text().splitlines(keepends=True)
+    lines[700] = "0.1,oops," + lines[700].split(",", 2)[2]
+    broken = tmp_path / "broken.csv"
+    broken.write_text("".join(lines))
+    out = tmp_path / "report"
+    with small_parts():
+        code = main(["report", str(broken), "--lens", str(paths["lens"]), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "broken.csv, row 701, column 2: expected a number, found 'oops'" in err
+    assert "stopped after reading" in err and "no report was written" in err
+    rows_read = int(err.split("stopped after reading ")[1].split(" rows")[0].replace(",", ""))
+    assert 0 < rows_read < 699
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_later_rows_must_keep_the_detected_kind(tmp_path):
+    rows = ["a,b,label"] + ["0.3,0.7,1"] * 6000 + ["0.3,0.5,1"] + ["0.5,0.5,0"] * 10  # beyond the rows that decide the kind
+    path = tmp_path / "probs.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with small_parts(), pytest.raises(ld.InputError, match=r"probs.csv, row 6002: expected probabilities summing to 1.*found a sum of 0.8.*stopped after reading"):
+        report(path, torch.eye(2))
+
+
+def test_streaming_refusals(tmp_path, paths):
+    text = tmp_path / "names.csv"
+    text.write_text("1.0,2.0,cat\n0.5,0.1,dog\n")
+    with pytest.raises(ld.InputError, match="add a header with the class names"):
+        report(text, torch.eye(2), label_column=2)
+    npz = tmp_path / "p.npz"
+    np.savez(npz, logits=np.zeros((2, 2)))
+    with pytest.raises(ld.InputError, match=r"found an \.npz archive.*numpy.save"):
+        open_stream(npz)
+    with pytest.raises(ld.InputError, match="a labels file with --labels"):
+        open_stream(paths["npy"])
+    short = tmp_path / "short.csv"
+    short.write_text("label\n0\n1\n")
+    with pytest.raises(ld.InputError, match=f"expected {N} labels .* found 2"):
+        open_stream(paths["npy"], short)
+    with pytest.raises(ld.InputError, match="a shard"):
+        open_stream(paths["csv"], shard=(2, 2))
+    with pytest.raises(ld.InputError, match="a lens family"):
+        report(paths["csv"], LENS, family="both")
+    if not torch.cuda.is_available():
+        with pytest.raises(ld.InputError, match="a CUDA device"):
+            report(paths["csv"], LENS, device="cuda")
+    with pytest.raises(ld.LensError, match="unknown"):
+        report(paths["npy"], paths["lens"], labels=paths["labels"])  # named lens, unnamed classes
+
+
+def test_progress_bar_without_a_terminal_prints_every_tenth(capsys):
+    import io
+
+    out = io.StringIO()
+    bar = ProgressBar("rows", stream=out)
+    for done in range(0, 101, 5):
+        bar(done, 100, done * 10)
+    lines = out.getvalue().splitlines()
+    assert 10 <= len(lines) <= 12 and lines[-1].startswith("[" + "#" * 30 + "] 100.0%") and "1,000 rows" in lines[-1]
+
+
+def test_torchrun_with_two_cpu_processes_equals_one_process(paths, tmp_path):
+    single, double = tmp_path / "one", tmp_path / "two"
+    assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(single), "--quiet"]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lensdash",
+           "report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(double), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = json.loads((single / "summary.json").read_text()), json.loads((double / "summary.json").read_text())
+    assert two["processes"] == 2 and one["processes"] == 1
+    for key in ("num_samples", "unlensed_loss", "lensed_loss", "accuracy", "lens_aware_accuracy"):
+        assert two[key] == pytest.approx(one[key], rel=1e-9), key
+    pd.testing.assert_frame_equal(pd.read_csv(double / "per_class.csv"), pd.read_csv(single / "per_class.csv"), rtol=1e-9)
+
+
+def test_torchrun_one_process_failing_stops_both_without_a_report(paths, tmp_path):
+    lines = paths["csv"].read_text().splitlines(keepends=True)
+    lines[850] = "0.1,oops," + lines[850].split(",", 2)[2]  # in the second process's half
+    broken = tmp_path / "broken.csv"
+    broken.write_text("".join(lines))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lensdash",
+           "report", str(broken), "--lens", str(paths["lens"]), "--out", str(tmp_path / "out"), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode != 0
+    assert "rank 1/2 error: broken.csv, row 851, column 2: expected a number, found 'oops'" in done.stderr
+    assert "rank 0/2 stopped: another process failed" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_more_labels_than_rows_is_refused_at_the_end(paths, tmp_path, capsys):
+    longer = tmp_path / "longer.csv"
+    longer.write_text(paths["labels"].read_text() + "0\n0\n")
+    headerless = tmp_path / "h.csv"
+    np.savetxt(headerless, np.ones((N, K)) * 2, delimiter=",")
+    plain_lens = tmp_path / "lens.csv"
+    plain_lens.write_bytes(ld.lens_to_bytes(LENS, "plain-csv"))
+    args = ["report", str(headerless), "--labels", str(longer), "--lens", str(plain_lens), "--out", str(tmp_path / "o"), "--quiet"]
+    assert main(args) == 2
+    assert f"the labels file: expected {N} labels (one per prediction row), found {N + 2}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
