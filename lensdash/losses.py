@@ -73,10 +73,9 @@ def _grad_scale(grad_output: Tensor, n: int, reduction: str) -> Tensor:
 # --------------------------------------------------------------- target side
 
 
-def _target_dot(logp: Tensor, target: Tensor, plan: TargetPlan) -> Tensor:
-    """``sum_j C[y, j] * logp[:, j]`` per row, without forming ``C[y]`` for structured lenses."""
-    if plan.dense is not None:
-        rows = plan.dense.index_select(0, target)
+def _target_dot(logp: Tensor, target: Tensor, plan: TargetPlan, rows: Tensor | None) -> Tensor:
+    """``sum_j C[y, j] * logp[:, j]`` per row; ``rows`` is ``C[y]`` for dense lenses, structured ones never form it."""
+    if rows is not None:
         return torch.linalg.vecdot(rows, logp)
     dot = (plan.val.index_select(0, target) * logp.gather(1, plan.idx.index_select(0, target))).sum(dim=1)
     if plan.background is not None:
@@ -100,24 +99,26 @@ class _TargetLensedCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input: Tensor, target: Tensor, plan: TargetPlan, reduction: str, with_entropy: bool):
         logp = torch.log_softmax(input, dim=1)
-        dot = _target_dot(logp, target, plan)
+        # A dense lens's C[y] is formed once and kept for the backward pass.
+        rows = plan.dense.index_select(0, target) if plan.dense is not None else None
+        dot = _target_dot(logp, target, plan, rows)
         nan = torch.isnan(dot)
         if nan.any():  # rare: -inf logits where the lens has zeros
-            rows = nan.nonzero().squeeze(1)
-            dot[rows] = _target_dot_masked(logp[rows], target[rows], plan)
+            bad = nan.nonzero().squeeze(1)
+            dot[bad] = _target_dot_masked(logp[bad], target[bad], plan)
         loss = plan.negent.index_select(0, target) - dot if with_entropy else -dot
-        ctx.save_for_backward(logp, target)
+        ctx.save_for_backward(logp, target, rows)
         ctx.plan, ctx.reduction = plan, reduction
         return _reduce(loss, ctx.reduction)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
-        logp, target = ctx.saved_tensors
+        logp, target, rows = ctx.saved_tensors
         plan: TargetPlan = ctx.plan
         grad = logp.exp()
-        if plan.dense is not None:
-            grad.sub_(plan.dense.index_select(0, target))
+        if rows is not None:
+            grad.sub_(rows)
         else:
             if plan.background is not None:
                 grad.sub_(plan.background.index_select(0, target).unsqueeze(1))
