@@ -250,6 +250,8 @@ def training_curves(history: dict[str, dict[str, list[float]]], metric: str, tit
         ys = values[metric]
         fig.add_trace(go.Scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers", name=run, line={"color": colour}))
     fig.update_layout(legend={"orientation": "h", "y": -0.3})
+    if "accuracy" in metric or "mass" in metric:  # shares on a full 0-100% axis, so small wiggles look small
+        fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
     return _layout(fig, title, "epoch", metric.replace("_", " "), height=340)
 
 

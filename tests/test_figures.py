@@ -72,6 +72,8 @@ def test_training_curves_one_line_per_run():
     assert [t.name for t in fig.data] == ["Unlensed", "Lensed"]
     assert list(fig.data[1].y) == [0.4, 0.6, 0.9] and list(fig.data[0].x) == [1, 2, 3]
     assert fig.layout.xaxis.title.text == "epoch" and fig.layout.yaxis.title.text == "test accuracy"
+    assert tuple(fig.layout.yaxis.range) == (0, 1.02) and fig.layout.yaxis.tickformat == ".0%"
+    assert figures.training_curves({"a": {"train_loss": [2.0, 1.0]}}, "train_loss", "Loss").layout.yaxis.range is None
 
 
 def test_decision_regions_class_and_probability_views():

@@ -120,7 +120,7 @@ def _results() -> None:
             a, b, c = st.columns(3)
             a.metric("Test accuracy", f"{final['test_accuracy']:.1%}")
             b.metric("Test lens-aware accuracy", f"{final['test_lens_aware_accuracy']:.1%}")
-            c.metric("Mass on the true class's group", f"{final['test_group_mass']:.1%}",
+            c.metric("Mass on its group", f"{final['test_group_mass']:.1%}",
                      help="Mean predicted probability on the classes the lens row of the true class covers.")
             if st.button("Analyse these test predictions", key=f"lab_send_{name}",
                          help="Replaces the data of the other tabs with this model's test logits and labels."):

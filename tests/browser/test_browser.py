@@ -124,3 +124,17 @@ def test_heatmap_renders_with_axis_labels(page):
     ticks = page.locator(".js-plotly-plot .xtick text").all_text_contents()
     assert "cat" in ticks and "dog" in ticks
     shot(page, "5-heatmap")
+
+
+def test_training_lab_trains_both_models_and_draws_them(page):
+    wait_idle(page)
+    page.get_by_role("tab", name="Training lab").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Train both models").click()
+    page.get_by_text("Decision regions and predicted probabilities").wait_for(timeout=60_000)
+    wait_idle(page)
+    no_exception(page)
+    assert metric(page, "Test accuracy").endswith("%")
+    page.get_by_text("Decision regions and predicted probabilities").scroll_into_view_if_needed()
+    assert page.locator(".js-plotly-plot").count() >= 7  # curves, regions, confusions
+    shot(page, "6-training-lab")
