@@ -22,8 +22,8 @@ from lensdash.stream import CHUNK_ROWS
 class ProgressBar:
     """Rows read and throughput on stderr: redrawn in place on a terminal, a line per 10% otherwise."""
 
-    def __init__(self, unit: str, stream=None, prefix: str = "") -> None:
-        self.unit, self.stream, self.prefix = unit, stream or sys.stderr, prefix
+    def __init__(self, stream=None, prefix: str = "") -> None:
+        self.stream, self.prefix = stream or sys.stderr, prefix
         self.start = self.last = time.perf_counter()
         self.tty = self.stream.isatty()
         self.next_tenth = 1
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     result = None
     try:
         check_output_folder(args.out)
-        progress = None if args.quiet or rank != 0 else ProgressBar("rows", prefix=prefix)
+        progress = None if args.quiet or rank != 0 else ProgressBar(prefix=prefix)
         result = report(
             args.predictions, args.lens, labels=args.labels, kind=args.kind, family=args.family, label_column=args.label_column,
             device=device, chunk_rows=args.chunk_rows, shard=(rank, world), progress=progress,

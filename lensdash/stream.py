@@ -59,8 +59,7 @@ class Stream:
     name: str
     class_names: tuple[str, ...]
     kind: str
-    total: int  # progress units in this shard
-    unit: str  # "bytes" or "rows"
+    total: int  # progress units in this shard: bytes of a CSV, rows of Parquet and .npy
     chunks: Iterator[Chunk]
     notes: list[str] = field(default_factory=list)
     label_count: int | None = None  # labels in a separate file, to compare with the rows read
@@ -199,7 +198,7 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
         finally:
             inp.close()
 
-    return Stream(name, class_names, checker.kind, hi - lo, "bytes", chunks(), notes, _count(separate))
+    return Stream(name, class_names, checker.kind, hi - lo, chunks(), notes, _count(separate))
 
 
 def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
@@ -285,7 +284,7 @@ def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world
             row += len(logits)
 
     total = sum(sizes[g] for g in groups)
-    return Stream(name, _unique_names(name, names), checker.kind, total, "rows", chunks(), notes, _count(separate))
+    return Stream(name, _unique_names(name, names), checker.kind, total, chunks(), notes, _count(separate))
 
 
 # -------------------------------------------------------------------- .npy
@@ -338,7 +337,7 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
         finally:
             handle.close()
 
-    return Stream(name, tuple(str(i) for i in range(k)), checker.kind, hi - lo, "rows", chunks(), notes, n)
+    return Stream(name, tuple(str(i) for i in range(k)), checker.kind, hi - lo, chunks(), notes, n)
 
 
 def _read_exactly(handle, position: int, dtype: np.dtype, count: int, name: str) -> np.ndarray:

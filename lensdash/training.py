@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lensdash.analysis import _family, accuracy, confusion_counts, lens_aware_accuracy
-from lensdash.errors import InputError
+from lensdash.errors import InputError, LensError
 from lensdash.lens import Lens
 
 PROBLEMS = ("blobs", "digits")
@@ -225,8 +225,6 @@ def train_pair(
     matrix = (lens if isinstance(lens, Lens) else Lens(lens)).matrix.float()
     k = problem.num_classes
     if matrix.shape[0] != k:
-        from lensdash.errors import LensError
-
         raise LensError.build(f"a {k}×{k} lens for the {k} classes of {problem.name}", f"{matrix.shape[0]}×{matrix.shape[0]}", fix="Build the lab's lens over its classes.")
     if config.epochs < 1 or config.batch_size < 1 or config.hidden < 1 or not config.learning_rate > 0:
         raise InputError.build("epochs, batch size and hidden size >= 1 and a positive learning rate", str(config), fix="Change the settings.")

@@ -188,7 +188,7 @@ def test_progress_bar_without_a_terminal_prints_every_tenth(capsys):
     import io
 
     out = io.StringIO()
-    bar = ProgressBar("rows", stream=out)
+    bar = ProgressBar(stream=out)
     for done in range(0, 101, 5):
         bar(done, 100, done * 10)
     lines = out.getvalue().splitlines()
