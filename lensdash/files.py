@@ -319,27 +319,35 @@ def _diagnose_csv(
     return InputError.build("a CSV table", f"a file the CSV parser rejects ({detail.splitlines()[0][:160]})", where=name, fix="Re-export the file as CSV.")
 
 
-def _null_error(name: str, column: pa.ChunkedArray | pa.Array, first_row: int, col: int, what: str = "prediction") -> InputError:
-    row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-    return InputError.build(
-        "a number" if what == "prediction" else "a label",
-        "an empty or NaN cell" if what == "prediction" else "an empty cell",
-        where=f"{name}, row {row + first_row}, column {col + 1}",
-        fix="Fill every prediction cell; rows with missing predictions must be removed." if what == "prediction" else "Every row needs its true label.",
-    )
+def _check_filled(name: str, table: pa.Table, cols: Sequence[int], first_row: int, shown: Sequence[int] | None = None) -> None:
+    """Refuse the first empty or NaN cell of the prediction columns ``cols`` (``shown``: their 1-based file columns - 1)."""
+    for j, col in enumerate(cols):
+        column = table.column(col)
+        if column.null_count:
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError.build(
+                "a number",
+                "an empty or NaN cell",
+                where=f"{name}, row {row + first_row}, column {(shown[j] if shown is not None else col) + 1}",
+                fix="Fill every prediction cell; rows with missing predictions must be removed.",
+            )
+
+
+def _row_major(table: pa.Table, cols: Sequence[int]) -> np.ndarray:
+    """The numeric columns ``cols`` as one row-major (N, len(cols)) array, written by arrow in C++."""
+    if table.num_rows == 0:
+        return np.zeros((0, len(cols)), dtype=np.float64)
+    return np.asarray(table.select(list(cols)).to_tensor(row_major=True, null_to_nan=True))
 
 
 def _fill_rows(out: np.ndarray, row: int, table: pa.Table, float_cols: Sequence[int]) -> int:
     """Copy the float columns into ``out[row:]`` (arrow writes them row-major in C++); returns the next row."""
-    if table.num_rows:
-        out[row : row + table.num_rows] = np.asarray(table.select(list(float_cols)).to_tensor(row_major=True))
+    out[row : row + table.num_rows] = _row_major(table, float_cols)
     return row + table.num_rows
 
 
 def _float_matrix(name: str, table: pa.Table, float_cols: Sequence[int], first_row: int, dtype=np.float32) -> np.ndarray:
-    for col in float_cols:
-        if table.column(col).null_count:
-            raise _null_error(name, table.column(col), first_row, col)
+    _check_filled(name, table, float_cols, first_row)
     out = np.empty((table.num_rows, len(float_cols)), dtype=dtype)
     columns = table.select(list(float_cols))
     _fill_rows(out, 0, columns.cast(pa.schema([pa.field(f.name, pa.from_numpy_dtype(dtype)) for f in columns.schema])), range(len(float_cols)))
@@ -396,9 +404,7 @@ def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, pa.Table]
         stop = _line_end(data, start + part_bytes)
         first_line = layout.first_row + row if start else 1
         table = _csv_table(layout.name, data[start:stop], layout.delim, start == 0 and layout.header is not None, layout.width, layout.float_cols, pa.float64(), first_line)
-        for col in layout.float_cols:
-            if table.column(col).null_count:
-                raise _null_error(layout.name, table.column(col), layout.first_row + row, col)
+        _check_filled(layout.name, table, layout.float_cols, layout.first_row + row)
         yield row, table
         row += table.num_rows
         inp.release(start, stop)

@@ -24,6 +24,7 @@ from lensdash import files
 from lensdash.errors import InputError
 from lensdash.files import (
     KINDS,
+    _check_filled,
     _csv_layout,
     _csv_table,
     _CsvLayout,
@@ -31,9 +32,9 @@ from lensdash.files import (
     _label_values,
     _labels_file,
     _line_end,
-    _null_error,
     _open,
     _parquet_columns,
+    _row_major,
     _to_logits,
     _unique_names,
 )
@@ -182,7 +183,7 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
         raise InputError.build("a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE.")
     # The kind is decided on the first rows of the file, the same for every shard.
     first = _csv_table(name, data[: _line_end(data, min(size, 1 << 14))], layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64())
-    checker = _Checker(name, kind, _columns(first, layout.float_cols), layout.locate, notes)
+    checker = _Checker(name, kind, _row_major(first, layout.float_cols), layout.locate, notes)
     class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
 
     def chunks() -> Iterator[Chunk]:
@@ -210,23 +211,15 @@ def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
     return lines - (1 if layout.header is not None else 0)
 
 
-def _columns(table: pa.Table, cols: list[int]) -> np.ndarray:
-    if table.num_rows == 0:
-        return np.zeros((0, len(cols)), dtype=np.float64)
-    return np.asarray(table.select(cols).to_tensor(row_major=True, null_to_nan=True))
-
-
 def _csv_chunk(name: str, part: memoryview, layout: _CsvLayout, first_part: bool, row: int, separate: _Labels | None, checker: _Checker, done: int) -> Chunk:
     skip_header = first_part and layout.header is not None
     table = _csv_table(name, part, layout.delim, skip_header, layout.width, layout.float_cols, pa.float64(), first_line=layout.first_row + row if not first_part else 1)
-    for col in layout.float_cols:
-        if table.column(col).null_count:
-            raise _null_error(name, table.column(col), layout.first_row + row, col)
+    _check_filled(name, table, layout.float_cols, layout.first_row + row)
 
     def locate(r: int, c: int) -> str:
         return layout.locate(r + row, c)
 
-    logits = checker(_columns(table, layout.float_cols), locate)
+    logits = checker(_row_major(table, layout.float_cols), locate)
     if separate is not None:
         labels = separate.rows(row, row + len(logits), name)
     else:
@@ -263,16 +256,14 @@ def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world
         return f"{name}, row {r + 1}, column {float_cols[c] + 1}"
 
     first = next(handle.iter_batches(batch_size=min(chunk_rows, 10_000), columns=columns[:k]), None)
-    checker = _Checker(name, kind, _columns(pa.Table.from_batches([first]), list(range(k))) if first is not None else np.zeros((0, k)), locate, notes)
+    checker = _Checker(name, kind, _row_major(pa.Table.from_batches([first]), list(range(k))) if first is not None else np.zeros((0, k)), locate, notes)
 
     def chunks() -> Iterator[Chunk]:
         row, done = sum(sizes[: groups.start]), 0
         for batch in handle.iter_batches(batch_size=chunk_rows, row_groups=list(groups), columns=columns):
             table = pa.Table.from_batches([batch])
-            for j in range(k):
-                if table.column(j).null_count:
-                    raise _null_error(name, table.column(j), row + 1, float_cols[j])
-            logits = checker(_columns(table, list(range(k))), lambda r, c, row=row: locate(r + row, c))
+            _check_filled(name, table, range(k), row + 1, float_cols)
+            logits = checker(_row_major(table, list(range(k))), lambda r, c, row=row: locate(r + row, c))
             if separate is not None:
                 labels = separate.rows(row, row + len(logits), name)
             else:
