@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lensdash.analysis import _family, accuracy, confusion_counts, lens_aware_accuracy
+from lensdash.analysis import _family, _support_mass, accuracy, confusion_counts, lens_aware_accuracy
 from lensdash.errors import InputError, LensError
 from lensdash.lens import Lens
 
@@ -153,8 +153,7 @@ def make_model(num_features: int, num_classes: int, hidden: int) -> nn.Module:
 
 def group_mass(logits: Tensor, labels: Tensor, lens: Tensor) -> Tensor:
     """Mean probability the model puts on the classes the lens groups with the true class (the support of ``C[y]``)."""
-    support = (lens > 0).index_select(0, labels)
-    return (torch.softmax(logits, dim=1) * support).sum(dim=1).mean()
+    return _support_mass(logits, labels, lens > 0, torch.logsumexp(logits, dim=1)).mean()
 
 
 class _Trainer:

@@ -11,7 +11,18 @@ from lensdash.errors import LensdashError
 from lensdash.files import Predictions
 from lensdash.lens import Lens, merge_lens, smoothing_lens
 from lensdash.presets import parse_groups
-from lensdash.training import RUNS, Problem, Run, TrainConfig, blobs, confusion_of, digits, probability_grid, train_pair
+from lensdash.training import (
+    RUNS,
+    Problem,
+    Run,
+    TrainConfig,
+    blobs,
+    confusion_of,
+    digits,
+    group_mass,
+    probability_grid,
+    train_pair,
+)
 from lensdash.ui.data import Dataset
 
 LAB_LENSES = ("merge groups", "label smoothing", "the page's lens")
@@ -152,8 +163,7 @@ def _results() -> None:
             continue
         row = {"true class": cname, "group": ", ".join(n for n, s in zip(problem.class_names, support[c].tolist()) if s)}
         for name in RUNS:
-            probs = torch.softmax(runs[name].test_logits[mask], dim=1)
-            row[RUN_LABELS[name]] = round(float((probs * support[c]).sum(dim=1).mean()), 4)
+            row[RUN_LABELS[name]] = round(float(group_mass(runs[name].test_logits[mask], problem.y_test[mask], lens.matrix)), 4)
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="lab_group_table")
 
