@@ -54,6 +54,13 @@ def _file_key(upload) -> str:
     return f"{upload.file_id}:{upload.size}" if upload is not None else "-"
 
 
+def use_dataset(dataset: Dataset, sources: dict) -> None:
+    """Make ``dataset`` the page's data; ``sources`` are the files it was read from (kept to re-read on a kind change)."""
+    state = st.session_state
+    state["data"], state["data_key"], state["sources"] = dataset, dataset.key, sources
+    state.pop("failed_key", None)
+
+
 def uploader_key(name: str) -> str:
     """The uploaders' widget keys; a new version empties them once their files are read."""
     return f"{name}_{st.session_state.get('upload_version', 0)}"
@@ -87,9 +94,7 @@ def data_section() -> Dataset:
     if upload is not None and state.get("data_key") != key and state.get("failed_key") != key:
         try:
             with st.spinner("Reading predictions…"):
-                state["data"] = Dataset.of(key, _parse(upload, labels, kind), upload.name)
-            state["data_key"], state["sources"] = key, {"predictions": upload, "labels": labels}
-            state.pop("failed_key", None)
+                use_dataset(Dataset.of(key, _parse(upload, labels, kind), upload.name), {"predictions": upload, "labels": labels})
             state["upload_version"] = state.get("upload_version", 0) + 1
             st.rerun()  # show the uploaders empty; the data stays
         except LensdashError as exc:

@@ -23,7 +23,7 @@ from lensdash.training import (
     probability_grid,
     train_pair,
 )
-from lensdash.ui.data import Dataset
+from lensdash.ui.data import Dataset, use_dataset
 
 LAB_LENSES = ("merge groups", "label smoothing", "the page's lens")
 DEFAULT_GROUPS = {"blobs": "blob 0, blob 1", "digits": "3, 5, 8\n4, 9"}
@@ -115,8 +115,7 @@ def _send(name: str) -> None:
     preds = Predictions(run.test_logits.detach().clone(), problem.y_test.clone(), problem.class_names, "logits", f"training lab: {name} model", [note])
     state["lab_sent"] = state.get("lab_sent", 0) + 1
     key = f"lab:{state['lab_sent']}:{problem.name}:{name}"
-    state["data"], state["data_key"], state["sources"] = Dataset.of(key, preds, f"training lab, {name} model"), key, {}
-    state.pop("failed_key", None)
+    use_dataset(Dataset.of(key, preds, f"training lab, {name} model"), {})
 
 
 def _results() -> None:
