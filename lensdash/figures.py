@@ -163,43 +163,28 @@ def confusion_heatmap(counts: Tensor | np.ndarray, names: Sequence[str], *, norm
     values = _np(counts)
     if normalize:
         values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
-    keep = top_classes(values - np.diag(np.diag(values)))
-    shown = [str(names[i]) for i in keep]
+    fig, kept = _class_heatmap(values, names, "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>")
     title = "Confusion matrix" + (" (row-normalised)" if normalize else "")
-    if len(keep) < len(names):
-        title += f" ({len(keep)} most confused of {len(names)} classes)"
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.round(values[np.ix_(keep, keep)], 4),
-            x=shown,
-            y=shown,
-            colorscale="Purples",
-            zmin=0,
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
-        )
-    )
-    fig.update_yaxes(autorange="reversed")
+    if kept < len(names):
+        title += f" ({kept} most confused of {len(names)} classes)"
     return _layout(fig, title, "predicted class", "true class")
 
 
 def lens_heatmap(matrix: Tensor | np.ndarray, names: Sequence[str]) -> go.Figure:
     """The lens itself: row = true label, column = target class."""
-    values = _np(matrix)
+    fig, _ = _class_heatmap(_np(matrix), names, "true label %{y}<br>target class %{x}<br>weight %{z}<extra></extra>", zmax=1)
+    return _layout(fig, "Lens (rows are target distributions)", "target class", "true label")
+
+
+def _class_heatmap(values: np.ndarray, names: Sequence[str], hovertemplate: str, zmax: float | None = None) -> tuple[go.Figure, int]:
+    """A K×K class-by-class heatmap (row 0 on top), limited to the classes with the most off-diagonal weight; and how many it kept."""
     keep = top_classes(values - np.diag(np.diag(values)))
     shown = [str(names[i]) for i in keep]
     fig = go.Figure(
-        go.Heatmap(
-            z=np.round(values[np.ix_(keep, keep)], 4),
-            x=shown,
-            y=shown,
-            colorscale="Purples",
-            zmin=0,
-            zmax=1,
-            hovertemplate="true label %{y}<br>target class %{x}<br>weight %{z}<extra></extra>",
-        )
+        go.Heatmap(z=np.round(values[np.ix_(keep, keep)], 4), x=shown, y=shown, colorscale="Purples", zmin=0, zmax=zmax, hovertemplate=hovertemplate)
     )
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Lens (rows are target distributions)", "target class", "true label")
+    return fig, len(keep)
 
 
 def split_curve(lens: Tensor, label: int, a: int, b: int, mass: float = 0.98, points: int = 101) -> go.Figure:
