@@ -367,11 +367,16 @@ def per_class_table(analysis: Analysis) -> pd.DataFrame:
 
 def confusion_table(analysis: Analysis, *, normalize: bool = False) -> pd.DataFrame:
     """The confusion matrix as a DataFrame (rows true, columns predicted), counts or row-normalised."""
-    counts = analysis.confusion.double()
+    return confusion_frame(analysis.confusion, analysis.class_names, normalize=normalize)
+
+
+def confusion_frame(counts: Tensor, names: Sequence[str], *, normalize: bool = False) -> pd.DataFrame:
+    """K×K confusion counts (row = true class) as a DataFrame: integer counts, or row-normalised rates."""
     if normalize:
-        counts = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
-    values = counts.cpu().numpy() if normalize else analysis.confusion.cpu().numpy()
-    names = list(analysis.class_names)
+        values = (counts.double() / counts.double().sum(dim=1, keepdim=True).clamp_min(1)).cpu().numpy()
+    else:
+        values = counts.long().cpu().numpy()
+    names = list(names)
     return pd.DataFrame(values, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from lensdash import figures
-from lensdash.analysis import FAMILIES, ClassSums, analyze, gradient_table
+from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table
 from lensdash.errors import InputError, LensdashError
 from lensdash.files import lens_to_bytes, read_lens
 from lensdash.lens import Lens, align_lens
@@ -93,8 +93,7 @@ class Report:
         self.sums.per_class_table(names).to_csv(folder / "per_class.csv", index=False)
         for label, matrix in (("unlensed", grad_u), ("lensed", grad_l), ("difference", grad_l - grad_u)):
             gradient_table(matrix, names).to_csv(folder / f"gradients_{label}.csv")
-        confusion = gradient_table(self.sums.confusion, names).rename_axis(index="true", columns="predicted").astype("int64")
-        confusion.to_csv(folder / "confusion.csv")
+        confusion_frame(self.sums.confusion, names).to_csv(folder / "confusion.csv")
         (folder / "lens.csv").write_bytes(lens_to_bytes(self.lens, "csv"))
         bound = float(max(grad_u.abs().max(), grad_l.abs().max()))
         figs = [
