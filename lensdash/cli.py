@@ -89,12 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     except LensdashError as exc:
         error = exc
+    others_failed = False
     if distributed:
         failed = torch.tensor([0.0 if error is None else 1.0], device=device)
         dist.all_reduce(failed)  # every process must learn that one failed, or the others would wait forever
+        others_failed = error is None and failed.item() > 0
         if failed.item() == 0:
             result = all_reduce(result)
-    if error is None and (not distributed or failed.item() == 0):
+    if error is None and not others_failed:
         try:
             check_label_count(result)
             if rank == 0:
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if error is not None:
         print(f"{prefix}error: {error}", file=sys.stderr)
         return 2
-    if distributed and failed.item() > 0:
+    if others_failed:
         print(f"{prefix}stopped: another process failed (see its message); no report was written", file=sys.stderr)
         return 2
     return 0
