@@ -129,7 +129,7 @@ class _Labels:
             _no_new_names(name, mapped)
             self.name = name
 
-    def rows(self, start: int, stop: int, total_name: str) -> Tensor:
+    def rows(self, start: int, stop: int) -> Tensor:
         if stop > len(self.values):
             raise InputError.build(
                 "one label per prediction row", f"{len(self.values)} labels but at least {stop} rows", where=self.name, fix="The labels and predictions must have the same rows."
@@ -221,7 +221,7 @@ def _csv_chunk(name: str, part: memoryview, layout: _CsvLayout, first_part: bool
 
     logits = checker(_row_major(table, layout.float_cols), locate)
     if separate is not None:
-        labels = separate.rows(row, row + len(logits), name)
+        labels = separate.rows(row, row + len(logits))
     else:
         column = table.column(layout.label_idx)
         values, mapped = _label_values(name, column, layout.class_names, len(layout.float_cols), layout.first_row + row, layout.label_idx, [])
@@ -265,7 +265,7 @@ def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world
             _check_filled(name, table, range(k), row + 1, float_cols)
             logits = checker(_row_major(table, list(range(k))), lambda r, c, row=row: locate(r + row, c))
             if separate is not None:
-                labels = separate.rows(row, row + len(logits), name)
+                labels = separate.rows(row, row + len(logits))
             else:
                 values, mapped = _label_values(name, table.column(k), names, k, row + 1, label_idx, [])
                 _no_new_names(name, mapped)
@@ -324,7 +324,7 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
             for start in range(lo, hi, chunk_rows):
                 count = min(chunk_rows, hi - start)
                 logits = checker(read(start, count), lambda r, c, start=start: locate(r + start, c))
-                yield Chunk(start, logits, separate.rows(start, start + count, name), start + count - lo)
+                yield Chunk(start, logits, separate.rows(start, start + count), start + count - lo)
         finally:
             handle.close()
 
