@@ -25,9 +25,11 @@ import math
 import mmap
 import os
 import zipfile
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -256,10 +258,45 @@ def _is_index_column(header: list[str], rows: list[list[str]]) -> bool:
     return [r[0].strip() for r in rows] == [str(i) for i in range(len(rows))]
 
 
-#: CSV predictions are parsed in parts of about this many bytes, each converted
-#: and dropped before the next, so parsing never holds the whole file twice.
+#: CSV predictions are parsed in parts of at most this many bytes (smaller parts
+#: for smaller files, so every thread has work), each converted and dropped soon
+#: after, so parsing never holds the whole file twice.
 PART_BYTES = 24 << 20
+#: Threads that parse parts side by side.
+_THREADS = max(1, pa.cpu_count())
+#: Several parts per thread, so the last ones to finish leave little idle time.
+_PARTS_PER_THREAD = 4
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 _NULLS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "#N/A", "-nan", "-NaN"]
+
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def _parse_csv(
+    data: bytes | memoryview,
+    delim: str,
+    skip_header: bool,
+    width: int,
+    float_cols: Sequence[int],
+    dtype: pa.DataType | None,
+    *,
+    use_threads: bool = True,
+    block_size: int = 1 << 20,
+) -> pa.Table:
+    """pyarrow's reader; columns are addressed by position, ``float_cols`` typed ``dtype``; raises pyarrow's errors."""
+    columns = [f"c{i}" for i in range(width)]
+    return pacsv.read_csv(
+        pa.BufferReader(pa.py_buffer(data)),
+        read_options=pacsv.ReadOptions(column_names=columns, skip_rows=int(skip_header), use_threads=use_threads, block_size=block_size),
+        parse_options=pacsv.ParseOptions(delimiter=delim),
+        convert_options=pacsv.ConvertOptions(
+            column_types={columns[i]: dtype or pa.float32() for i in float_cols},
+            strings_can_be_null=False,
+            null_values=_NULLS,
+        ),
+    )
 
 
 def _csv_table(
@@ -272,20 +309,10 @@ def _csv_table(
     dtype: pa.DataType | None = None,
     first_line: int = 1,
 ) -> pa.Table:
-    """Parse CSV bytes with pyarrow's multithreaded reader; columns are addressed by position."""
-    columns = [f"c{i}" for i in range(width)]
+    """Parse CSV bytes with pyarrow's multithreaded reader; anything it rejects is diagnosed with row and column."""
     try:
-        return pacsv.read_csv(
-            pa.BufferReader(pa.py_buffer(data)),
-            read_options=pacsv.ReadOptions(column_names=columns, skip_rows=int(skip_header)),
-            parse_options=pacsv.ParseOptions(delimiter=delim),
-            convert_options=pacsv.ConvertOptions(
-                column_types={columns[i]: dtype or pa.float32() for i in float_cols},
-                strings_can_be_null=False,
-                null_values=_NULLS,
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        return _parse_csv(data, delim, skip_header, width, float_cols, dtype)
+    except _ARROW_ERRORS as exc:
         raise _diagnose_csv(name, data, delim, skip_header, width, float_cols, str(exc), first_line) from None
 
 
@@ -340,18 +367,10 @@ def _row_major(table: pa.Table, cols: Sequence[int]) -> np.ndarray:
     return np.asarray(table.select(list(cols)).to_tensor(row_major=True, null_to_nan=True))
 
 
-def _fill_rows(out: np.ndarray, row: int, table: pa.Table, float_cols: Sequence[int]) -> int:
-    """Copy the float columns into ``out[row:]`` (arrow writes them row-major in C++); returns the next row."""
-    out[row : row + table.num_rows] = _row_major(table, float_cols)
-    return row + table.num_rows
-
-
 def _float_matrix(name: str, table: pa.Table, float_cols: Sequence[int], first_row: int, dtype=np.float32) -> np.ndarray:
     _check_filled(name, table, float_cols, first_row)
-    out = np.empty((table.num_rows, len(float_cols)), dtype=dtype)
     columns = table.select(list(float_cols))
-    _fill_rows(out, 0, columns.cast(pa.schema([pa.field(f.name, pa.from_numpy_dtype(dtype)) for f in columns.schema])), range(len(float_cols)))
-    return out
+    return _row_major(columns.cast(pa.schema([pa.field(f.name, pa.from_numpy_dtype(dtype)) for f in columns.schema])), range(len(float_cols))).astype(dtype, copy=False)
 
 
 @dataclass
@@ -397,18 +416,65 @@ def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | N
     return _CsvLayout(name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes)
 
 
-def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, pa.Table]]:
-    """``(index of the part's first data row, its table)`` for consecutive parts ending at line ends."""
-    data, start, row, part_bytes = inp.data, 0, 0, PART_BYTES
-    while start < len(data):
-        stop = _line_end(data, start + part_bytes)
-        first_line = layout.first_row + row if start else 1
-        table = _csv_table(layout.name, data[start:stop], layout.delim, start == 0 and layout.header is not None, layout.width, layout.float_cols, pa.float64(), first_line)
+def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
+    """``(first data row, table, float columns row-major)`` for consecutive parts ending at line ends, in file order.
+
+    Parts are parsed on a pool of threads, each with pyarrow's single-threaded
+    reader: pyarrow and numpy release the GIL, so parsing and the row-major
+    conversion of different parts overlap. Row numbers are only known in file
+    order, so a part that fails to parse is diagnosed here, not in its thread.
+    """
+    data = inp.data
+    bounds = _part_bounds(data, min(PART_BYTES, max(len(data) // (_PARTS_PER_THREAD * _THREADS), 1 << 20)))
+    skip = layout.header is not None
+    # pyarrow's cost per block and column dominates when a 1 MB block holds few
+    # rows (1,000 classes: ~100 rows); blocks of about a thousand rows keep it small.
+    head = data[: 1 << 16]
+    row_bytes = len(head) / max(1, bytes(head).count(b"\n"))
+    block_size = int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
+
+    def parse(bound: tuple[int, int]) -> tuple[pa.Table | None, np.ndarray | str]:
+        start, stop = bound
+        try:
+            table = _parse_csv(data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, pa.float64(), use_threads=False, block_size=block_size)
+        except _ARROW_ERRORS as exc:
+            return None, str(exc)
+        return table, _row_major(table, layout.float_cols)
+
+    row = 0
+    for (start, stop), (table, values) in zip(bounds, _in_order(parse, bounds), strict=True):
+        if table is None:
+            first_line = layout.first_row + row if start else 1
+            raise _diagnose_csv(layout.name, data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, values, first_line)
         _check_filled(layout.name, table, layout.float_cols, layout.first_row + row)
-        yield row, table
+        yield row, table, values
         row += table.num_rows
         inp.release(start, stop)
+
+
+def _part_bounds(data: memoryview, part_bytes: int) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    while start < len(data):
+        stop = _line_end(data, start + part_bytes)
+        bounds.append((start, stop))
         start = stop
+    return bounds
+
+
+def _in_order(fn: Callable[[_T], _R], items: Sequence[_T]) -> Iterator[_R]:
+    """``fn`` over ``items`` on a thread pool, yielded in order, at most a few results ahead of the consumer (bounded memory)."""
+    with ThreadPoolExecutor(_THREADS) as pool:
+        pending: deque[Future[_R]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) > 2 * _THREADS:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _line_end(data: memoryview, pos: int) -> int:
@@ -429,8 +495,9 @@ def _csv(inp: _Input, label_column: str | int | None) -> tuple[np.ndarray, tuple
     # Every row holds at least ``width`` bytes, so this bounds N; untouched pages cost no memory.
     out = np.empty((len(inp.data) // layout.width + 1, k), dtype=np.float32)
     n, labels = 0, []
-    for row, table in _csv_parts(inp, layout):
-        n = _fill_rows(out, row, table, layout.float_cols)
+    for row, table, values in _csv_parts(inp, layout):
+        n = row + len(values)
+        out[row:n] = values
         if layout.label_idx is not None:
             labels.append(table.column(layout.label_idx))
     out.resize((n, k), refcheck=False)

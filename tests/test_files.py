@@ -274,6 +274,18 @@ def test_errors_in_a_later_part_name_the_file_row():
             read_predictions(b"a,b,label\n" + good + b"1,2\n" + good)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 8])
+def test_parts_parsed_side_by_side_report_the_first_bad_row_in_file_order(threads):
+    # Later parts finish parsing while earlier ones still run; the error shown is the file's first.
+    good = b"1.5,2,0\n" * 300
+    data = b"a,b,label\n" + good + b"1,x,0\n" + good + b"1,2\n" + good
+    with small_parts(), mock.patch.object(files, "_THREADS", threads):
+        with pytest.raises(InputError, match=r"row 302, column 2: expected a number, found 'x'"):
+            read_predictions(data)
+        p = read_predictions(b"a,b,label\n" + good * 3)
+    assert p.logits.shape == (900, 2) and p.labels.tolist() == [0] * 900
+
+
 def test_string_labels_across_parts():
     rows = b"".join(b"0.2,0.8,dog\n" if i % 7 else b"0.9,0.1,cat\n" for i in range(400))
     with small_parts():
