@@ -18,6 +18,7 @@ Detection of ``kind="auto"`` (documented rule, applied to the whole matrix):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -348,16 +349,28 @@ def _diagnose_csv(
 
 def _check_filled(name: str, table: pa.Table, cols: Sequence[int], first_row: int, shown: Sequence[int] | None = None) -> None:
     """Refuse the first empty or NaN cell of the prediction columns ``cols`` (``shown``: their 1-based file columns - 1)."""
+    hit = _first_null(table, cols)
+    if hit is not None:
+        row, j = hit
+        raise _empty_cell(name, row + first_row, (shown[j] if shown is not None else cols[j]) + 1)
+
+
+def _first_null(table: pa.Table, cols: Sequence[int]) -> tuple[int, int] | None:
+    """``(row, j)`` of the first null in the first of the columns ``cols`` that has one."""
     for j, col in enumerate(cols):
         column = table.column(col)
         if column.null_count:
-            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise InputError.build(
-                "a number",
-                "an empty or NaN cell",
-                where=f"{name}, row {row + first_row}, column {(shown[j] if shown is not None else col) + 1}",
-                fix="Fill every prediction cell; rows with missing predictions must be removed.",
-            )
+            return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0]), j
+    return None
+
+
+def _empty_cell(name: str, row: int, column: int) -> InputError:
+    return InputError.build(
+        "a number",
+        "an empty or NaN cell",
+        where=f"{name}, row {row}, column {column}",
+        fix="Fill every prediction cell; rows with missing predictions must be removed.",
+    )
 
 
 def _row_major(table: pa.Table, cols: Sequence[int]) -> np.ndarray:
@@ -416,13 +429,14 @@ def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | N
     return _CsvLayout(name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes)
 
 
-def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
-    """``(first data row, table, float columns row-major)`` for consecutive parts ending at line ends, in file order.
+def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, np.ndarray, pa.ChunkedArray | None]]:
+    """``(first data row, float columns row-major, label column)`` for consecutive parts ending at line ends, in file order.
 
     Parts are parsed on a pool of threads, each with pyarrow's single-threaded
     reader: pyarrow and numpy release the GIL, so parsing and the row-major
-    conversion of different parts overlap. Row numbers are only known in file
-    order, so a part that fails to parse is diagnosed here, not in its thread.
+    conversion of different parts overlap. A worker keeps only what the reader
+    needs and drops its part's pages at once. Row numbers are only known in
+    file order, so a part's errors are raised here, not in its thread.
     """
     data = inp.data
     bounds = _part_bounds(data, min(PART_BYTES, max(len(data) // (_PARTS_PER_THREAD * _THREADS), 1 << 20)))
@@ -433,23 +447,28 @@ def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, pa.Table,
     row_bytes = len(head) / max(1, bytes(head).count(b"\n"))
     block_size = int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
 
-    def parse(bound: tuple[int, int]) -> tuple[pa.Table | None, np.ndarray | str]:
+    def parse(bound: tuple[int, int]) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None] | str:
         start, stop = bound
         try:
             table = _parse_csv(data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, pa.float64(), use_threads=False, block_size=block_size)
         except _ARROW_ERRORS as exc:
-            return None, str(exc)
-        return table, _row_major(table, layout.float_cols)
+            return str(exc)
+        finally:
+            inp.release(start, stop)  # the table holds its own copy; a diagnosis re-reads the file
+        labels = table.column(layout.label_idx) if layout.label_idx is not None else None
+        return _row_major(table, layout.float_cols), labels, _first_null(table, layout.float_cols)
 
     row = 0
-    for (start, stop), (table, values) in zip(bounds, _in_order(parse, bounds), strict=True):
-        if table is None:
-            first_line = layout.first_row + row if start else 1
-            raise _diagnose_csv(layout.name, data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, values, first_line)
-        _check_filled(layout.name, table, layout.float_cols, layout.first_row + row)
-        yield row, table, values
-        row += table.num_rows
-        inp.release(start, stop)
+    with contextlib.closing(_in_order(parse, bounds)) as results:  # on an error, stop the pool before the file closes
+        for (start, stop), parsed in zip(bounds, results, strict=True):
+            if isinstance(parsed, str):
+                first_line = layout.first_row + row if start else 1
+                raise _diagnose_csv(layout.name, data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, parsed, first_line)
+            values, labels, null = parsed
+            if null is not None:
+                raise _empty_cell(layout.name, layout.first_row + row + null[0], layout.float_cols[null[1]] + 1)
+            yield row, values, labels
+            row += len(values)
 
 
 def _part_bounds(data: memoryview, part_bytes: int) -> list[tuple[int, int]]:
@@ -468,7 +487,7 @@ def _in_order(fn: Callable[[_T], _R], items: Sequence[_T]) -> Iterator[_R]:
         try:
             for item in items:
                 pending.append(pool.submit(fn, item))
-                if len(pending) > 2 * _THREADS:
+                if len(pending) > _THREADS:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
@@ -495,11 +514,11 @@ def _csv(inp: _Input, label_column: str | int | None) -> tuple[np.ndarray, tuple
     # Every row holds at least ``width`` bytes, so this bounds N; untouched pages cost no memory.
     out = np.empty((len(inp.data) // layout.width + 1, k), dtype=np.float32)
     n, labels = 0, []
-    for row, table, values in _csv_parts(inp, layout):
+    for row, values, label_part in _csv_parts(inp, layout):
         n = row + len(values)
         out[row:n] = values
-        if layout.label_idx is not None:
-            labels.append(table.column(layout.label_idx))
+        if label_part is not None:
+            labels.append(label_part)
     out.resize((n, k), refcheck=False)
     column = _concat_labels(labels) if layout.label_idx is not None else None
     return out, (column, layout.first_row, layout.label_idx), layout.class_names, layout.notes, layout.locate
