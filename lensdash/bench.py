@@ -6,8 +6,9 @@
     python -m lensdash.bench lab
     python -m lensdash.bench report [--rows 10000000 --cols 100 --format npy|csv|parquet]
 
-These machines are shared and noisy, so every figure is a ratio of medians of
-interleaved repeats against a reference run in the same process.
+These machines are shared and noisy, so every figure is a ratio against a
+reference run in the same process, over interleaved repeats: of medians, or
+(``read``) the median of each round's ratio.
 """
 
 from __future__ import annotations
