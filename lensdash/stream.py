@@ -24,6 +24,7 @@ from lensdash import files
 from lensdash.errors import InputError
 from lensdash.files import (
     KINDS,
+    _block_size,
     _check_filled,
     _csv_layout,
     _csv_table,
@@ -185,13 +186,14 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
     first = _csv_table(name, data[: _line_end(data, min(size, 1 << 14))], layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64())
     checker = _Checker(name, kind, _row_major(first, layout.float_cols), layout.locate, notes)
     class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
+    block_size = _block_size(data)
 
     def chunks() -> Iterator[Chunk]:
         try:
             row, start = _rows_before(data, lo, layout), lo
             while start < hi:
                 stop = hi if start + files.PART_BYTES >= hi else _line_end(data, start + files.PART_BYTES)
-                chunk = _csv_chunk(name, data[start:stop], layout, start == 0, row, separate, checker, stop - lo)
+                chunk = _csv_chunk(name, data[start:stop], layout, start == 0, row, separate, checker, stop - lo, block_size)
                 yield chunk
                 row += len(chunk.labels)
                 inp.release(start, stop)
@@ -211,9 +213,13 @@ def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
     return lines - (1 if layout.header is not None else 0)
 
 
-def _csv_chunk(name: str, part: memoryview, layout: _CsvLayout, first_part: bool, row: int, separate: _Labels | None, checker: _Checker, done: int) -> Chunk:
+def _csv_chunk(
+    name: str, part: memoryview, layout: _CsvLayout, first_part: bool, row: int, separate: _Labels | None, checker: _Checker, done: int, block_size: int
+) -> Chunk:
     skip_header = first_part and layout.header is not None
-    table = _csv_table(name, part, layout.delim, skip_header, layout.width, layout.float_cols, pa.float64(), first_line=layout.first_row + row if not first_part else 1)
+    table = _csv_table(
+        name, part, layout.delim, skip_header, layout.width, layout.float_cols, pa.float64(), first_line=layout.first_row + row if not first_part else 1, block_size=block_size
+    )
     _check_filled(name, table, layout.float_cols, layout.first_row + row)
 
     def locate(r: int, c: int) -> str:
