@@ -100,8 +100,8 @@ def data_section() -> Dataset:
         except LensdashError as exc:
             state["failed_key"], state["failed_message"] = key, str(exc)
     if key is not None and state.get("failed_key") == key:
-        st.sidebar.error(state["failed_message"])
-        st.error(f"Could not use {upload.name}: {state['failed_message']}")
+        st.sidebar.error(f"{upload.name} was not read: the reason is at the top of the page.")
+        st.error(f"Could not use this upload. {state['failed_message']}")
     if "sources" in state and st.sidebar.button("Back to the demo data", key="use_demo"):
         for name in ("data", "data_key", "sources", "failed_key"):
             state.pop(name, None)

@@ -103,8 +103,10 @@ def test_bad_csv_shows_error_then_page_still_works(page, tmp_path):
     page.locator('[data-testid="stSidebar"] input[type="file"]').first.set_input_files(str(bad))
     page.wait_for_selector('[data-testid="stAlertContentError"]')
     wait_idle(page)
-    text = page.locator('[data-testid="stAlertContentError"]').first.inner_text()
-    assert "row 2, column 2" in text and "oops" in text
+    main = page.locator('[data-testid="stMain"] [data-testid="stAlertContentError"]').first.inner_text()
+    assert "broken.csv, row 2, column 2" in main and "oops" in main
+    side = page.locator('[data-testid="stSidebar"] [data-testid="stAlertContentError"]').first.inner_text()
+    assert "broken.csv was not read" in side
     no_exception(page)
     shot(page, "4-bad-csv")
     _select_preset(page, "label smoothing")
