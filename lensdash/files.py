@@ -430,17 +430,25 @@ def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | N
     return _CsvLayout(name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes)
 
 
-def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, np.ndarray, pa.ChunkedArray | None]]:
-    """``(first data row, float columns row-major, label column)`` for consecutive parts ending at line ends, in file order.
+def _csv_parts(
+    inp: _Input, layout: _CsvLayout, span: tuple[int, int] | None = None, first_row: int = 0, part_bytes: int | None = None
+) -> Iterator[tuple[int, int, np.ndarray, pa.ChunkedArray | None]]:
+    """``(first data row, end offset, float columns row-major, label column)`` for consecutive parts, in file order.
 
-    Parts are parsed on a pool of threads, each with pyarrow's single-threaded
-    reader: pyarrow and numpy release the GIL, so parsing and the row-major
-    conversion of different parts overlap. A worker keeps only what the reader
-    needs and drops its part's pages at once. Row numbers are only known in
-    file order, so a part's errors are raised here, not in its thread.
+    Parts end at line ends and cover ``span`` (byte offsets at line starts; the
+    whole file by default), whose first data row is ``first_row``. They are
+    parsed on a pool of threads, each with pyarrow's single-threaded reader:
+    pyarrow and numpy release the GIL, so parsing and the row-major conversion
+    of different parts overlap with each other and with the caller's work on
+    earlier parts. A worker keeps only what the caller needs and drops its
+    part's pages at once. Row numbers are only known in file order, so a
+    part's errors are raised here, not in its thread.
     """
     data = inp.data
-    bounds = _part_bounds(data, min(PART_BYTES, max(len(data) // (_PARTS_PER_THREAD * _THREADS), 1 << 20)))
+    lo, hi = span if span is not None else (0, len(data))
+    if part_bytes is None:
+        part_bytes = min(PART_BYTES, max((hi - lo) // (_PARTS_PER_THREAD * _THREADS), 1 << 20))
+    bounds = _part_bounds(data, lo, hi, part_bytes)
     skip = layout.header is not None
     block_size = _block_size(data)
 
@@ -455,7 +463,7 @@ def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, np.ndarra
         labels = table.column(layout.label_idx) if layout.label_idx is not None else None
         return _row_major(table, layout.float_cols), labels, _first_null(table, layout.float_cols)
 
-    row = 0
+    row = first_row
     with contextlib.closing(_in_order(parse, bounds)) as results:  # on an error, stop the pool before the file closes
         for (start, stop), parsed in zip(bounds, results, strict=True):
             if isinstance(parsed, str):
@@ -464,7 +472,7 @@ def _csv_parts(inp: _Input, layout: _CsvLayout) -> Iterator[tuple[int, np.ndarra
             values, labels, null = parsed
             if null is not None:
                 raise _empty_cell(layout.name, layout.first_row + row + null[0], layout.float_cols[null[1]] + 1)
-            yield row, values, labels
+            yield row, stop, values, labels
             row += len(values)
 
 
@@ -479,10 +487,10 @@ def _block_size(data: memoryview) -> int:
     return int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
 
 
-def _part_bounds(data: memoryview, part_bytes: int) -> list[tuple[int, int]]:
-    bounds, start = [], 0
-    while start < len(data):
-        stop = _line_end(data, start + part_bytes)
+def _part_bounds(data: memoryview, lo: int, hi: int, part_bytes: int) -> list[tuple[int, int]]:
+    bounds, start = [], lo
+    while start < hi:
+        stop = hi if start + part_bytes >= hi else _line_end(data, start + part_bytes)
         bounds.append((start, stop))
         start = stop
     return bounds
@@ -522,7 +530,7 @@ def _csv(inp: _Input, label_column: str | int | None) -> tuple[np.ndarray, tuple
     # Every row holds at least ``width`` bytes, so this bounds N; untouched pages cost no memory.
     out = np.empty((len(inp.data) // layout.width + 1, k), dtype=np.float32)
     n, labels = 0, []
-    for row, values, label_part in _csv_parts(inp, layout):
+    for row, _stop, values, label_part in _csv_parts(inp, layout):
         n = row + len(values)
         out[row:n] = values
         if label_part is not None:

@@ -24,9 +24,9 @@ from lensdash import files
 from lensdash.errors import InputError
 from lensdash.files import (
     KINDS,
-    _block_size,
     _check_filled,
     _csv_layout,
+    _csv_parts,
     _csv_table,
     _CsvLayout,
     _Input,
@@ -186,18 +186,12 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
     first = _csv_table(name, data[: _line_end(data, min(size, 1 << 14))], layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64())
     checker = _Checker(name, kind, _row_major(first, layout.float_cols), layout.locate, notes)
     class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
-    block_size = _block_size(data)
 
     def chunks() -> Iterator[Chunk]:
         try:
-            row, start = _rows_before(data, lo, layout), lo
-            while start < hi:
-                stop = hi if start + files.PART_BYTES >= hi else _line_end(data, start + files.PART_BYTES)
-                chunk = _csv_chunk(name, data[start:stop], layout, start == 0, row, separate, checker, stop - lo, block_size)
-                yield chunk
-                row += len(chunk.labels)
-                inp.release(start, stop)
-                start = stop
+            parts = _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), files.PART_BYTES)
+            for row, stop, values, label_part in parts:
+                yield _csv_chunk(name, layout, row, values, label_part, separate, checker, stop - lo)
         finally:
             inp.close()
 
@@ -214,25 +208,18 @@ def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
 
 
 def _csv_chunk(
-    name: str, part: memoryview, layout: _CsvLayout, first_part: bool, row: int, separate: _Labels | None, checker: _Checker, done: int, block_size: int
+    name: str, layout: _CsvLayout, row: int, values: np.ndarray, label_part: pa.ChunkedArray | None, separate: _Labels | None, checker: _Checker, done: int
 ) -> Chunk:
-    skip_header = first_part and layout.header is not None
-    table = _csv_table(
-        name, part, layout.delim, skip_header, layout.width, layout.float_cols, pa.float64(), first_line=layout.first_row + row if not first_part else 1, block_size=block_size
-    )
-    _check_filled(name, table, layout.float_cols, layout.first_row + row)
-
     def locate(r: int, c: int) -> str:
         return layout.locate(r + row, c)
 
-    logits = checker(_row_major(table, layout.float_cols), locate)
+    logits = checker(values, locate)
     if separate is not None:
         labels = separate.rows(row, row + len(logits))
     else:
-        column = table.column(layout.label_idx)
-        values, mapped = _label_values(name, column, layout.class_names, len(layout.float_cols), layout.first_row + row, layout.label_idx, [])
+        mapped_values, mapped = _label_values(name, label_part, layout.class_names, len(layout.float_cols), layout.first_row + row, layout.label_idx, [])
         _no_new_names(name, mapped)
-        labels = torch.from_numpy(values)
+        labels = torch.from_numpy(mapped_values)
     return Chunk(row, logits, labels, done)
 
 
