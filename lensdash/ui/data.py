@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import streamlit as st
 
@@ -117,6 +118,6 @@ def data_section() -> Dataset:
     with st.sidebar.expander("Example files"):
         st.caption("The formats lensdash reads; download one to see, or upload it back.")
         for i, name in enumerate(EXAMPLES):
-            st.download_button(name, example_bytes(name), file_name=name, mime="text/csv", key=f"example_{i}")
+            st.download_button(name, partial(example_bytes, name), file_name=name, mime="text/csv", key=f"example_{i}", on_click="ignore")
     return dataset
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -181,9 +183,10 @@ def lens_section(dataset: Dataset) -> Lens | None:
     st.caption(f"All {k} rows sum to 1 (within {ROW_SUM_ATOL:g}).")
     with st.expander("Export and share this lens"):
         c1, c2, c3 = st.columns(3)
-        c1.download_button("Lens as CSV", lens_to_bytes(lens, "csv"), "lens.csv", "text/csv", key="export_csv")
-        c2.download_button("Lens as JSON", lens_to_bytes(lens, "json"), "lens.json", "application/json", key="export_json")
-        c3.download_button("Lens for torch (.pt)", lens_to_bytes(lens, "pt"), "lens.pt", key="export_pt")
+        # Files are made on click (a 100-class lens costs ~10 ms to format), and a download does not rerun the page.
+        c1.download_button("Lens as CSV", partial(lens_to_bytes, lens, "csv"), "lens.csv", "text/csv", key="export_csv", on_click="ignore")
+        c2.download_button("Lens as JSON", partial(lens_to_bytes, lens, "json"), "lens.json", "application/json", key="export_json", on_click="ignore")
+        c3.download_button("Lens for torch (.pt)", partial(lens_to_bytes, lens, "pt"), "lens.pt", key="export_pt", on_click="ignore")
         if k <= MAX_SHARE_K:
             st.button("Put this lens in the page link", key="share", on_click=_share, args=(matrix,))
             st.caption("The address bar then holds a link that opens the app with this lens.")

@@ -114,6 +114,7 @@ def tables_section(analysis: Analysis) -> None:
         "lensdash_per_sample.csv",
         "text/csv",
         key="download_samples",
+        on_click="ignore",
     )
     with st.expander("Confusion matrix"):
         normalise = st.toggle("Row-normalised", value=True, key="confusion_normalised")
