@@ -40,6 +40,9 @@ def test_scatter_and_histogram_payload_bounded_for_100k_samples():
     hist = figures.delta_histogram(l_ - u)
     assert sum(hist.data[0].y) == n and payload(hist) < 100_000
     assert hist.layout.xaxis.title.text == "lensed − unlensed loss"
+    zero = hist.layout.shapes[0]  # the dashed line at "no change"
+    assert (zero.x0, zero.x1, zero.yref, zero.line.dash) == (0, 0, "y domain", "dash")
+    assert fig.data[1].mode == "lines" and fig.layout.showlegend is False  # the diagonal lensed = unlensed
 
 
 def test_scatter_values_match_inputs():
@@ -50,10 +53,13 @@ def test_scatter_values_match_inputs():
 def test_sample_heatmap_and_confusion_and_lens():
     fig = figures.sample_gradient_heatmap(torch.randn(3, 4), [5, 9, 2], ["a", "b", "a"], list("abcd"), "t")
     assert list(fig.data[0].y) == ["#5 (a)", "#9 (b)", "#2 (a)"]
+    assert (fig.layout.yaxis.autorange, fig.layout.yaxis.type) == ("reversed", "category")
     conf = figures.confusion_heatmap(torch.tensor([[3, 1], [0, 4]]), ["a", "b"])
     np.testing.assert_allclose(np.asarray(conf.data[0].z), [[0.75, 0.25], [0, 1]])
     lens = figures.lens_heatmap(ld.merge_lens(3, [[0, 1]]).matrix, ["a", "b", "c"])
     assert lens.data[0].zmax == 1
+    for heatmap in (conf, lens, figures.gradient_heatmap(torch.eye(2), ["a", "b"], "t")):
+        assert heatmap.layout.yaxis.autorange == "reversed"  # row 0 on top, like the matrix
 
 
 def test_split_curve_shows_the_two_families_difference():
