@@ -11,6 +11,7 @@ Parquet is read a row group at a time, so its memory is bounded by the writer's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -189,9 +190,10 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
 
     def chunks() -> Iterator[Chunk]:
         try:
-            parts = _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), files.PART_BYTES)
-            for row, stop, values, label_part in parts:
-                yield _csv_chunk(name, layout, row, values, label_part, separate, checker, stop - lo)
+            # Closing the parts stops their threads before the file closes, when the caller stops early.
+            with contextlib.closing(_csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), files.PART_BYTES)) as parts:
+                for row, stop, values, label_part in parts:
+                    yield _csv_chunk(name, layout, row, values, label_part, separate, checker, stop - lo)
         finally:
             inp.close()
 

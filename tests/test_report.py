@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from unittest import mock
 
 import numpy as np
@@ -77,6 +78,17 @@ def test_csv_in_many_parts_equals_the_in_memory_analysis(paths, data, family):
         result = report(paths["csv"], paths["lens"], family=family)
     assert result.kind == "logits" and result.class_names == tuple(NAMES)
     assert_matches(result, expected(data, family))
+
+
+def test_a_csv_stream_left_early_stops_its_threads(paths):
+    before = threading.active_count()
+    with small_parts():
+        stream = open_stream(paths["csv"])
+        chunks = iter(stream.chunks)
+        first = next(chunks)
+        assert threading.active_count() > before  # parts are parsed ahead on a pool
+        chunks.close()
+    assert first.row == 0 and threading.active_count() == before
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "npy", "npy_f"])
