@@ -173,45 +173,78 @@ def _is_number(text: str) -> bool:
     return True
 
 
+#: A file's layout is found from its first lines, read whole: at least this many bytes...
+_HEAD_BYTES = 1 << 16
+#: ...extended to the end of the line they cut (a row of 10,000 classes is ~100 KB), up to this many.
+_MAX_HEAD_BYTES = 16 << 20
+
+
+def _head(data: bytes | memoryview, lines: int = 6) -> bytes | memoryview:
+    """Whole lines from the start: past the first 64 KiB and at least ``lines`` of them (or the whole file), within 16 MB."""
+    capped = data[:_MAX_HEAD_BYTES]
+    end = _line_end(capped, min(len(capped), _HEAD_BYTES) - 1) if len(capped) else 0
+    found = bytes(capped[:end]).count(b"\n")
+    while found < lines and end < len(capped):
+        end, found = _line_end(capped, end), found + 1
+    return capped[:end]
+
+
 def _decode_head(name: str, data: bytes | memoryview) -> str:
-    head = bytes(data[: 1 << 16])
-    if not head.strip(b" \t\r\n\xef\xbb\xbf"):
+    """The file's first whole lines as text; refuses empty, binary and non-UTF-8 files."""
+    first = bytes(data[:_HEAD_BYTES])
+    if not first.strip(b" \t\r\n\xef\xbb\xbf"):
         raise InputError.build("a file with a table of numbers", "an empty file", where=name, fix="Check that the right file was chosen.")
-    if b"\x00" in head:
+    if b"\x00" in first:
         raise InputError.build(
             "a text CSV file (or Parquet, .npy, .npz)",
             "binary data",
             where=name,
             fix="Export the predictions as CSV, e.g. DataFrame.to_csv or numpy.savetxt(..., delimiter=',').",
         )
+    head = bytes(_head(data))
+    cut = len(head) < len(data) and not head.endswith(b"\n")  # a line longer than the head's limit
     try:
-        return head.decode("utf-8-sig")
+        text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if exc.start >= len(head) - 4:  # a character cut by the 64 KiB window
-            return head[: exc.start].decode("utf-8-sig")
-        line = head[: exc.start].count(b"\n") + 1
+        if not (cut and exc.start >= len(head) - 4):  # not just a character cut at the limit
+            line = head[: exc.start].count(b"\n") + 1
+            raise InputError.build(
+                "UTF-8 text",
+                f"the byte 0x{head[exc.start]:02x}, which is not UTF-8",
+                where=f"{name}, row {line}",
+                fix="Save the file as 'CSV UTF-8' (Excel) or with encoding='utf-8'.",
+            ) from None
+        text = head[: exc.start].decode("utf-8-sig")
+    if cut:
         raise InputError.build(
-            "UTF-8 text",
-            f"the byte 0x{head[exc.start]:02x}, which is not UTF-8",
-            where=f"{name}, row {line}",
-            fix="Save the file as 'CSV UTF-8' (Excel) or with encoding='utf-8'.",
-        ) from None
+            f"rows of at most {_MAX_HEAD_BYTES >> 20} MB (about a million numbers)",
+            "a longer row",
+            where=f"{name}, row {text.count(chr(10)) + 1}",
+            fix="Check the line ends; a file this wide is better saved as .npy or Parquet.",
+        )
+    return text
+
+
+def _split(lines: list[str], delim: str, **options: bool) -> list[list[str]]:
+    """The lines split at ``delim``; none if a field exceeds the csv module's limit (128 KiB: ``delim`` is not this file's)."""
+    try:
+        return list(csv.reader(lines, delimiter=delim, **options))
+    except csv.Error:
+        return []
 
 
 def _sniff(name: str, text: str) -> tuple[str, list[list[str]]]:
     """The delimiter and the first few rows, split."""
     lines = [ln for ln in text.splitlines() if ln.strip()][:6]
-    if len(lines) > 1 and len(text) >= (1 << 16) - 4:
-        lines = lines[:-1]  # the last line may be cut by the window
     best: tuple[int, str, list[list[str]]] | None = None
     for delim in (",", ";", "\t"):
-        rows = list(csv.reader(lines, delimiter=delim, skipinitialspace=True))
+        rows = _split(lines, delim, skipinitialspace=True)
         widths = {len(r) for r in rows}
         if len(widths) == 1 and rows and len(rows[0]) > 1 and (best is None or len(rows[0]) > best[0]):
             best = (len(rows[0]), delim, rows)
     if best is None:
         for delim in (",", ";", "\t"):
-            rows = list(csv.reader(lines, delimiter=delim))
+            rows = _split(lines, delim)
             if rows and len(rows[0]) > 1:
                 return delim, rows
         raise InputError.build(
@@ -482,7 +515,7 @@ def _block_size(data: memoryview) -> int:
     pyarrow's cost per block and column dominates when its default 1 MB block
     holds few rows (1,000 classes: ~100 rows, read 1.5x slower).
     """
-    head = data[: 1 << 16]
+    head = _head(data)
     row_bytes = len(head) / max(1, bytes(head).count(b"\n"))
     return int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
 

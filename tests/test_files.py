@@ -274,6 +274,26 @@ def test_errors_in_a_later_part_name_the_file_row():
             read_predictions(b"a,b,label\n" + good + b"1,2\n" + good)
 
 
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_rows_longer_than_64_kib_are_read_whole(sep):
+    # 8,000 classes: every row (~70 KB) is longer than the first 64 KiB the layout is first looked for in.
+    k = 8000
+    frame = pd.DataFrame(np.random.default_rng(0).standard_normal((3, k)).round(4), columns=[f"c{i}" for i in range(k)])
+    frame["label"] = [0, 1, k - 1]
+    p = read_predictions(frame.to_csv(index=False, sep=sep).encode())
+    assert p.logits.shape == (3, k) and p.labels.tolist() == [0, 1, k - 1] and p.class_names[-1] == f"c{k - 1}"
+    torch.testing.assert_close(p.logits, torch.tensor(frame.drop(columns="label").to_numpy(), dtype=torch.float32))
+    headerless = read_predictions(frame.drop(columns="label").to_csv(index=False, header=False, sep=sep).encode(), labels=b"0\n1\n2\n")
+    torch.testing.assert_close(headerless.logits, p.logits)
+
+
+def test_a_row_longer_than_the_limit_is_refused_before_parsing():
+    with mock.patch.object(files, "_HEAD_BYTES", 100), mock.patch.object(files, "_MAX_HEAD_BYTES", 1000):
+        with pytest.raises(InputError, match=r"row 2: expected rows of at most .* found a longer row.*\.npy or Parquet"):
+            read_predictions(b"a,b,label\n" + b"0.5," * 400 + b"0\n")
+        assert read_predictions(b"a,b,label\n" + b"0.5,0.5,0\n" * 200).logits.shape == (200, 2)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 8])
 def test_parts_parsed_side_by_side_report_the_first_bad_row_in_file_order(threads):
     # Later parts finish parsing while earlier ones still run; the error shown is the file's first.
