@@ -80,6 +80,19 @@ def test_csv_in_many_parts_equals_the_in_memory_analysis(paths, data, family):
     assert_matches(result, expected(data, family))
 
 
+def test_a_wide_csv_streams(tmp_path):
+    # 3,000 classes: the header alone is ~26 KB, more than the first rows the kind was once detected on.
+    k = 3000
+    frame = pd.DataFrame(np.random.default_rng(0).standard_normal((20, k)).round(4), columns=[f"class_{i}" for i in range(k)])
+    frame["label"] = np.arange(20)
+    path = tmp_path / "wide.csv"
+    frame.to_csv(path, index=False)
+    stream = open_stream(path)
+    chunks = list(stream.chunks)
+    assert stream.kind == "logits" and len(stream.class_names) == k and sum(len(c.labels) for c in chunks) == 20
+    torch.testing.assert_close(torch.cat([c.logits for c in chunks]), torch.tensor(frame.iloc[:, :k].to_numpy(), dtype=torch.float32))
+
+
 def test_a_csv_stream_left_early_stops_its_threads(paths):
     before = threading.active_count()
     with small_parts():
