@@ -179,10 +179,10 @@ _HEAD_BYTES = 1 << 16
 _MAX_HEAD_BYTES = 16 << 20
 
 
-def _head(data: bytes | memoryview, lines: int = 6) -> bytes | memoryview:
-    """Whole lines from the start: past the first 64 KiB and at least ``lines`` of them (or the whole file), within 16 MB."""
+def _head(data: bytes | memoryview, lines: int = 6, min_bytes: int | None = None) -> bytes | memoryview:
+    """Whole lines from the start: past ``min_bytes`` (64 KiB) and at least ``lines`` of them (or the whole file), within 16 MB."""
     capped = data[:_MAX_HEAD_BYTES]
-    end = _line_end(capped, min(len(capped), _HEAD_BYTES) - 1) if len(capped) else 0
+    end = _line_end(capped, min(len(capped), min_bytes or _HEAD_BYTES) - 1) if len(capped) else 0
     found = bytes(capped[:end]).count(b"\n")
     while found < lines and end < len(capped):
         end, found = _line_end(capped, end), found + 1

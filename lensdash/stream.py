@@ -186,7 +186,7 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
     if separate is None and layout.label_idx is None:
         raise InputError.build("a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE.")
     # The kind is decided on the first rows of the file, the same for every shard.
-    first = _csv_table(name, _head(data), layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64(), block_size=_block_size(data))
+    first = _csv_table(name, _head(data, lines=3, min_bytes=1 << 14), layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64(), block_size=_block_size(data))
     checker = _Checker(name, kind, _row_major(first, layout.float_cols), layout.locate, notes)
     class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
 
