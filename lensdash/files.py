@@ -357,7 +357,22 @@ def _diagnose_csv(
     """Find the first offending row and column with the slow reader (only on the error path)."""
     text = bytes(data).decode("utf-8-sig", errors="replace")
     floats = set(float_cols)
-    for line_no, row in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=delim), start=first_line):
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    try:
+        return _first_bad_row(name, rows, has_header, width, floats, first_line) or InputError.build(
+            "a CSV table", f"a file the CSV parser rejects ({detail.splitlines()[0][:160]})", where=name, fix="Re-export the file as CSV."
+        )
+    except csv.Error:  # a cell over the csv module's 128 KiB limit
+        return InputError.build(
+            f"{width} cells per row, like row 1",
+            "a cell longer than 128 KiB",
+            where=f"{name}, row {first_line + rows.line_num - 1}",
+            fix="Every row needs one value per column; check for a missing delimiter or line end.",
+        )
+
+
+def _first_bad_row(name: str, rows: Iterator[list[str]], has_header: bool, width: int, floats: set[int], first_line: int) -> InputError | None:
+    for line_no, row in enumerate(rows, start=first_line):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != width:
@@ -378,7 +393,7 @@ def _diagnose_csv(
                     where=f"{name}, row {line_no}, column {col + 1}",
                     fix="Every prediction cell must be a number (logit or probability).",
                 )
-    return InputError.build("a CSV table", f"a file the CSV parser rejects ({detail.splitlines()[0][:160]})", where=name, fix="Re-export the file as CSV.")
+    return None
 
 
 def _check_filled(name: str, table: pa.Table, cols: Sequence[int], first_row: int, shown: Sequence[int] | None = None) -> None:
@@ -392,10 +407,17 @@ def _check_filled(name: str, table: pa.Table, cols: Sequence[int], first_row: in
 def _first_null(table: pa.Table, cols: Sequence[int]) -> tuple[int, int] | None:
     """``(row, j)`` of the first null in the first of the columns ``cols`` that has one."""
     for j, col in enumerate(cols):
-        column = table.column(col)
-        if column.null_count:
-            return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0]), j
+        row = _null_row(table.column(col))
+        if row is not None:
+            return row, j
     return None
+
+
+def _null_row(column: pa.ChunkedArray | pa.Array) -> int | None:
+    """The index of the column's first null, if it has one."""
+    if not column.null_count:
+        return None
+    return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
 
 
 def _empty_cell(name: str, row: int, column: int) -> InputError:
@@ -431,6 +453,10 @@ class _CsvLayout:
     float_cols: list[int]
     label_idx: int | None
     notes: list[str]
+    #: pyarrow's block size for this file: about a thousand rows, between 1 and 16 MB
+    #: (pyarrow's cost per block and column dominates when its default 1 MB block
+    #: holds few rows: 1,000 classes, ~100 rows, read 1.5x slower).
+    block_size: int
 
     @property
     def first_row(self) -> int:
@@ -460,7 +486,9 @@ def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | N
     if header is not None and label_idx != 0 and _is_index_column(header, rows[1:]):
         skip.add(0)
         notes.append("The first column is a pandas index (0, 1, 2, …) and was ignored.")
-    return _CsvLayout(name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes)
+    row_bytes = len(text) / max(1, text.count("\n"))
+    block_size = int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
+    return _CsvLayout(name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes, block_size)
 
 
 def _csv_parts(
@@ -483,12 +511,11 @@ def _csv_parts(
         part_bytes = min(PART_BYTES, max((hi - lo) // (_PARTS_PER_THREAD * _THREADS), 1 << 20))
     bounds = _part_bounds(data, lo, hi, part_bytes)
     skip = layout.header is not None
-    block_size = _block_size(data)
 
     def parse(bound: tuple[int, int]) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None] | str:
         start, stop = bound
         try:
-            table = _parse_csv(data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, pa.float64(), use_threads=False, block_size=block_size)
+            table = _parse_csv(data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, pa.float64(), use_threads=False, block_size=layout.block_size)
         except _ARROW_ERRORS as exc:
             return str(exc)
         finally:
@@ -507,17 +534,6 @@ def _csv_parts(
                 raise _empty_cell(layout.name, layout.first_row + row + null[0], layout.float_cols[null[1]] + 1)
             yield row, stop, values, labels
             row += len(values)
-
-
-def _block_size(data: memoryview) -> int:
-    """pyarrow's block size for this file: about a thousand rows, between 1 and 16 MB.
-
-    pyarrow's cost per block and column dominates when its default 1 MB block
-    holds few rows (1,000 classes: ~100 rows, read 1.5x slower).
-    """
-    head = _head(data)
-    row_bytes = len(head) / max(1, bytes(head).count(b"\n"))
-    return int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
 
 
 def _part_bounds(data: memoryview, lo: int, hi: int, part_bytes: int) -> list[tuple[int, int]]:
@@ -656,8 +672,8 @@ def _label_values(name: str, column: object, names: list[str] | None, k: int, fi
     """int64 labels in 0..K-1 from a pyarrow or numpy column; maybe class names from string labels."""
     where_col = f", column {col + 1}" if col is not None else ""
     if isinstance(column, (pa.ChunkedArray, pa.Array)):
-        if column.null_count:
-            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        row = _null_row(column)
+        if row is not None:
             raise InputError.build("a label", "an empty cell", where=f"{name}, row {row + first_row}{where_col}", fix="Every row needs its true label.")
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
             arr = np.asarray(column.to_pylist(), dtype=object)
@@ -740,7 +756,12 @@ def _labels(name: str, data: memoryview) -> tuple[str, object, int, int | None]:
         if lines and d in lines[0]:
             delim = d
             break
-    rows = list(csv.reader(lines, delimiter=delim, skipinitialspace=True))
+    rows = _split(lines, delim, skipinitialspace=True)
+    if not rows:
+        row = next((i for i, ln in enumerate(text.splitlines(), start=1) if len(ln) > csv.field_size_limit()), 1)
+        raise InputError.build(
+            "one label per line", "a cell longer than 128 KiB", where=f"{name}, row {row}", fix="Save the labels alone, one per line, e.g. Series.to_csv()."
+        )
     width = len(rows[0])
     first = [t.strip() for t in rows[0]]
     header = first if width > 1 or (len(rows) > 1 and not _is_number(first[0]) and _is_number(rows[1][0])) or first[0].lower() in LABEL_NAMES else None
@@ -783,15 +804,14 @@ def _to_logits(name: str, values: np.ndarray, kind: str, notes: list[str], locat
     if not (math.isfinite(lo) and math.isfinite(hi)):
         r, c = (int(v) for v in (~torch.isfinite(x)).nonzero()[0])
         raise InputError.build("a finite number", f"{x[r, c].item()}", where=locate(r, c), fix="Replace inf and NaN with real values.")
-    if kind == "auto":
+    if kind == "auto":  # detection makes the same checks as the kind's own below
         kind = _detect_kind(x, lo, hi, locate)
         notes.append(f"Detected {kind.replace('_', '-')} (kind='auto').")
-    if kind == "probs":
+    elif kind == "probs":
         _check_probs(x, locate)
-        return x.log_(), kind
-    if kind == "log_probs":
+    elif kind == "log_probs":
         _check_log_probs(x, locate)
-    return x, kind
+    return (x.log_() if kind == "probs" else x), kind
 
 
 def _row(locate: Locate, r: int) -> str:
@@ -800,20 +820,28 @@ def _row(locate: Locate, r: int) -> str:
 
 def _detect_kind(x: Tensor, lo: float, hi: float, locate: Locate) -> str:
     if lo >= 0 and hi <= 1:
-        sums = x.sum(dim=1, dtype=torch.float64)
-        off = (sums - 1).abs() > PROB_SUM_ATOL
-        if off.any():
-            r = int(off.nonzero()[0, 0])
+        off = _off_sum_row(x)
+        if off is not None:
             raise InputError.build(
                 f"probability rows summing to 1 (within {PROB_SUM_ATOL:g}), since every value is in [0, 1]",
-                f"a sum of {sums[r].item():.4g}",
-                where=_row(locate, r),
+                f"a sum of {off[1]:.4g}",
+                where=_row(locate, off[0]),
                 fix="Normalise the rows, or choose kind='logits' if these are logits.",
             )
         return "probs"
     if hi <= 0 and (torch.logsumexp(x.double(), dim=1).abs() <= PROB_SUM_ATOL).all():
         return "log_probs"
     return "logits"
+
+
+def _off_sum_row(x: Tensor) -> tuple[int, float] | None:
+    """The first row whose sum is not 1 (within :data:`PROB_SUM_ATOL`), and its sum."""
+    sums = x.sum(dim=1, dtype=torch.float64)
+    off = (sums - 1).abs() > PROB_SUM_ATOL
+    if not off.any():
+        return None
+    r = int(off.nonzero()[0, 0])
+    return r, sums[r].item()
 
 
 def _check_probs(x: Tensor, locate: Locate) -> None:
@@ -825,12 +853,10 @@ def _check_probs(x: Tensor, locate: Locate) -> None:
     if big.any():
         r, c = (int(v) for v in big.nonzero()[0])
         raise InputError.build("a probability <= 1", f"{x[r, c].item():.4g}", where=locate(r, c), fix="Choose kind='logits' if these are logits.")
-    sums = x.sum(dim=1, dtype=torch.float64)
-    off = (sums - 1).abs() > PROB_SUM_ATOL
-    if off.any():
-        r = int(off.nonzero()[0, 0])
+    off = _off_sum_row(x)
+    if off is not None:
         raise InputError.build(
-            f"probabilities summing to 1 (within {PROB_SUM_ATOL:g})", f"a sum of {sums[r].item():.4g}", where=_row(locate, r), fix="Normalise each row, or choose kind='logits'."
+            f"probabilities summing to 1 (within {PROB_SUM_ATOL:g})", f"a sum of {off[1]:.4g}", where=_row(locate, off[0]), fix="Normalise each row, or choose kind='logits'."
         )
 
 

@@ -25,7 +25,6 @@ from lensdash import files
 from lensdash.errors import InputError
 from lensdash.files import (
     KINDS,
-    _block_size,
     _check_filled,
     _csv_layout,
     _csv_parts,
@@ -129,8 +128,7 @@ class _Labels:
         self.values = None
         if path is not None:
             name, column, first_row, col = _labels_file(path, None)
-            self.values, mapped = _label_values(name, column, names, k, first_row, col, notes)
-            _no_new_names(name, mapped)
+            self.values = _known_labels(name, column, names, k, first_row, col, notes)
             self.name = name
 
     def rows(self, start: int, stop: int) -> Tensor:
@@ -145,7 +143,9 @@ def _count(separate: _Labels | None) -> int | None:
     return None if separate is None else len(separate.values)
 
 
-def _no_new_names(name: str, mapped: list[str] | None) -> None:
+def _known_labels(name: str, column: object, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]) -> np.ndarray:
+    """Labels as 0..K-1 (see ``files._label_values``), refusing class names that no header defines."""
+    values, mapped = _label_values(name, column, names, k, first_row, col, notes)
     if mapped is not None:
         raise InputError.build(
             "integer labels, or class names that the prediction file's header lists",
@@ -153,6 +153,7 @@ def _no_new_names(name: str, mapped: list[str] | None) -> None:
             where=name,
             fix="Streaming cannot see every label first: add a header with the class names, or write labels as 0..K-1.",
         )
+    return values
 
 
 class _Checker:
@@ -186,7 +187,7 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
     if separate is None and layout.label_idx is None:
         raise InputError.build("a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE.")
     # The kind is decided on the first rows of the file, the same for every shard.
-    first = _csv_table(name, _head(data, lines=3, min_bytes=1 << 14), layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64(), block_size=_block_size(data))
+    first = _csv_table(name, _head(data, lines=3, min_bytes=1 << 14), layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64(), block_size=layout.block_size)
     checker = _Checker(name, kind, _row_major(first, layout.float_cols), layout.locate, notes)
     class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
 
@@ -221,9 +222,7 @@ def _csv_chunk(
     if separate is not None:
         labels = separate.rows(row, row + len(logits))
     else:
-        mapped_values, mapped = _label_values(name, label_part, layout.class_names, len(layout.float_cols), layout.first_row + row, layout.label_idx, [])
-        _no_new_names(name, mapped)
-        labels = torch.from_numpy(mapped_values)
+        labels = torch.from_numpy(_known_labels(name, label_part, layout.class_names, len(layout.float_cols), layout.first_row + row, layout.label_idx, []))
     return Chunk(row, logits, labels, done)
 
 
@@ -264,9 +263,7 @@ def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world
             if separate is not None:
                 labels = separate.rows(row, row + len(logits))
             else:
-                values, mapped = _label_values(name, table.column(k), names, k, row + 1, label_idx, [])
-                _no_new_names(name, mapped)
-                labels = torch.from_numpy(values)
+                labels = torch.from_numpy(_known_labels(name, table.column(k), names, k, row + 1, label_idx, []))
             done += len(logits)
             yield Chunk(row, logits, labels, done)
             row += len(logits)

@@ -287,6 +287,14 @@ def test_rows_longer_than_64_kib_are_read_whole(sep):
     torch.testing.assert_close(headerless.logits, p.logits)
 
 
+def test_a_cell_over_the_csv_modules_limit_is_an_input_error():
+    good = b"1.5,2,0\n" * 10
+    with pytest.raises(InputError, match=r"row 12: expected 3 cells per row, like row 1, found a cell longer than 128 KiB"):
+        read_predictions(b"a,b,label\n" + good + b"1" * 200_000 + b"\n" + good)
+    with pytest.raises(InputError, match=r"labels bytes, row 2: expected one label per line, found a cell longer than 128 KiB"):
+        read_predictions(b"a,b\n1,2\n3,4\n", labels=b"label\n" + b"1" * 200_000 + b"\n0\n")
+
+
 def test_a_row_longer_than_the_limit_is_refused_before_parsing():
     with mock.patch.object(files, "_HEAD_BYTES", 100), mock.patch.object(files, "_MAX_HEAD_BYTES", 1000):
         with pytest.raises(InputError, match=r"row 2: expected rows of at most .* found a longer row.*\.npy or Parquet"):
