@@ -21,7 +21,9 @@ st.caption(
 
 dataset = data_section()
 st.sidebar.header("2 · Lens family")
-family = st.sidebar.radio("Lens family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get, key="family", label_visibility="collapsed")
+family = st.sidebar.radio(
+    "Lens family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get, key="family", label_visibility="collapsed"
+)
 
 headline = st.container()  # filled after the lens is known, shown above it
 st.header("Lens")

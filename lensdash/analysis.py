@@ -156,7 +156,9 @@ def _baseline(logits: Tensor, labels: Tensor) -> Baseline:
     predicted = probs.argmax(dim=1)
     p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
     log_norm = torch.logsumexp(logits.detach(), dim=1)
-    return Baseline(labels, predicted, unlensed, p_true, log_norm, grad_unlensed, confusion_counts(predicted, labels, k))
+    return Baseline(
+        labels, predicted, unlensed, p_true, log_norm, grad_unlensed, confusion_counts(predicted, labels, k)
+    )
 
 
 def _support_mass(logits: Tensor, labels: Tensor, support: Tensor, log_norm: Tensor) -> Tensor:
@@ -293,7 +295,10 @@ class ClassSums:
 
     @classmethod
     def zeros(cls, k: int, device: torch.device | str = "cpu") -> ClassSums:
-        vec, mat = (lambda: torch.zeros(k, dtype=torch.float64, device=device)), (lambda: torch.zeros(k, k, dtype=torch.float64, device=device))
+        vec, mat = (
+            (lambda: torch.zeros(k, dtype=torch.float64, device=device)),
+            (lambda: torch.zeros(k, k, dtype=torch.float64, device=device)),
+        )
         return cls(vec(), vec(), vec(), vec(), vec(), mat(), mat(), mat())
 
     @classmethod
@@ -440,7 +445,15 @@ def confused_pairs(confusion: Tensor, names: Sequence[str], top: int = 10) -> pd
     rows = []
     for o in order.tolist():
         i, j = int(iu[0, o]), int(iu[1, o])
-        rows.append({"a": names[i], "b": names[j], "a→b": round(float(rates[i, j]), 4), "b→a": round(float(rates[j, i]), 4), "mutual": round(float(mutual[i, j]), 4)})
+        rows.append(
+            {
+                "a": names[i],
+                "b": names[j],
+                "a→b": round(float(rates[i, j]), 4),
+                "b→a": round(float(rates[j, i]), 4),
+                "mutual": round(float(mutual[i, j]), 4),
+            }
+        )
     return pd.DataFrame(rows, columns=["a", "b", "a→b", "b→a", "mutual"])
 
 
@@ -491,5 +504,9 @@ def lens_pairs(lens: object, names: Sequence[str] | None = None, top: int = 10) 
     flat = off.reshape(-1)
     order = torch.argsort(flat, descending=True, stable=True)[:top]
     k = matrix.shape[0]
-    rows = [{"true label": names[i // k], "target": names[i % k], "weight": round(float(flat[i]), 4)} for i in order.tolist() if flat[i] > 0]
+    rows = [
+        {"true label": names[i // k], "target": names[i % k], "weight": round(float(flat[i]), 4)}
+        for i in order.tolist()
+        if flat[i] > 0
+    ]
     return pd.DataFrame(rows, columns=["true label", "target", "weight"])

@@ -28,8 +28,14 @@ import torch.nn.functional as F
 
 
 def _header(device: str = "cpu") -> None:
-    where = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    print(f"# torch {torch.__version__}, python {platform.python_version()}, {device}: {where}, threads={torch.get_num_threads()}")
+    where = (
+        torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
+    print(
+        f"# torch {torch.__version__}, python {platform.python_version()}, {device}: {where}, threads={torch.get_num_threads()}"
+    )
 
 
 def _sync(device: str) -> None:
@@ -92,7 +98,9 @@ def _bench_loss_shape(n: int, k: int, device: str, repeats: int) -> list[tuple[s
         pairs[i, i], pairs[i, i + 1] = 0.8, 0.2
     structured = {
         "identity": torch.eye(k, device=device),
-        "merge groups": merge_lens(k, [list(range(g, g + 4)) for g in range(0, min(k, 40), 4)]).matrix.float().to(device),
+        "merge groups": merge_lens(k, [list(range(g, g + 4)) for g in range(0, min(k, 40), 4)])
+        .matrix.float()
+        .to(device),
         "label smoothing": smoothing_lens(k, 0.1).matrix.float().to(device),
         "confused pairs": pairs.to(device),
     }
@@ -118,7 +126,9 @@ def _bench_loss_shape(n: int, k: int, device: str, repeats: int) -> list[tuple[s
             device=device,
         )
         rows.append((f"{n}x{k}", f"{name} vs F.cross_entropy(x, y)", t["lensed"] / t["ce_hard"], 1.1))
-        rows.append((f"{n}x{k}", f"prediction-side {name} vs F.cross_entropy(x, y)", t["prediction"] / t["ce_hard"], 1.5))
+        rows.append(
+            (f"{n}x{k}", f"prediction-side {name} vs F.cross_entropy(x, y)", t["prediction"] / t["ce_hard"], 1.5)
+        )
     return rows
 
 
@@ -143,7 +153,9 @@ def bench_read(rows: int, cols: int) -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "preds.csv")
-        frame = pd.DataFrame(rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"c{i}" for i in range(cols)])
+        frame = pd.DataFrame(
+            rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"c{i}" for i in range(cols)]
+        )
         frame.insert(cols // 2, "label", rng.integers(0, cols, rows))
         frame.to_csv(path, index=False)
         size = os.path.getsize(path)
@@ -158,8 +170,12 @@ def bench_read(rows: int, cols: int) -> None:
         )
         med = {name: statistics.median(ts) for name, ts in t.items()}
         # Each round's own faster engine: drift within the run hits both sides of every ratio alike.
-        ratio = statistics.median(ours / min(pd_t, pa_t) for ours, pd_t, pa_t in zip(t["lensdash"], t["pandas"], t["pyarrow"], strict=True))
-        print(f"medians of 15 rounds: pandas.read_csv {med['pandas']:.3f}s, pyarrow.csv.read_csv {med['pyarrow']:.3f}s, read_predictions {med['lensdash']:.3f}s")
+        ratio = statistics.median(
+            ours / min(pd_t, pa_t) for ours, pd_t, pa_t in zip(t["lensdash"], t["pandas"], t["pyarrow"], strict=True)
+        )
+        print(
+            f"medians of 15 rounds: pandas.read_csv {med['pandas']:.3f}s, pyarrow.csv.read_csv {med['pyarrow']:.3f}s, read_predictions {med['lensdash']:.3f}s"
+        )
         print(f"read_predictions / faster engine of the same round, median over rounds: {ratio:.2f} (target <= 1.2)")
         imports = "import lensdash.files, pyarrow.csv, pandas"
         base = _peak_rss_of(imports)
@@ -189,7 +205,9 @@ def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
 
     warnings.filterwarnings("ignore")
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"class {i}" for i in range(cols)])
+    frame = pd.DataFrame(
+        rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"class {i}" for i in range(cols)]
+    )
     frame["label"] = rng.integers(0, cols, rows)
     data = frame.to_csv(index=False).encode()
     print(f"# upload: {rows} x {cols} logits + label column, {len(data) / 1e6:.0f} MB")
@@ -198,7 +216,9 @@ def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
     st.cache_data.clear()
     at = AppTest.from_file(app_path, default_timeout=600)
     at.run()
-    at.file_uploader(key=f"upload_predictions_{at.session_state['upload_version']}").set_value(("big.csv", data, "text/csv"))
+    at.file_uploader(key=f"upload_predictions_{at.session_state['upload_version']}").set_value(
+        ("big.csv", data, "text/csv")
+    )
     t0 = time.perf_counter()
     at.run()
     print(f"first run with the upload (parse + analysis): {time.perf_counter() - t0:.2f}s")
@@ -214,7 +234,11 @@ def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
         if col == row:
             col = (col + 1) % cols
         edit = {row: {names[row]: 1 - v, names[col]: v}}
-        at.session_state[at.session_state["lens_grid_key"]] = {"edited_rows": edit, "added_rows": [], "deleted_rows": []}
+        at.session_state[at.session_state["lens_grid_key"]] = {
+            "edited_rows": edit,
+            "added_rows": [],
+            "deleted_rows": [],
+        }
         at.run()
         if at.exception or at.error:
             raise SystemExit(f"the page did not accept the edit: {[e.value for e in at.exception or at.error]}")
@@ -225,7 +249,9 @@ def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
 
     t = rounds({"core": core, "rerun": edit_and_rerun}, repeats=repeats)
     ratio = statistics.median(r / c for r, c in zip(t["rerun"], t["core"], strict=True))
-    print(f"medians of {repeats} rounds: rerun after a lens edit {statistics.median(t['rerun']):.3f}s, core analyze() alone {statistics.median(t['core']):.3f}s")
+    print(
+        f"medians of {repeats} rounds: rerun after a lens edit {statistics.median(t['rerun']):.3f}s, core analyze() alone {statistics.median(t['core']):.3f}s"
+    )
     print(f"rerun / core of the same round, median over rounds: {ratio:.2f} (target <= 1.5)")
     sizes = {}
     for chart in at.get("plotly_chart"):
@@ -248,7 +274,9 @@ def bench_lab(repeats: int = 3) -> None:
             t0 = time.perf_counter()
             train_pair(problem, lens, TrainConfig())
             times.append(time.perf_counter() - t0)
-        print(f"{problem.name}: default run (2 models x {TrainConfig().epochs} epochs) median {statistics.median(times):.2f}s, first {times[0]:.2f}s (target < 10 s)")
+        print(
+            f"{problem.name}: default run (2 models x {TrainConfig().epochs} epochs) median {statistics.median(times):.2f}s, first {times[0]:.2f}s (target < 10 s)"
+        )
 
 
 # ------------------------------------------------------------------ report
@@ -276,7 +304,12 @@ def bench_report(rows: int, cols: int, fmt: str) -> None:
         elif fmt == "csv":
             with open(path, "w") as handle:
                 for start in range(0, rows, block):
-                    np.savetxt(handle, rng.standard_normal((min(block, rows - start), cols), dtype=np.float32) * 3, delimiter=",", fmt="%.5g")
+                    np.savetxt(
+                        handle,
+                        rng.standard_normal((min(block, rows - start), cols), dtype=np.float32) * 3,
+                        delimiter=",",
+                        fmt="%.5g",
+                    )
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -289,7 +322,9 @@ def bench_report(rows: int, cols: int, fmt: str) -> None:
                 writer.write_table(table, row_group_size=100_000)
             writer.close()
         size = os.path.getsize(path)
-        print(f"# {fmt}: {rows:,} x {cols} float32 ({rows * cols * 4 / 1e9:.1f} GB of data, file {size / 1e9:.1f} GB), written in {time.perf_counter() - t0:.0f}s")
+        print(
+            f"# {fmt}: {rows:,} x {cols} float32 ({rows * cols * 4 / 1e9:.1f} GB of data, file {size / 1e9:.1f} GB), written in {time.perf_counter() - t0:.0f}s"
+        )
         lens = os.path.join(tmp, "lens.csv")
         with open(lens, "wb") as handle:
             from lensdash.files import lens_to_bytes
@@ -301,7 +336,9 @@ def bench_report(rows: int, cols: int, fmt: str) -> None:
         peak = _peak_rss_of(code)
         seconds = time.perf_counter() - t0
         base = _peak_rss_of("import lensdash.cli, lensdash.report, pyarrow.parquet")
-        print(f"report: {seconds:.1f}s, {rows / seconds:,.0f} rows/s; peak RSS {peak / 1e9:.2f} GB ({(peak - base) / 1e6:.0f} MB above the imports) (target < 1 GB)")
+        print(
+            f"report: {seconds:.1f}s, {rows / seconds:,.0f} rows/s; peak RSS {peak / 1e9:.2f} GB ({(peak - base) / 1e6:.0f} MB above the imports) (target < 1 GB)"
+        )
 
 
 def _peak_rss_of(code: str) -> int:
@@ -318,7 +355,9 @@ def _peak_rss_of(code: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lensdash.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lensdash.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="what", required=True)
     loss = sub.add_parser("loss", help="lensed loss forward+backward vs PyTorch's cross-entropy")
     loss.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

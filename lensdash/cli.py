@@ -47,18 +47,31 @@ class ProgressBar:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lensdash", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lensdash", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="stream a predictions file and write the summary the app shows")
     rep.add_argument("predictions", help="CSV, Parquet or .npy file")
     rep.add_argument("--labels", help="a separate labels file (one label per prediction row)")
-    rep.add_argument("--lens", required=True, help="lens file: CSV (headerless or with class names), JSON or .pt; rows are target distributions summing to 1")
+    rep.add_argument(
+        "--lens",
+        required=True,
+        help="lens file: CSV (headerless or with class names), JSON or .pt; rows are target distributions summing to 1",
+    )
     rep.add_argument("--kind", default="auto", choices=KINDS, help="what the numbers are (default: detect)")
-    rep.add_argument("--family", default="target", choices=["target", "prediction"], help="lens family (default: target, the seed's)")
+    rep.add_argument(
+        "--family", default="target", choices=["target", "prediction"], help="lens family (default: target, the seed's)"
+    )
     rep.add_argument("--label-column", help="name of the label column, if not one of label/target/y/...")
     rep.add_argument("--out", default="lensdash-report", help="output folder (default: lensdash-report)")
     rep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    rep.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=f"rows per chunk for Parquet and .npy (default {CHUNK_ROWS:,})")
+    rep.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=CHUNK_ROWS,
+        help=f"rows per chunk for Parquet and .npy (default {CHUNK_ROWS:,})",
+    )
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -84,8 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         check_output_folder(args.out)
         progress = None if args.quiet or rank != 0 else ProgressBar(prefix=prefix)
         result = report(
-            args.predictions, args.lens, labels=args.labels, kind=args.kind, family=args.family, label_column=args.label_column,
-            device=device, chunk_rows=args.chunk_rows, shard=(rank, world), progress=progress,
+            args.predictions,
+            args.lens,
+            labels=args.labels,
+            kind=args.kind,
+            family=args.family,
+            label_column=args.label_column,
+            device=device,
+            chunk_rows=args.chunk_rows,
+            shard=(rank, world),
+            progress=progress,
         )
     except LensdashError as exc:
         error = exc

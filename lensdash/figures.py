@@ -28,7 +28,17 @@ def _np(values: Tensor | np.ndarray) -> np.ndarray:
     return values.detach().cpu().double().numpy() if isinstance(values, Tensor) else np.asarray(values, dtype=float)
 
 
-def _figure(traces: object, title: str, x: str, y: str, *, height: int = 420, xaxis: dict | None = None, yaxis: dict | None = None, **layout: object) -> go.Figure:
+def _figure(
+    traces: object,
+    title: str,
+    x: str,
+    y: str,
+    *,
+    height: int = 420,
+    xaxis: dict | None = None,
+    yaxis: dict | None = None,
+    **layout: object,
+) -> go.Figure:
     """A figure with the house layout, built in one call.
 
     Plotly validates every ``update_layout``/``update_yaxes`` call on its own (~5 ms each);
@@ -57,7 +67,9 @@ def top_classes(matrix: np.ndarray, limit: int = MAX_HEATMAP_CLASSES) -> np.ndar
     return np.sort(np.argsort(-weight, kind="stable")[:limit])
 
 
-def _diverging_heatmap(values: np.ndarray, x: Sequence[str], y: Sequence[str], bound: float, hovertemplate: str) -> go.Heatmap:
+def _diverging_heatmap(
+    values: np.ndarray, x: Sequence[str], y: Sequence[str], bound: float, hovertemplate: str
+) -> go.Heatmap:
     """A gradient heatmap: diverging colours centred at 0 and symmetric about it."""
     return go.Heatmap(
         z=np.round(values, 5),
@@ -72,7 +84,9 @@ def _diverging_heatmap(values: np.ndarray, x: Sequence[str], y: Sequence[str], b
     )
 
 
-def gradient_heatmap(matrix: Tensor | np.ndarray, names: Sequence[str], title: str, *, zmax: float | None = None) -> go.Figure:
+def gradient_heatmap(
+    matrix: Tensor | np.ndarray, names: Sequence[str], title: str, *, zmax: float | None = None
+) -> go.Figure:
     """A K×K class-mean gradient matrix: rows true class, columns logit; diverging colours centred at 0."""
     values = _np(matrix)
     keep = top_classes(values)
@@ -81,12 +95,25 @@ def gradient_heatmap(matrix: Tensor | np.ndarray, names: Sequence[str], title: s
     if len(keep) < len(names):
         title += f" ({len(keep)} of {len(names)} classes with the largest gradients)"
     bound = zmax if zmax is not None else float(np.abs(values).max() or 1.0)
-    trace = _diverging_heatmap(values, shown, shown, bound, "true class %{y}<br>logit %{x}<br>mean gradient %{z:.4f}<extra></extra>")
-    ticks = {"tickmode": "array", "tickvals": shown} if len(shown) <= 30 else {}  # name every class, not every other one
-    return _figure(trace, title, "gradient w.r.t. logit of class", "true class", xaxis=ticks, yaxis={"autorange": "reversed", **ticks})
+    trace = _diverging_heatmap(
+        values, shown, shown, bound, "true class %{y}<br>logit %{x}<br>mean gradient %{z:.4f}<extra></extra>"
+    )
+    ticks = (
+        {"tickmode": "array", "tickvals": shown} if len(shown) <= 30 else {}
+    )  # name every class, not every other one
+    return _figure(
+        trace,
+        title,
+        "gradient w.r.t. logit of class",
+        "true class",
+        xaxis=ticks,
+        yaxis={"autorange": "reversed", **ticks},
+    )
 
 
-def sample_gradient_heatmap(grads: Tensor | np.ndarray, sample_ids: Sequence[int], labels: Sequence[str], names: Sequence[str], title: str) -> go.Figure:
+def sample_gradient_heatmap(
+    grads: Tensor | np.ndarray, sample_ids: Sequence[int], labels: Sequence[str], names: Sequence[str], title: str
+) -> go.Figure:
     """Per-sample gradient rows (one row per selected sample), labelled ``#index (true class)``."""
     values = _np(grads)
     keep = np.arange(values.shape[1])
@@ -97,9 +124,16 @@ def sample_gradient_heatmap(grads: Tensor | np.ndarray, sample_ids: Sequence[int
     cols = [str(names[i]) for i in keep]
     rows = [f"#{i} ({lab})" for i, lab in zip(sample_ids, labels)]
     bound = float(np.abs(values).max() or 1.0)
-    trace = _diverging_heatmap(values, cols, rows, bound, "sample %{y}<br>logit %{x}<br>gradient %{z:.4f}<extra></extra>")
+    trace = _diverging_heatmap(
+        values, cols, rows, bound, "sample %{y}<br>logit %{x}<br>gradient %{z:.4f}<extra></extra>"
+    )
     return _figure(
-        trace, title, "gradient w.r.t. logit of class", "sample", height=max(320, 22 * len(rows) + 120), yaxis={"autorange": "reversed", "type": "category"}
+        trace,
+        title,
+        "gradient w.r.t. logit of class",
+        "sample",
+        height=max(320, 22 * len(rows) + 120),
+        yaxis={"autorange": "reversed", "type": "category"},
     )
 
 
@@ -109,7 +143,9 @@ def _sample(n: int, limit: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def loss_scatter(unlensed: Tensor, lensed: Tensor, labels: Tensor | None = None, names: Sequence[str] | None = None) -> go.Figure:
+def loss_scatter(
+    unlensed: Tensor, lensed: Tensor, labels: Tensor | None = None, names: Sequence[str] | None = None
+) -> go.Figure:
     """Lensed vs unlensed loss per sample, with the diagonal; at most :data:`MAX_POINTS` points."""
     u, l_ = _np(unlensed), _np(lensed)
     idx = _sample(len(u))
@@ -119,7 +155,11 @@ def loss_scatter(unlensed: Tensor, lensed: Tensor, labels: Tensor | None = None,
     if len(idx) < len(u):
         title += f" ({len(idx):,} of {len(u):,} samples shown)"
     label_ids = _np(labels).astype(int) if labels is not None else None
-    text = [str(names[label_ids[i]]) if names is not None else str(label_ids[i]) for i in idx] if label_ids is not None else None
+    text = (
+        [str(names[label_ids[i]]) if names is not None else str(label_ids[i]) for i in idx]
+        if label_ids is not None
+        else None
+    )
     points = go.Scattergl(
         x=np.round(u[idx], 5),
         y=np.round(l_[idx], 5),
@@ -131,7 +171,9 @@ def loss_scatter(unlensed: Tensor, lensed: Tensor, labels: Tensor | None = None,
         name="samples",
     )
     hi = float(max(np.max(u[idx], initial=1.0), np.max(l_[idx], initial=1.0)))
-    diagonal = go.Scatter(x=[0, hi], y=[0, hi], mode="lines", line={"dash": "dash", "color": "#888"}, name="lensed = unlensed")
+    diagonal = go.Scatter(
+        x=[0, hi], y=[0, hi], mode="lines", line={"dash": "dash", "color": "#888"}, name="lensed = unlensed"
+    )
     return _figure([points, diagonal], title, "unlensed loss (cross-entropy)", "lensed loss", showlegend=False)
 
 
@@ -153,7 +195,16 @@ def delta_histogram(delta: Tensor, bins: int = 60) -> go.Figure:
         marker={"color": np.where(centres < 0, "#2166ac", "#b2182b")},
         hovertemplate="delta %{x:.4f}<br>%{y} samples<extra></extra>",
     )
-    zero = {"type": "line", "x0": 0.0, "x1": 0.0, "xref": "x", "y0": 0, "y1": 1, "yref": "y domain", "line": {"dash": "dash", "color": "#555"}}
+    zero = {
+        "type": "line",
+        "x0": 0.0,
+        "x1": 0.0,
+        "xref": "x",
+        "y0": 0,
+        "y1": 1,
+        "yref": "y domain",
+        "line": {"dash": "dash", "color": "#555"},
+    }
     return _figure(bars, "Lensed − unlensed loss per sample", "lensed − unlensed loss", "samples", shapes=[zero])
 
 
@@ -171,15 +222,29 @@ def confusion_heatmap(counts: Tensor | np.ndarray, names: Sequence[str], *, norm
 
 def lens_heatmap(matrix: Tensor | np.ndarray, names: Sequence[str]) -> go.Figure:
     """The lens itself: row = true label, column = target class."""
-    trace, _ = _class_heatmap(_np(matrix), names, "true label %{y}<br>target class %{x}<br>weight %{z}<extra></extra>", zmax=1)
-    return _figure(trace, "Lens (rows are target distributions)", "target class", "true label", yaxis={"autorange": "reversed"})
+    trace, _ = _class_heatmap(
+        _np(matrix), names, "true label %{y}<br>target class %{x}<br>weight %{z}<extra></extra>", zmax=1
+    )
+    return _figure(
+        trace, "Lens (rows are target distributions)", "target class", "true label", yaxis={"autorange": "reversed"}
+    )
 
 
-def _class_heatmap(values: np.ndarray, names: Sequence[str], hovertemplate: str, zmax: float | None = None) -> tuple[go.Heatmap, int]:
+def _class_heatmap(
+    values: np.ndarray, names: Sequence[str], hovertemplate: str, zmax: float | None = None
+) -> tuple[go.Heatmap, int]:
     """A K×K class-by-class heatmap, limited to the classes with the most off-diagonal weight; and how many it kept (draw row 0 on top)."""
     keep = top_classes(values - np.diag(np.diag(values)))
     shown = [str(names[i]) for i in keep]
-    trace = go.Heatmap(z=np.round(values[np.ix_(keep, keep)], 4), x=shown, y=shown, colorscale="Purples", zmin=0, zmax=zmax, hovertemplate=hovertemplate)
+    trace = go.Heatmap(
+        z=np.round(values[np.ix_(keep, keep)], 4),
+        x=shown,
+        y=shown,
+        colorscale="Purples",
+        zmin=0,
+        zmax=zmax,
+        hovertemplate=hovertemplate,
+    )
     return trace, len(keep)
 
 
@@ -232,16 +297,32 @@ def split_curve(lens: Tensor, label: int, a: int, b: int, mass: float = 0.98, po
 def training_curves(history: dict[str, dict[str, list[float]]], metric: str, title: str) -> go.Figure:
     """One line per run for ``metric`` over epochs (training lab)."""
     lines = [
-        go.Scatter(x=list(range(1, len(values[metric]) + 1)), y=values[metric], mode="lines+markers", name=run, line={"color": colour})
+        go.Scatter(
+            x=list(range(1, len(values[metric]) + 1)),
+            y=values[metric],
+            mode="lines+markers",
+            name=run,
+            line={"color": colour},
+        )
         for (run, values), colour in zip(history.items(), ["#888888", "#7a3cc9", "#e08214"])
     ]
     shares = "accuracy" in metric or "mass" in metric  # on a full 0-100% axis, so small wiggles look small
     yaxis = {"range": [0, 1.02], "tickformat": ".0%"} if shares else {}
-    return _figure(lines, title, "epoch", metric.replace("_", " "), height=340, yaxis=yaxis, legend={"orientation": "h", "y": -0.3})
+    return _figure(
+        lines, title, "epoch", metric.replace("_", " "), height=340, yaxis=yaxis, legend={"orientation": "h", "y": -0.3}
+    )
 
 
 def decision_regions(
-    grid_x: np.ndarray, grid_y: np.ndarray, probs: np.ndarray, points: np.ndarray, labels: np.ndarray, names: Sequence[str], title: str, *, show: int | None = None
+    grid_x: np.ndarray,
+    grid_y: np.ndarray,
+    probs: np.ndarray,
+    points: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    title: str,
+    *,
+    show: int | None = None,
 ) -> go.Figure:
     """Over a 2-D grid: the predicted class (``show=None``) or the predicted probability of class ``show``, with the data points on top."""
     confidence = probs.max(axis=-1)
@@ -252,9 +333,20 @@ def decision_regions(
     else:
         z, colours, zrange = np.round(probs[..., show], 3), "Purples", {"zmin": 0.0, "zmax": 1.0}
         hover = f"x %{{x}}<br>y %{{y}}<br>p({names[show]}) %{{z}}<extra></extra>"
-        extra = {"opacity": 0.8, "showscale": True, "colorbar": {"title": {"text": f"p({names[show]})"}, "thickness": 12}}
+        extra = {
+            "opacity": 0.8,
+            "showscale": True,
+            "colorbar": {"title": {"text": f"p({names[show]})"}, "thickness": 12},
+        }
     regions = go.Heatmap(
-        x=np.round(grid_x, 3), y=np.round(grid_y, 3), z=z, customdata=np.round(confidence, 3), colorscale=colours, hovertemplate=hover, **zrange, **extra
+        x=np.round(grid_x, 3),
+        y=np.round(grid_y, 3),
+        z=z,
+        customdata=np.round(confidence, 3),
+        colorscale=colours,
+        hovertemplate=hover,
+        **zrange,
+        **extra,
     )
     idx = _sample(len(points), 1500)
     data = go.Scattergl(

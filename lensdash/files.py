@@ -124,7 +124,9 @@ def _open(source: Source, what: str, max_bytes: int | None) -> _Input:
             with open(path, "rb") as handle:
                 mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except OSError as exc:
-            raise InputError.build("a readable file", f"{exc.strerror or exc}", where=name, fix="Check the path.") from None
+            raise InputError.build(
+                "a readable file", f"{exc.strerror or exc}", where=name, fix="Check the path."
+            ) from None
         return _Input(name, memoryview(mapped), mapped)
     if hasattr(source, "read"):
         name = os.path.basename(str(getattr(source, "name", "") or f"the uploaded {what} file"))
@@ -148,7 +150,9 @@ def _open(source: Source, what: str, max_bytes: int | None) -> _Input:
         _check_size(name, len(data), max_bytes)
         return _Input(name, data)
     raise InputError.build(
-        f"the {what} as a path, bytes or a binary file object", type(source).__name__, fix="Pass a file path or open(path, 'rb')."
+        f"the {what} as a path, bytes or a binary file object",
+        type(source).__name__,
+        fix="Pass a file path or open(path, 'rb').",
     )
 
 
@@ -193,7 +197,9 @@ def _decode_head(name: str, data: bytes | memoryview) -> str:
     """The file's first whole lines as text; refuses empty, binary and non-UTF-8 files."""
     first = bytes(data[:_HEAD_BYTES])
     if not first.strip(b" \t\r\n\xef\xbb\xbf"):
-        raise InputError.build("a file with a table of numbers", "an empty file", where=name, fix="Check that the right file was chosen.")
+        raise InputError.build(
+            "a file with a table of numbers", "an empty file", where=name, fix="Check that the right file was chosen."
+        )
     if b"\x00" in first:
         raise InputError.build(
             "a text CSV file (or Parquet, .npy, .npz)",
@@ -270,14 +276,20 @@ def _label_index(header: list[str], label_column: str | int | None, name: str) -
         if isinstance(label_column, int):
             if not 0 <= label_column < len(header):
                 raise InputError.build(
-                    f"label_column in 0..{len(header) - 1}", str(label_column), where=name, fix="Give the column's 0-based index or its name."
+                    f"label_column in 0..{len(header) - 1}",
+                    str(label_column),
+                    where=name,
+                    fix="Give the column's 0-based index or its name.",
                 )
             return label_column
         lowered = [h.strip().lower() for h in header]
         if str(label_column).strip().lower() in lowered:
             return lowered.index(str(label_column).strip().lower())
         raise InputError.build(
-            f"a column named {label_column!r}", f"the columns {header[:8]}{'…' if len(header) > 8 else ''}", where=name, fix="Check the label column's name."
+            f"a column named {label_column!r}",
+            f"the columns {header[:8]}{'…' if len(header) > 8 else ''}",
+            where=name,
+            fix="Check the label column's name.",
         )
     for i, h in enumerate(header):
         if h.strip().lower() in LABEL_NAMES:
@@ -323,7 +335,9 @@ def _parse_csv(
     columns = [f"c{i}" for i in range(width)]
     return pacsv.read_csv(
         pa.BufferReader(pa.py_buffer(data)),
-        read_options=pacsv.ReadOptions(column_names=columns, skip_rows=int(skip_header), use_threads=use_threads, block_size=block_size),
+        read_options=pacsv.ReadOptions(
+            column_names=columns, skip_rows=int(skip_header), use_threads=use_threads, block_size=block_size
+        ),
         parse_options=pacsv.ParseOptions(delimiter=delim),
         convert_options=pacsv.ConvertOptions(
             column_types={columns[i]: dtype or pa.float32() for i in float_cols},
@@ -352,7 +366,14 @@ def _csv_table(
 
 
 def _diagnose_csv(
-    name: str, data: bytes | memoryview, delim: str, has_header: bool, width: int, float_cols: Sequence[int], detail: str, first_line: int = 1
+    name: str,
+    data: bytes | memoryview,
+    delim: str,
+    has_header: bool,
+    width: int,
+    float_cols: Sequence[int],
+    detail: str,
+    first_line: int = 1,
 ) -> InputError:
     """Find the first offending row and column with the slow reader (only on the error path)."""
     text = bytes(data).decode("utf-8-sig", errors="replace")
@@ -360,7 +381,10 @@ def _diagnose_csv(
     rows = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     try:
         return _first_bad_row(name, rows, has_header, width, floats, first_line) or InputError.build(
-            "a CSV table", f"a file the CSV parser rejects ({detail.splitlines()[0][:160]})", where=name, fix="Re-export the file as CSV."
+            "a CSV table",
+            f"a file the CSV parser rejects ({detail.splitlines()[0][:160]})",
+            where=name,
+            fix="Re-export the file as CSV.",
         )
     except csv.Error:  # a cell over the csv module's 128 KiB limit
         return InputError.build(
@@ -371,7 +395,9 @@ def _diagnose_csv(
         )
 
 
-def _first_bad_row(name: str, rows: Iterator[list[str]], has_header: bool, width: int, floats: set[int], first_line: int) -> InputError | None:
+def _first_bad_row(
+    name: str, rows: Iterator[list[str]], has_header: bool, width: int, floats: set[int], first_line: int
+) -> InputError | None:
     for line_no, row in enumerate(rows, start=first_line):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
@@ -396,7 +422,9 @@ def _first_bad_row(name: str, rows: Iterator[list[str]], has_header: bool, width
     return None
 
 
-def _check_filled(name: str, table: pa.Table, cols: Sequence[int], first_row: int, shown: Sequence[int] | None = None) -> None:
+def _check_filled(
+    name: str, table: pa.Table, cols: Sequence[int], first_row: int, shown: Sequence[int] | None = None
+) -> None:
     """Refuse the first empty or NaN cell of the prediction columns ``cols`` (``shown``: their 1-based file columns - 1)."""
     hit = _first_null(table, cols)
     if hit is not None:
@@ -436,10 +464,15 @@ def _row_major(table: pa.Table, cols: Sequence[int]) -> np.ndarray:
     return np.asarray(table.select(list(cols)).to_tensor(row_major=True, null_to_nan=True))
 
 
-def _float_matrix(name: str, table: pa.Table, float_cols: Sequence[int], first_row: int, dtype=np.float32) -> np.ndarray:
+def _float_matrix(
+    name: str, table: pa.Table, float_cols: Sequence[int], first_row: int, dtype=np.float32
+) -> np.ndarray:
     _check_filled(name, table, float_cols, first_row)
     columns = table.select(list(float_cols))
-    return _row_major(columns.cast(pa.schema([pa.field(f.name, pa.from_numpy_dtype(dtype)) for f in columns.schema])), range(len(float_cols))).astype(dtype, copy=False)
+    return _row_major(
+        columns.cast(pa.schema([pa.field(f.name, pa.from_numpy_dtype(dtype)) for f in columns.schema])),
+        range(len(float_cols)),
+    ).astype(dtype, copy=False)
 
 
 @dataclass
@@ -476,7 +509,12 @@ def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | N
     header = [h.strip() for h in rows[0]] if _has_header(rows) else None
     width = len(rows[0])
     if header is not None and len(rows) == 1:
-        raise InputError.build("data rows below the header", "a header only", where=name, fix="The file has column names but no predictions.")
+        raise InputError.build(
+            "data rows below the header",
+            "a header only",
+            where=name,
+            fix="The file has column names but no predictions.",
+        )
     notes: list[str] = []
     if header is not None:
         label_idx = _label_index(header, label_column, name)
@@ -488,11 +526,17 @@ def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | N
         notes.append("The first column is a pandas index (0, 1, 2, …) and was ignored.")
     row_bytes = len(text) / max(1, text.count("\n"))
     block_size = int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
-    return _CsvLayout(name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes, block_size)
+    return _CsvLayout(
+        name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes, block_size
+    )
 
 
 def _csv_parts(
-    inp: _Input, layout: _CsvLayout, span: tuple[int, int] | None = None, first_row: int = 0, part_bytes: int | None = None
+    inp: _Input,
+    layout: _CsvLayout,
+    span: tuple[int, int] | None = None,
+    first_row: int = 0,
+    part_bytes: int | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray, pa.ChunkedArray | None]]:
     """``(first data row, end offset, float columns row-major, label column)`` for consecutive parts, in file order.
 
@@ -515,7 +559,16 @@ def _csv_parts(
     def parse(bound: tuple[int, int]) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None] | str:
         start, stop = bound
         try:
-            table = _parse_csv(data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, pa.float64(), use_threads=False, block_size=layout.block_size)
+            table = _parse_csv(
+                data[start:stop],
+                layout.delim,
+                start == 0 and skip,
+                layout.width,
+                layout.float_cols,
+                pa.float64(),
+                use_threads=False,
+                block_size=layout.block_size,
+            )
         except _ARROW_ERRORS as exc:
             return str(exc)
         finally:
@@ -528,7 +581,16 @@ def _csv_parts(
         for (start, stop), parsed in zip(bounds, results, strict=True):
             if isinstance(parsed, str):
                 first_line = layout.first_row + row if start else 1
-                raise _diagnose_csv(layout.name, data[start:stop], layout.delim, start == 0 and skip, layout.width, layout.float_cols, parsed, first_line)
+                raise _diagnose_csv(
+                    layout.name,
+                    data[start:stop],
+                    layout.delim,
+                    start == 0 and skip,
+                    layout.width,
+                    layout.float_cols,
+                    parsed,
+                    first_line,
+                )
             values, labels, null = parsed
             if null is not None:
                 raise _empty_cell(layout.name, layout.first_row + row + null[0], layout.float_cols[null[1]] + 1)
@@ -572,7 +634,9 @@ def _line_end(data: memoryview, pos: int) -> int:
     return len(data)
 
 
-def _csv(inp: _Input, label_column: str | int | None) -> tuple[np.ndarray, tuple[pa.ChunkedArray | None, int, int | None], list[str] | None, list[str], Locate]:
+def _csv(
+    inp: _Input, label_column: str | int | None
+) -> tuple[np.ndarray, tuple[pa.ChunkedArray | None, int, int | None], list[str] | None, list[str], Locate]:
     """(values N×K float32, (label column or None, its first row, its index), class names or None, notes, locate)."""
     layout = _csv_layout(inp.name, inp.data, label_column)
     k = len(layout.float_cols)
@@ -612,7 +676,12 @@ def _npy(name: str, data: bytes) -> np.ndarray:
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise InputError.build("a numeric .npy array", f"a file numpy cannot read ({exc})", where=name, fix="Save it with numpy.save(path, array).") from None
+        raise InputError.build(
+            "a numeric .npy array",
+            f"a file numpy cannot read ({exc})",
+            where=name,
+            fix="Save it with numpy.save(path, array).",
+        ) from None
 
 
 _NPZ_PREDICTIONS = ("logits", "probs", "log_probs", "predictions", "scores", "outputs")
@@ -626,17 +695,24 @@ def _npz(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray | None, list[st
         pred_key = next((k for k in _NPZ_PREDICTIONS if k in keys), keys[0] if len(keys) == 1 else None)
         if pred_key is None:
             raise InputError.build(
-                f"an array named one of {list(_NPZ_PREDICTIONS)}", f"the arrays {keys}", where=name, fix="Save with numpy.savez(path, logits=..., labels=...)."
+                f"an array named one of {list(_NPZ_PREDICTIONS)}",
+                f"the arrays {keys}",
+                where=name,
+                fix="Save with numpy.savez(path, logits=..., labels=...).",
             )
         label_key = next((k for k in _NPZ_LABELS if k in keys), None)
         names = [str(c) for c in archive["class_names"]] if "class_names" in keys else None
         kind = pred_key if pred_key in ("logits", "probs", "log_probs") else None
         return archive[pred_key], (archive[label_key] if label_key else None), names, kind
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError.build("a numeric .npz archive", f"a file numpy cannot read ({exc})", where=name, fix="Save it with numpy.savez.") from None
+        raise InputError.build(
+            "a numeric .npz archive", f"a file numpy cannot read ({exc})", where=name, fix="Save it with numpy.savez."
+        ) from None
 
 
-def _parquet_columns(name: str, schema: pa.Schema, label_column: str | int | None) -> tuple[list[int], int | None, list[str]]:
+def _parquet_columns(
+    name: str, schema: pa.Schema, label_column: str | int | None
+) -> tuple[list[int], int | None, list[str]]:
     """Which Parquet columns are classes (numeric) and which holds the labels."""
     header = [str(c) for c in schema.names]
     label_idx = _label_index(header, label_column, name)
@@ -646,7 +722,10 @@ def _parquet_columns(name: str, schema: pa.Schema, label_column: str | int | Non
     for i in float_cols:
         if not (pa.types.is_floating(schema.field(i).type) or pa.types.is_integer(schema.field(i).type)):
             raise InputError.build(
-                "numeric prediction columns", f"{schema.field(i).type} in column {header[i]!r}", where=f"{name}, column {i + 1}", fix="Name the label column 'label'."
+                "numeric prediction columns",
+                f"{schema.field(i).type} in column {header[i]!r}",
+                where=f"{name}, column {i + 1}",
+                fix="Name the label column 'label'.",
             )
     return float_cols, label_idx, header
 
@@ -657,7 +736,12 @@ def _parquet(name: str, data: bytes, label_column: str | int | None) -> tuple[np
     try:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError.build("a Parquet file", f"one pyarrow cannot read ({exc})", where=name, fix="Write it with DataFrame.to_parquet().") from None
+        raise InputError.build(
+            "a Parquet file",
+            f"one pyarrow cannot read ({exc})",
+            where=name,
+            fix="Write it with DataFrame.to_parquet().",
+        ) from None
     float_cols, label_idx, header = _parquet_columns(name, table.schema, label_column)
     table = table.select(float_cols + ([label_idx] if label_idx is not None else []))
     values = _float_matrix(name, table, list(range(len(float_cols))), 1)
@@ -668,17 +752,29 @@ def _parquet(name: str, data: bytes, label_column: str | int | None) -> tuple[np
 # ------------------------------------------------------------------ labels
 
 
-def _label_values(name: str, column: object, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]) -> tuple[np.ndarray, list[str] | None]:
+def _label_values(
+    name: str, column: object, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]
+) -> tuple[np.ndarray, list[str] | None]:
     """int64 labels in 0..K-1 from a pyarrow or numpy column; maybe class names from string labels."""
     where_col = f", column {col + 1}" if col is not None else ""
     if isinstance(column, (pa.ChunkedArray, pa.Array)):
         row = _null_row(column)
         if row is not None:
-            raise InputError.build("a label", "an empty cell", where=f"{name}, row {row + first_row}{where_col}", fix="Every row needs its true label.")
+            raise InputError.build(
+                "a label",
+                "an empty cell",
+                where=f"{name}, row {row + first_row}{where_col}",
+                fix="Every row needs its true label.",
+            )
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
             arr = np.asarray(column.to_pylist(), dtype=object)
             if pa.types.is_binary(column.type):
-                raise InputError.build("UTF-8 text labels", "bytes that are not UTF-8", where=f"{name}{where_col}", fix="Save the file as UTF-8.")
+                raise InputError.build(
+                    "UTF-8 text labels",
+                    "bytes that are not UTF-8",
+                    where=f"{name}{where_col}",
+                    fix="Save the file as UTF-8.",
+                )
         else:
             arr = column.to_numpy()
     else:
@@ -686,7 +782,9 @@ def _label_values(name: str, column: object, names: list[str] | None, k: int, fi
         if arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim != 1:
-            raise InputError.build("labels as one column", f"shape {arr.shape}", where=name, fix="Give one label per row.")
+            raise InputError.build(
+                "labels as one column", f"shape {arr.shape}", where=name, fix="Give one label per row."
+            )
     if arr.dtype == object or arr.dtype.kind in "US":
         return _string_labels(name, arr.astype(str), names, k, first_row, col, notes)
     if arr.dtype.kind == "f":
@@ -694,10 +792,18 @@ def _label_values(name: str, column: object, names: list[str] | None, k: int, fi
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise InputError.build(
-                "an integer class index", f"{arr[row]:g}", where=f"{name}, row {row + first_row}{where_col}", fix="Labels are whole numbers 0..K-1 (or class names)."
+                "an integer class index",
+                f"{arr[row]:g}",
+                where=f"{name}, row {row + first_row}{where_col}",
+                fix="Labels are whole numbers 0..K-1 (or class names).",
             )
     if arr.dtype.kind not in "iuf":
-        raise InputError.build("integer class indices or class names", f"values of type {arr.dtype}", where=f"{name}{where_col}", fix="Write labels as 0..K-1 or as class names.")
+        raise InputError.build(
+            "integer class indices or class names",
+            f"values of type {arr.dtype}",
+            where=f"{name}{where_col}",
+            fix="Write labels as 0..K-1 or as class names.",
+        )
     labels = arr.astype(np.int64)
     bad = (labels < 0) | (labels >= k)
     if bad.any():
@@ -712,7 +818,9 @@ def _label_values(name: str, column: object, names: list[str] | None, k: int, fi
     return labels, None
 
 
-def _string_labels(name: str, arr: np.ndarray, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]) -> tuple[np.ndarray, list[str] | None]:
+def _string_labels(
+    name: str, arr: np.ndarray, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]
+) -> tuple[np.ndarray, list[str] | None]:
     where_col = f", column {col + 1}" if col is not None else ""
     arr = np.char.strip(arr)
     unique = sorted(set(arr.tolist()))
@@ -736,7 +844,9 @@ def _string_labels(name: str, arr: np.ndarray, names: list[str] | None, k: int, 
             where=f"{name}{where_col}",
             fix="Add a header row with the class names to the predictions file.",
         )
-    notes.append(f"No class names in the header: classes are the sorted label names {unique[:8]}{'…' if k > 8 else ''}.")
+    notes.append(
+        f"No class names in the header: classes are the sorted label names {unique[:8]}{'…' if k > 8 else ''}."
+    )
     lookup = {n: i for i, n in enumerate(unique)}
     return np.fromiter((lookup[v] for v in arr), dtype=np.int64, count=len(arr)), unique
 
@@ -760,13 +870,24 @@ def _labels(name: str, data: memoryview) -> tuple[str, object, int, int | None]:
     if not rows:
         row = next((i for i, ln in enumerate(text.splitlines(), start=1) if len(ln) > csv.field_size_limit()), 1)
         raise InputError.build(
-            "one label per line", "a cell longer than 128 KiB", where=f"{name}, row {row}", fix="Save the labels alone, one per line, e.g. Series.to_csv()."
+            "one label per line",
+            "a cell longer than 128 KiB",
+            where=f"{name}, row {row}",
+            fix="Save the labels alone, one per line, e.g. Series.to_csv().",
         )
     width = len(rows[0])
     first = [t.strip() for t in rows[0]]
-    header = first if width > 1 or (len(rows) > 1 and not _is_number(first[0]) and _is_number(rows[1][0])) or first[0].lower() in LABEL_NAMES else None
+    header = (
+        first
+        if width > 1
+        or (len(rows) > 1 and not _is_number(first[0]) and _is_number(rows[1][0]))
+        or first[0].lower() in LABEL_NAMES
+        else None
+    )
     if header is not None and len(rows) == 1:
-        raise InputError.build("labels below the header", "a header only", where=name, fix="The labels file has no rows.")
+        raise InputError.build(
+            "labels below the header", "a header only", where=name, fix="The labels file has no rows."
+        )
     if width == 1:
         col = 0
     else:
@@ -775,7 +896,10 @@ def _labels(name: str, data: memoryview) -> tuple[str, object, int, int | None]:
             col = 1 if header is not None and header[0] in ("", "Unnamed: 0", "index") and width == 2 else None
         if col is None:
             raise InputError.build(
-                f"one label column (or one named {LABEL_NAMES[0]!r})", f"{width} columns", where=name, fix="Save the labels alone, e.g. Series.to_csv()."
+                f"one label column (or one named {LABEL_NAMES[0]!r})",
+                f"{width} columns",
+                where=name,
+                fix="Save the labels alone, e.g. Series.to_csv().",
             )
     table = _csv_table(name, data, delim, header is not None, width, [])
     return name, table.column(col), 2 if header is not None else 1, col if width > 1 else None
@@ -786,7 +910,10 @@ def _unique_names(name: str, names: list[str]) -> tuple[str, ...]:
     for i, n in enumerate(names):
         if n in seen:
             raise InputError.build(
-                "unique class names in the header", f"{n!r} twice", where=f"{name}, prediction columns {seen[n] + 1} and {i + 1}", fix="Rename one of the columns."
+                "unique class names in the header",
+                f"{n!r} twice",
+                where=f"{name}, prediction columns {seen[n] + 1} and {i + 1}",
+                fix="Rename one of the columns.",
             )
         seen[n] = i
     return tuple(names)
@@ -803,7 +930,9 @@ def _to_logits(name: str, values: np.ndarray, kind: str, notes: list[str], locat
     lo, hi = (float(v) for v in torch.aminmax(x))  # NaN and inf show in the extremes: one pass, no N×K mask
     if not (math.isfinite(lo) and math.isfinite(hi)):
         r, c = (int(v) for v in (~torch.isfinite(x)).nonzero()[0])
-        raise InputError.build("a finite number", f"{x[r, c].item()}", where=locate(r, c), fix="Replace inf and NaN with real values.")
+        raise InputError.build(
+            "a finite number", f"{x[r, c].item()}", where=locate(r, c), fix="Replace inf and NaN with real values."
+        )
     if kind == "auto":  # detection makes the same checks as the kind's own below
         kind = _detect_kind(x, lo, hi, locate)
         notes.append(f"Detected {kind.replace('_', '-')} (kind='auto').")
@@ -848,15 +977,28 @@ def _check_probs(x: Tensor, locate: Locate) -> None:
     neg = x < 0
     if neg.any():
         r, c = (int(v) for v in neg.nonzero()[0])
-        raise InputError.build("a probability >= 0", f"{x[r, c].item():.4g}", where=locate(r, c), fix="Choose kind='logits' if these are logits.")
+        raise InputError.build(
+            "a probability >= 0",
+            f"{x[r, c].item():.4g}",
+            where=locate(r, c),
+            fix="Choose kind='logits' if these are logits.",
+        )
     big = x > 1
     if big.any():
         r, c = (int(v) for v in big.nonzero()[0])
-        raise InputError.build("a probability <= 1", f"{x[r, c].item():.4g}", where=locate(r, c), fix="Choose kind='logits' if these are logits.")
+        raise InputError.build(
+            "a probability <= 1",
+            f"{x[r, c].item():.4g}",
+            where=locate(r, c),
+            fix="Choose kind='logits' if these are logits.",
+        )
     off = _off_sum_row(x)
     if off is not None:
         raise InputError.build(
-            f"probabilities summing to 1 (within {PROB_SUM_ATOL:g})", f"a sum of {off[1]:.4g}", where=_row(locate, off[0]), fix="Normalise each row, or choose kind='logits'."
+            f"probabilities summing to 1 (within {PROB_SUM_ATOL:g})",
+            f"a sum of {off[1]:.4g}",
+            where=_row(locate, off[0]),
+            fix="Normalise each row, or choose kind='logits'.",
         )
 
 
@@ -864,13 +1006,21 @@ def _check_log_probs(x: Tensor, locate: Locate) -> None:
     pos = x > PROB_SUM_ATOL
     if pos.any():
         r, c = (int(v) for v in pos.nonzero()[0])
-        raise InputError.build("a log-probability <= 0", f"{x[r, c].item():.4g}", where=locate(r, c), fix="Choose kind='logits' if these are logits.")
+        raise InputError.build(
+            "a log-probability <= 0",
+            f"{x[r, c].item():.4g}",
+            where=locate(r, c),
+            fix="Choose kind='logits' if these are logits.",
+        )
     lse = torch.logsumexp(x.double(), dim=1)
     off = lse.abs() > PROB_SUM_ATOL
     if off.any():
         r = int(off.nonzero()[0, 0])
         raise InputError.build(
-            "log-probabilities whose exp sums to 1", f"a sum of {lse[r].exp().item():.4g}", where=_row(locate, r), fix="Choose kind='logits' if these are unnormalised scores."
+            "log-probabilities whose exp sums to 1",
+            f"a sum of {lse[r].exp().item():.4g}",
+            where=_row(locate, r),
+            fix="Choose kind='logits' if these are unnormalised scores.",
         )
 
 
@@ -937,15 +1087,24 @@ def read_predictions(
         ('probs', ('cat', 'dog'), [0, 1])
     """
     if kind not in KINDS:
-        raise InputError.build(f"kind in {KINDS}", repr(kind), fix="'auto' detects probabilities, log-probabilities and logits.")
+        raise InputError.build(
+            f"kind in {KINDS}", repr(kind), fix="'auto' detects probabilities, log-probabilities and logits."
+        )
     with _open(source, "predictions", max_bytes) as inp:
         name, (values, label_info, names, notes, locate, kind) = inp.name, _read_values(inp, kind, label_column)
     values = np.asarray(values)
     if values.ndim != 2 or values.dtype.kind not in "fiu":
-        raise InputError.build("an N×K numeric array", f"shape {values.shape}, dtype {values.dtype}", where=name, fix="One row per sample, one column per class.")
+        raise InputError.build(
+            "an N×K numeric array",
+            f"shape {values.shape}, dtype {values.dtype}",
+            where=name,
+            fix="One row per sample, one column per class.",
+        )
     n, k = values.shape
     if k < 2:
-        raise InputError.build("at least 2 class columns", f"{k}", where=name, fix="Give one column per class (and a label column).")
+        raise InputError.build(
+            "at least 2 class columns", f"{k}", where=name, fix="Give one column per class (and a label column)."
+        )
     if n == 0:
         raise InputError.build("at least one data row", "none", where=name, fix="The file has no predictions.")
     if labels is not None:
@@ -964,7 +1123,10 @@ def read_predictions(
     count = len(column)
     if count != n:
         raise InputError.build(
-            f"{n} labels (one per prediction row)", f"{count}", where=label_name, fix="The labels and predictions must have the same rows, in the same order."
+            f"{n} labels (one per prediction row)",
+            f"{count}",
+            where=label_name,
+            fix="The labels and predictions must have the same rows, in the same order.",
         )
     label_array, label_names = _label_values(label_name, column, names, k, first_row, col, notes)
     if label_names is not None:
@@ -977,7 +1139,9 @@ def read_predictions(
 # ------------------------------------------------------------------ lenses
 
 
-def read_lens(source: Source, class_names_: Sequence[str] | None = None, *, max_bytes: int | None = 10_000_000) -> tuple[Lens, list[str]]:
+def read_lens(
+    source: Source, class_names_: Sequence[str] | None = None, *, max_bytes: int | None = 10_000_000
+) -> tuple[Lens, list[str]]:
     """Read a lens: headerless CSV, CSV with class names, JSON or a torch ``.pt`` file.
 
     Lens convention: row ``i`` is the target distribution for true label ``i``;
@@ -1013,7 +1177,9 @@ def _read_lens(name: str, data: bytes, class_names_: Sequence[str] | None) -> tu
         try:
             obj = json.loads(data.decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError.build("JSON text", f"invalid JSON ({exc})", where=name, fix='Write {"classes": [...], "lens": [[...]]}.') from None
+            raise InputError.build(
+                "JSON text", f"invalid JSON ({exc})", where=name, fix='Write {"classes": [...], "lens": [[...]]}.'
+            ) from None
         lens = _lens_from_obj(name, obj)
     else:
         lens = _lens_csv(name, data)
@@ -1029,7 +1195,12 @@ def _lens_from_obj(name: str, obj: object) -> Lens:
         return Lens(obj["lens"], obj.get("classes"))
     if isinstance(obj, (list, Tensor)):
         return Lens(obj)
-    raise InputError.build('a lens: {"classes": [...], "lens": [[...]]} or a K×K matrix', type(obj).__name__, where=name, fix="Export the lens from the app.")
+    raise InputError.build(
+        'a lens: {"classes": [...], "lens": [[...]]} or a K×K matrix',
+        type(obj).__name__,
+        where=name,
+        fix="Export the lens from the app.",
+    )
 
 
 def _lens_pt(name: str, data: bytes) -> Lens:
@@ -1058,7 +1229,10 @@ def _lens_csv(name: str, data: bytes) -> Lens:
         row_names = [str(v).strip() for v in table.column(0).to_pylist()]
         if row_names != cols:
             raise InputError.build(
-                "the same class names in the first column as in the header", f"rows {row_names[:6]} vs columns {cols[:6]}", where=name, fix="Row i and column i name the same class."
+                "the same class names in the first column as in the header",
+                f"rows {row_names[:6]} vs columns {cols[:6]}",
+                where=name,
+                fix="Row i and column i name the same class.",
             )
         return Lens(torch.from_numpy(values), cols)
     return Lens(torch.from_numpy(values))

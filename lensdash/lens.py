@@ -242,7 +242,10 @@ def _square_non_negative(values: object, what: str, fix: str) -> Tensor:
     if bad.any():
         i, j = _first(bad)
         raise LensError.build(
-            f"a finite, non-negative {what} value", f"{matrix[i, j].item()}", where=f"{what} row {i + 1}, column {j + 1}", fix=fix
+            f"a finite, non-negative {what} value",
+            f"{matrix[i, j].item()}",
+            where=f"{what} row {i + 1}, column {j + 1}",
+            fix=fix,
         )
     return matrix
 

@@ -112,7 +112,10 @@ class Report:
             f"accuracy {s['accuracy']:.1%}, lens-aware accuracy {s['lens_aware_accuracy']:.1%}.</p>"
         )
         body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs))
-        (folder / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>lensdash report</title></head><body>{head}{body}</body></html>", encoding="utf-8")
+        (folder / "report.html").write_text(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>lensdash report</title></head><body>{head}{body}</body></html>",
+            encoding="utf-8",
+        )
         (folder / "summary.json").write_text(json.dumps(s, indent=1), encoding="utf-8")
 
 
@@ -179,7 +182,11 @@ def report(
         (0.1643, 2)
     """
     if family not in FAMILIES:
-        raise InputError.build(f"a lens family in {sorted(FAMILIES)}", repr(family), fix="'target' is the seed's loss, 'prediction' the forward correction.")
+        raise InputError.build(
+            f"a lens family in {sorted(FAMILIES)}",
+            repr(family),
+            fix="'target' is the seed's loss, 'prediction' the forward correction.",
+        )
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError.build("a CUDA device", "none available", fix="Use --device cpu.")
     stream = open_stream(predictions, labels, kind=kind, label_column=label_column, shard=shard, chunk_rows=chunk_rows)
@@ -190,14 +197,18 @@ def report(
     rows = 0
     try:
         for chunk in stream.chunks:
-            analysis = analyze(chunk.logits.to(device), chunk.labels.to(device), matrix, family=family, class_names_=names)
+            analysis = analyze(
+                chunk.logits.to(device), chunk.labels.to(device), matrix, family=family, class_names_=names
+            )
             sums.add_(ClassSums.of(analysis))
             rows += len(chunk.labels)
             if progress is not None:
                 progress(chunk.done, stream.total, rows)
     except LensdashError as exc:
         raise type(exc)(f"{exc} (stopped after reading {rows:,} rows; no report was written)") from None
-    return Report(sums, names, the_lens, family, stream.kind, stream.name, stream.notes + notes, shard[1], stream.label_count)
+    return Report(
+        sums, names, the_lens, family, stream.kind, stream.name, stream.notes + notes, shard[1], stream.label_count
+    )
 
 
 def _lens(lens: object, names: tuple[str, ...]) -> tuple[Lens, list[str]]:
@@ -221,4 +232,9 @@ def check_label_count(result: Report) -> None:
     """A separate labels file must have exactly one label per row read (all processes' rows, once added)."""
     expected = result.label_count
     if expected is not None and expected != result.rows:
-        raise InputError.build(f"{result.rows:,} labels (one per prediction row)", f"{expected:,}", where="the labels file", fix="The labels and predictions must have the same rows.")
+        raise InputError.build(
+            f"{result.rows:,} labels (one per prediction row)",
+            f"{expected:,}",
+            where="the labels file",
+            fix="The labels and predictions must have the same rows.",
+        )

@@ -66,8 +66,18 @@ def seed_example_checks() -> list[Check]:
     unlensed = lensed_cross_entropy(logq, label, torch.eye(4, dtype=torch.float64))
     lensed = lensed_cross_entropy(logq, label, merge_lens(4, [[0, 1]]).matrix)
     return [
-        _compare("seed example: unlensed loss, Q=[.4,.3,.2,.1], label 0", torch.tensor(SEED_UNLENSED, dtype=torch.float64), unlensed, 5e-5),
-        _compare("seed example: lensed loss, classes 0 and 1 merged", torch.tensor(SEED_LENSED, dtype=torch.float64), lensed, 5e-5),
+        _compare(
+            "seed example: unlensed loss, Q=[.4,.3,.2,.1], label 0",
+            torch.tensor(SEED_UNLENSED, dtype=torch.float64),
+            unlensed,
+            5e-5,
+        ),
+        _compare(
+            "seed example: lensed loss, classes 0 and 1 merged",
+            torch.tensor(SEED_LENSED, dtype=torch.float64),
+            lensed,
+            5e-5,
+        ),
     ]
 
 
@@ -103,7 +113,11 @@ def sanity_checks(
         >>> all(c.passed for c in checks)
         True
     """
-    return identity_checks(logits, labels, tolerance=tolerance) + lens_checks(logits, labels, lens, tolerance=tolerance) + seed_example_checks()
+    return (
+        identity_checks(logits, labels, tolerance=tolerance)
+        + lens_checks(logits, labels, lens, tolerance=tolerance)
+        + seed_example_checks()
+    )
 
 
 def identity_checks(logits: Tensor, labels: Tensor, *, tolerance: float = 1e-6) -> list[Check]:
@@ -166,7 +180,8 @@ def lens_checks(logits: Tensor, labels: Tensor, lens: object | None = None, *, t
         _compare(
             "CE form - KL form = entropy of the lens row",
             entropy,
-            soft_target_cross_entropy(xs, ys, matrix, reduction="none") - lensed_cross_entropy(xs, ys, matrix, reduction="none"),
+            soft_target_cross_entropy(xs, ys, matrix, reduction="none")
+            - lensed_cross_entropy(xs, ys, matrix, reduction="none"),
             tolerance,
         ),
     ]

@@ -98,10 +98,16 @@ def open_stream(
         ('probs', [[0, 1]])
     """
     if kind not in KINDS:
-        raise InputError.build(f"kind in {KINDS}", repr(kind), fix="'auto' detects probabilities, log-probabilities and logits.")
+        raise InputError.build(
+            f"kind in {KINDS}", repr(kind), fix="'auto' detects probabilities, log-probabilities and logits."
+        )
     rank, world = shard
     if not 0 <= rank < world:
-        raise InputError.build("a shard (rank, world size) with 0 <= rank < world size", str(shard), fix="Run under torchrun, or leave shard alone.")
+        raise InputError.build(
+            "a shard (rank, world size) with 0 <= rank < world size",
+            str(shard),
+            fix="Run under torchrun, or leave shard alone.",
+        )
     if chunk_rows < 1:
         raise InputError.build("chunk_rows >= 1", str(chunk_rows), fix="Give a positive number of rows per chunk.")
     inp = _open(path, "predictions", None)
@@ -114,7 +120,12 @@ def open_stream(
         return _npy_stream(path, labels, kind, rank, world, chunk_rows)
     if head[:4] == b"PK\x03\x04":
         inp.close()
-        raise InputError.build("CSV, Parquet or .npy for streaming", "an .npz archive", where=inp.name, fix="Save the logits with numpy.save (one .npy) and pass the labels with --labels.")
+        raise InputError.build(
+            "CSV, Parquet or .npy for streaming",
+            "an .npz archive",
+            where=inp.name,
+            fix="Save the logits with numpy.save (one .npy) and pass the labels with --labels.",
+        )
     return _csv_stream(inp, labels, kind, label_column, rank, world)
 
 
@@ -134,7 +145,10 @@ class _Labels:
     def rows(self, start: int, stop: int) -> Tensor:
         if stop > len(self.values):
             raise InputError.build(
-                "one label per prediction row", f"{len(self.values)} labels but at least {stop} rows", where=self.name, fix="The labels and predictions must have the same rows."
+                "one label per prediction row",
+                f"{len(self.values)} labels but at least {stop} rows",
+                where=self.name,
+                fix="The labels and predictions must have the same rows.",
             )
         return torch.from_numpy(self.values[start:stop])
 
@@ -143,7 +157,9 @@ def _count(separate: _Labels | None) -> int | None:
     return None if separate is None else len(separate.values)
 
 
-def _known_labels(name: str, column: object, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]) -> np.ndarray:
+def _known_labels(
+    name: str, column: object, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]
+) -> np.ndarray:
     """Labels as 0..K-1 (see ``files._label_values``), refusing class names that no header defines."""
     values, mapped = _label_values(name, column, names, k, first_row, col, notes)
     if mapped is not None:
@@ -185,16 +201,29 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
     lo, hi = (_line_end(data, b) if b else 0 for b in _shard_range(size, rank, world))
     separate = _Labels(labels_path, names, k, notes) if labels_path is not None else None
     if separate is None and layout.label_idx is None:
-        raise InputError.build("a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE.")
+        raise InputError.build(
+            "a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE."
+        )
     # The kind is decided on the first rows of the file, the same for every shard.
-    first = _csv_table(name, _head(data, lines=3, min_bytes=1 << 14), layout.delim, layout.header is not None, layout.width, layout.float_cols, pa.float64(), block_size=layout.block_size)
+    first = _csv_table(
+        name,
+        _head(data, lines=3, min_bytes=1 << 14),
+        layout.delim,
+        layout.header is not None,
+        layout.width,
+        layout.float_cols,
+        pa.float64(),
+        block_size=layout.block_size,
+    )
     checker = _Checker(name, kind, _row_major(first, layout.float_cols), layout.locate, notes)
     class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
 
     def chunks() -> Iterator[Chunk]:
         try:
             # Closing the parts stops their threads before the file closes, when the caller stops early.
-            with contextlib.closing(_csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), files.PART_BYTES)) as parts:
+            with contextlib.closing(
+                _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), files.PART_BYTES)
+            ) as parts:
                 for row, stop, values, label_part in parts:
                     yield _csv_chunk(name, layout, row, values, label_part, separate, checker, stop - lo)
         finally:
@@ -213,7 +242,14 @@ def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
 
 
 def _csv_chunk(
-    name: str, layout: _CsvLayout, row: int, values: np.ndarray, label_part: pa.ChunkedArray | None, separate: _Labels | None, checker: _Checker, done: int
+    name: str,
+    layout: _CsvLayout,
+    row: int,
+    values: np.ndarray,
+    label_part: pa.ChunkedArray | None,
+    separate: _Labels | None,
+    checker: _Checker,
+    done: int,
 ) -> Chunk:
     def locate(r: int, c: int) -> str:
         return layout.locate(r + row, c)
@@ -222,7 +258,17 @@ def _csv_chunk(
     if separate is not None:
         labels = separate.rows(row, row + len(logits))
     else:
-        labels = torch.from_numpy(_known_labels(name, label_part, layout.class_names, len(layout.float_cols), layout.first_row + row, layout.label_idx, []))
+        labels = torch.from_numpy(
+            _known_labels(
+                name,
+                label_part,
+                layout.class_names,
+                len(layout.float_cols),
+                layout.first_row + row,
+                layout.label_idx,
+                [],
+            )
+        )
     return Chunk(row, logits, labels, done)
 
 
@@ -234,25 +280,42 @@ def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world
 
     name = os.path.basename(os.fspath(path))
     try:
-        handle = pq.ParquetFile(os.fspath(path), pre_buffer=False, buffer_size=1 << 20)  # memory: one row group, not the file
+        handle = pq.ParquetFile(
+            os.fspath(path), pre_buffer=False, buffer_size=1 << 20
+        )  # memory: one row group, not the file
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError.build("a Parquet file", f"one pyarrow cannot read ({exc})", where=name, fix="Write it with DataFrame.to_parquet().") from None
+        raise InputError.build(
+            "a Parquet file",
+            f"one pyarrow cannot read ({exc})",
+            where=name,
+            fix="Write it with DataFrame.to_parquet().",
+        ) from None
     float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
     names = [header[i] for i in float_cols]
     k, notes = len(float_cols), []
     separate = _Labels(labels_path, names, k, notes) if labels_path is not None else None
     if separate is None and label_idx is None:
-        raise InputError.build("a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE.")
+        raise InputError.build(
+            "a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE."
+        )
     meta = handle.metadata
     groups = range(*_shard_range(meta.num_row_groups, rank, world))
     sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    columns = [header[i] for i in float_cols] + ([header[label_idx]] if label_idx is not None and separate is None else [])
+    columns = [header[i] for i in float_cols] + (
+        [header[label_idx]] if label_idx is not None and separate is None else []
+    )
 
     def locate(r: int, c: int) -> str:
         return f"{name}, row {r + 1}, column {float_cols[c] + 1}"
 
     first = next(handle.iter_batches(batch_size=min(chunk_rows, 10_000), columns=columns[:k]), None)
-    checker = _Checker(name, kind, _row_major(pa.Table.from_batches([first]), list(range(k))) if first is not None else np.zeros((0, k)), locate, notes)
+    checker = _Checker(
+        name,
+        kind,
+        _row_major(pa.Table.from_batches([first]), list(range(k))) if first is not None else np.zeros((0, k)),
+        locate,
+        notes,
+    )
 
     def chunks() -> Iterator[Chunk]:
         row, done = sum(sizes[: groups.start]), 0
@@ -284,19 +347,39 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
         shape, fortran, dtype = reader(handle)
     except ValueError as exc:
         handle.close()
-        raise InputError.build("a numeric .npy array", f"a file numpy cannot read ({exc})", where=name, fix="Save it with numpy.save(path, array).") from None
+        raise InputError.build(
+            "a numeric .npy array",
+            f"a file numpy cannot read ({exc})",
+            where=name,
+            fix="Save it with numpy.save(path, array).",
+        ) from None
     if len(shape) != 2 or dtype.kind not in "fiu" or shape[1] < 2:
         handle.close()
-        raise InputError.build("an N×K numeric array with K >= 2", f"shape {shape}, dtype {dtype}", where=name, fix="One row per sample, one column per class.")
+        raise InputError.build(
+            "an N×K numeric array with K >= 2",
+            f"shape {shape}, dtype {dtype}",
+            where=name,
+            fix="One row per sample, one column per class.",
+        )
     if labels_path is None:
         handle.close()
-        raise InputError.build("a labels file with --labels", "none", where=name, fix="A .npy holds numbers only; save the labels separately.")
+        raise InputError.build(
+            "a labels file with --labels",
+            "none",
+            where=name,
+            fix="A .npy holds numbers only; save the labels separately.",
+        )
     n, k = shape
     offset, notes = handle.tell(), []
     separate = _Labels(labels_path, None, k, notes)
     if len(separate.values) != n:
         handle.close()
-        raise InputError.build(f"{n} labels (one per prediction row)", f"{len(separate.values)}", where=separate.name, fix="The labels and predictions must have the same rows.")
+        raise InputError.build(
+            f"{n} labels (one per prediction row)",
+            f"{len(separate.values)}",
+            where=separate.name,
+            fix="The labels and predictions must have the same rows.",
+        )
     lo, hi = _shard_range(n, rank, world)
 
     def read(start: int, count: int) -> np.ndarray:
@@ -329,5 +412,10 @@ def _read_exactly(handle, position: int, dtype: np.dtype, count: int, name: str)
     handle.seek(position)
     values = np.fromfile(handle, dtype=dtype, count=count)
     if len(values) != count:
-        raise InputError.build(f"{count} more values", f"a file that ends after {len(values)}", where=name, fix="The file is truncated; save it again.")
+        raise InputError.build(
+            f"{count} more values",
+            f"a file that ends after {len(values)}",
+            where=name,
+            fix="The file is truncated; save it again.",
+        )
     return values

@@ -70,7 +70,12 @@ def blobs(
         raise InputError.build("at least 2 blobs", str(num_classes), fix="Choose 2 or more classes.")
     for a, b in overlapping:
         if not (0 <= a < num_classes and 0 <= b < num_classes and a != b):
-            raise InputError.build(f"pairs of distinct classes in 0..{num_classes - 1}", str((a, b)), where="overlapping", fix="Name two different blobs.")
+            raise InputError.build(
+                f"pairs of distinct classes in 0..{num_classes - 1}",
+                str((a, b)),
+                where="overlapping",
+                fix="Name two different blobs.",
+            )
     gen = torch.Generator().manual_seed(seed)
     angles = torch.arange(num_classes, dtype=torch.float64) * (2 * math.pi / num_classes)
     centres = 4.0 * torch.stack([angles.cos(), angles.sin()], dim=1)
@@ -80,7 +85,14 @@ def blobs(
         centres[b] = centres[a] + separation * direction
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     points = centres[labels] + spread * torch.randn(len(labels), 2, generator=gen, dtype=torch.float64)
-    return _split(f"{num_classes} blobs", points.float(), labels, tuple(f"blob {i}" for i in range(num_classes)), test_fraction, gen)
+    return _split(
+        f"{num_classes} blobs",
+        points.float(),
+        labels,
+        tuple(f"blob {i}" for i in range(num_classes)),
+        test_fraction,
+        gen,
+    )
 
 
 def digits(*, test_fraction: float = 0.25, seed: int = 0) -> Problem:
@@ -96,10 +108,19 @@ def digits(*, test_fraction: float = 0.25, seed: int = 0) -> Problem:
     data = load_digits()
     x = torch.from_numpy(np.asarray(data.data, dtype=np.float32) / 16.0)
     y = torch.from_numpy(np.asarray(data.target, dtype=np.int64))
-    return _split("digits", x, y, tuple(str(int(t)) for t in data.target_names), test_fraction, torch.Generator().manual_seed(seed))
+    return _split(
+        "digits",
+        x,
+        y,
+        tuple(str(int(t)) for t in data.target_names),
+        test_fraction,
+        torch.Generator().manual_seed(seed),
+    )
 
 
-def _split(name: str, x: Tensor, y: Tensor, names: tuple[str, ...], test_fraction: float, gen: torch.Generator) -> Problem:
+def _split(
+    name: str, x: Tensor, y: Tensor, names: tuple[str, ...], test_fraction: float, gen: torch.Generator
+) -> Problem:
     """A stratified split: the same fraction of every class goes to the test set."""
     test = torch.zeros(len(y), dtype=torch.bool)
     for c in range(len(names)):
@@ -148,7 +169,9 @@ METRICS = ("train_loss", "test_accuracy", "test_lens_aware_accuracy", "test_grou
 
 def make_model(num_features: int, num_classes: int, hidden: int) -> nn.Module:
     """A one-hidden-layer MLP: small enough to train in seconds, flexible enough to show decision regions."""
-    return nn.Sequential(nn.Linear(num_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    return nn.Sequential(
+        nn.Linear(num_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+    )
 
 
 def group_mass(logits: Tensor, labels: Tensor, lens: Tensor) -> Tensor:
@@ -224,11 +247,22 @@ def train_pair(
     matrix = (lens if isinstance(lens, Lens) else Lens(lens)).matrix.float()
     k = problem.num_classes
     if matrix.shape[0] != k:
-        raise LensError.build(f"a {k}×{k} lens for the {k} classes of {problem.name}", f"{matrix.shape[0]}×{matrix.shape[0]}", fix="Build the lab's lens over its classes.")
+        raise LensError.build(
+            f"a {k}×{k} lens for the {k} classes of {problem.name}",
+            f"{matrix.shape[0]}×{matrix.shape[0]}",
+            fix="Build the lab's lens over its classes.",
+        )
     if config.epochs < 1 or config.batch_size < 1 or config.hidden < 1 or not config.learning_rate > 0:
-        raise InputError.build("epochs, batch size and hidden size >= 1 and a positive learning rate", str(config), fix="Change the settings.")
+        raise InputError.build(
+            "epochs, batch size and hidden size >= 1 and a positive learning rate",
+            str(config),
+            fix="Change the settings.",
+        )
     _family(config.family)
-    trainers = [_Trainer("unlensed", problem, torch.eye(k), matrix, config), _Trainer("lensed", problem, matrix, matrix, config)]
+    trainers = [
+        _Trainer("unlensed", problem, torch.eye(k), matrix, config),
+        _Trainer("lensed", problem, matrix, matrix, config),
+    ]
     runs = {t.run.name: t.run for t in trainers}
     for epoch in range(1, config.epochs + 1):
         for trainer in trainers:
@@ -238,7 +272,9 @@ def train_pair(
     return runs
 
 
-def probability_grid(model: nn.Module, points: Tensor, steps: int = 120, margin: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def probability_grid(
+    model: nn.Module, points: Tensor, steps: int = 120, margin: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model's class probabilities over a ``steps``×``steps`` grid covering 2-D ``points``: (xs, ys, probs (steps, steps, K))."""
     lo, hi = points.min(dim=0).values - margin, points.max(dim=0).values + margin
     xs, ys = torch.linspace(float(lo[0]), float(hi[0]), steps), torch.linspace(float(lo[1]), float(hi[1]), steps)

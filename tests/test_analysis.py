@@ -65,7 +65,16 @@ def test_tables(data):
     x, y, lens = data
     a = A.analyze(x, y, lens)
     samples = A.per_sample_table(a)
-    assert list(samples.columns) == ["sample", "label", "predicted", "unlensed_loss", "lensed_loss", "delta", "p_true", "lens_mass"]
+    assert list(samples.columns) == [
+        "sample",
+        "label",
+        "predicted",
+        "unlensed_loss",
+        "lensed_loss",
+        "delta",
+        "p_true",
+        "lens_mass",
+    ]
     assert len(samples) == 200 and samples["label"].iloc[0] == "abcde"[int(y[0])]
     classes = A.per_class_table(a)
     assert classes["count"].sum() == 200
@@ -126,7 +135,16 @@ def test_analysis_with_a_cached_baseline_equals_the_full_one():
     for lens in lenses:
         for family in FAMILIES:
             full, reused = analyze(x, y, lens, family=family), analyze(x, y, lens, family=family, baseline=base)
-            for field in ("unlensed_loss", "lensed_loss", "p_true", "lens_mass", "lens_hit", "grad_unlensed", "grad_lensed", "confusion"):
+            for field in (
+                "unlensed_loss",
+                "lensed_loss",
+                "p_true",
+                "lens_mass",
+                "lens_hit",
+                "grad_unlensed",
+                "grad_lensed",
+                "confusion",
+            ):
                 torch.testing.assert_close(getattr(reused, field), getattr(full, field))
             support = torch.as_tensor(lens) > 0
             torch.testing.assert_close(full.lens_mass, (torch.softmax(x, 1) * support[y]).sum(1))
@@ -134,7 +152,12 @@ def test_analysis_with_a_cached_baseline_equals_the_full_one():
 
 def test_a_baseline_of_other_predictions_is_refused():
     with pytest.raises(ld.InputError, match=r"expected a baseline of these 4 × 3 predictions, found one of 5 × 3"):
-        analyze(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), torch.eye(3), baseline=baseline(torch.zeros(5, 3), torch.zeros(5, dtype=torch.long)))
+        analyze(
+            torch.zeros(4, 3),
+            torch.zeros(4, dtype=torch.long),
+            torch.eye(3),
+            baseline=baseline(torch.zeros(5, 3), torch.zeros(5, dtype=torch.long)),
+        )
 
 
 def test_sanity_checks_are_identity_plus_lens_plus_seed_checks():

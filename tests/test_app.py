@@ -54,7 +54,9 @@ def test_default_page_shows_the_core_numbers_for_the_demo(app):
     lensed = ld.lensed_cross_entropy(preds.logits, preds.labels, lens)
     assert loss(metric(app, "Unlensed loss (cross-entropy)")) == pytest.approx(float(unlensed), abs=1e-4)
     assert loss(metric(app, "Lensed loss")) == pytest.approx(float(lensed), abs=1e-4)
-    assert loss(metric(app, "Prediction-side lensed loss")) == pytest.approx(float(ld.prediction_lensed_cross_entropy(preds.logits, preds.labels, lens)), abs=1e-4)
+    assert loss(metric(app, "Prediction-side lensed loss")) == pytest.approx(
+        float(ld.prediction_lensed_cross_entropy(preds.logits, preds.labels, lens)), abs=1e-4
+    )
     assert metric(app, "Samples × classes") == "2,000 × 10"
     assert app.selectbox(key="preset").value == "merge groups"
     assert "cat" in app.session_state["groups"] and "dog" in app.session_state["groups"]
@@ -111,7 +113,11 @@ def test_identity_preset_makes_lensed_equal_unlensed(app):
 def test_a_cell_edit_changes_the_lensed_metric(app):
     app.selectbox(key="preset").set_value("identity").run()
     before = metric(app, "Lensed loss")
-    app.session_state[app.session_state["lens_grid_key"]] = {"edited_rows": {0: {"airplane": 0.5, "bird": 0.5}}, "added_rows": [], "deleted_rows": []}
+    app.session_state[app.session_state["lens_grid_key"]] = {
+        "edited_rows": {0: {"airplane": 0.5, "bird": 0.5}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
     app.run()
     assert not app.exception
     assert metric(app, "Lensed loss") != before
@@ -119,7 +125,11 @@ def test_a_cell_edit_changes_the_lensed_metric(app):
 
 
 def test_a_row_not_summing_to_one_is_reported_and_normalise_fixes_it(app):
-    app.session_state[app.session_state["lens_grid_key"]] = {"edited_rows": {1: {"automobile": 0.9}}, "added_rows": [], "deleted_rows": []}
+    app.session_state[app.session_state["lens_grid_key"]] = {
+        "edited_rows": {1: {"automobile": 0.9}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
     app.run()
     assert any("lens row 2" in e.value and "Normalise rows" in e.value for e in app.error)
     app.button(key="normalise").click().run()

@@ -17,7 +17,9 @@ def test_gradient_heatmap_data_and_axes():
     trace = fig.data[0]
     assert trace.type == "heatmap" and trace.zmid == 0 and list(trace.x) == ["a", "b"]
     np.testing.assert_allclose(np.asarray(trace.z), m.numpy(), atol=1e-6)
-    assert fig.layout.xaxis.title.text == "gradient w.r.t. logit of class" and fig.layout.yaxis.title.text == "true class"
+    assert (
+        fig.layout.xaxis.title.text == "gradient w.r.t. logit of class" and fig.layout.yaxis.title.text == "true class"
+    )
     assert trace.zmin == -trace.zmax
 
 

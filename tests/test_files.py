@@ -85,7 +85,9 @@ def test_string_labels_mapped_to_header_and_sorted_when_headerless():
     assert any("sorted label names" in n for n in p.notes)
     with pytest.raises(InputError, match=r"expected 3 distinct label names .* found 2: \['cat', 'dog'\]"):
         read_predictions(b"2,1,0\n0,3,0\n1,1,0\n", labels=b"dog\ncat\ncat\n")
-    with pytest.raises(InputError, match=r"row 3, column 3: expected a class name from the header \['cat', 'dog'\], found 'cow'"):
+    with pytest.raises(
+        InputError, match=r"row 3, column 3: expected a class name from the header \['cat', 'dog'\], found 'cow'"
+    ):
         read_predictions(b"cat,dog,label\n2,1,cat\n0,3,cow\n")
 
 
@@ -106,7 +108,9 @@ def test_kind_detection_and_override(kind):
 
 
 def test_borderline_probabilities_are_not_silently_misread():
-    with pytest.raises(InputError, match=r"row 3: expected probability rows summing to 1 \(within 0.01\).* found a sum of 0.9"):
+    with pytest.raises(
+        InputError, match=r"row 3: expected probability rows summing to 1 \(within 0.01\).* found a sum of 0.9"
+    ):
         read_predictions(b"a,b,label\n0.5,0.5,0\n0.5,0.4,1\n")
     with pytest.raises(InputError, match=r"row 3: expected probabilities summing to 1"):
         read_predictions(b"a,b,label\n0.5,0.5,0\n0.5,0.4,1\n", kind="probs")
@@ -283,21 +287,29 @@ def test_rows_longer_than_64_kib_are_read_whole(sep):
     p = read_predictions(frame.to_csv(index=False, sep=sep).encode())
     assert p.logits.shape == (3, k) and p.labels.tolist() == [0, 1, k - 1] and p.class_names[-1] == f"c{k - 1}"
     torch.testing.assert_close(p.logits, torch.tensor(frame.drop(columns="label").to_numpy(), dtype=torch.float32))
-    headerless = read_predictions(frame.drop(columns="label").to_csv(index=False, header=False, sep=sep).encode(), labels=b"0\n1\n2\n")
+    headerless = read_predictions(
+        frame.drop(columns="label").to_csv(index=False, header=False, sep=sep).encode(), labels=b"0\n1\n2\n"
+    )
     torch.testing.assert_close(headerless.logits, p.logits)
 
 
 def test_a_cell_over_the_csv_modules_limit_is_an_input_error():
     good = b"1.5,2,0\n" * 10
-    with pytest.raises(InputError, match=r"row 12: expected 3 cells per row, like row 1, found a cell longer than 128 KiB"):
+    with pytest.raises(
+        InputError, match=r"row 12: expected 3 cells per row, like row 1, found a cell longer than 128 KiB"
+    ):
         read_predictions(b"a,b,label\n" + good + b"1" * 200_000 + b"\n" + good)
-    with pytest.raises(InputError, match=r"labels bytes, row 2: expected one label per line, found a cell longer than 128 KiB"):
+    with pytest.raises(
+        InputError, match=r"labels bytes, row 2: expected one label per line, found a cell longer than 128 KiB"
+    ):
         read_predictions(b"a,b\n1,2\n3,4\n", labels=b"label\n" + b"1" * 200_000 + b"\n0\n")
 
 
 def test_a_row_longer_than_the_limit_is_refused_before_parsing():
     with mock.patch.object(files, "_HEAD_BYTES", 100), mock.patch.object(files, "_MAX_HEAD_BYTES", 1000):
-        with pytest.raises(InputError, match=r"row 2: expected rows of at most .* found a longer row.*\.npy or Parquet"):
+        with pytest.raises(
+            InputError, match=r"row 2: expected rows of at most .* found a longer row.*\.npy or Parquet"
+        ):
             read_predictions(b"a,b,label\n" + b"0.5," * 400 + b"0\n")
         assert read_predictions(b"a,b,label\n" + b"0.5,0.5,0\n" * 200).logits.shape == (200, 2)
 

@@ -98,8 +98,12 @@ def test_distance_and_hierarchy_lenses():
     lens = ld.distance_lens(d, beta=1.0).matrix
     expected = torch.exp(-d.double())
     torch.testing.assert_close(lens, expected / expected.sum(1, keepdim=True))
-    torch.testing.assert_close(ld.distance_lens(d, beta=100.0).matrix, torch.eye(3, dtype=torch.float64), atol=1e-40, rtol=0)
-    with pytest.raises(LensError, match=r"distance row 1, column 2: expected a finite, non-negative distance value, found -1"):
+    torch.testing.assert_close(
+        ld.distance_lens(d, beta=100.0).matrix, torch.eye(3, dtype=torch.float64), atol=1e-40, rtol=0
+    )
+    with pytest.raises(
+        LensError, match=r"distance row 1, column 2: expected a finite, non-negative distance value, found -1"
+    ):
         ld.distance_lens([[0, -1], [1, 0]], 1.0)
     with pytest.raises(LensError, match="beta >= 0"):
         ld.distance_lens(d, -1.0)

@@ -60,7 +60,11 @@ def test_matches_seed_reference_and_soft_target_cross_entropy(k, name, dtype):
     x = torch.randn(33, k, dtype=dtype) * 3
     y = torch.randint(0, k, (33,))
     per_sample = seed_per_sample(x, y, lens)
-    expected = {"none": per_sample, "sum": seed_lensed_cross_entropy(x, y, lens, False), "mean": seed_lensed_cross_entropy(x, y, lens)}
+    expected = {
+        "none": per_sample,
+        "sum": seed_lensed_cross_entropy(x, y, lens, False),
+        "mean": seed_lensed_cross_entropy(x, y, lens),
+    }
     for reduction in REDUCTIONS:
         torch.testing.assert_close(ld.lensed_cross_entropy(x, y, lens, reduction=reduction), expected[reduction])
         torch.testing.assert_close(
@@ -77,7 +81,9 @@ def test_identity_equals_cross_entropy_hard_and_probability_targets(reduction):
     out = ld.lensed_cross_entropy(x, y, eye, reduction=reduction)
     torch.testing.assert_close(out, F.cross_entropy(x, y, reduction=reduction))
     torch.testing.assert_close(out, F.cross_entropy(x, F.one_hot(y, 9).float(), reduction=reduction))
-    torch.testing.assert_close(ld.prediction_lensed_cross_entropy(x, y, eye, reduction=reduction), F.cross_entropy(x, y, reduction=reduction))
+    torch.testing.assert_close(
+        ld.prediction_lensed_cross_entropy(x, y, eye, reduction=reduction), F.cross_entropy(x, y, reduction=reduction)
+    )
 
 
 def test_smoothing_lens_matches_pytorch_label_smoothing_up_to_entropy():
@@ -92,7 +98,9 @@ def test_prediction_side_matches_definition(name):
     lens = structured_lenses(12)[name]
     x = torch.randn(40, 12, dtype=torch.float64)
     y = torch.randint(0, 12, (40,))
-    torch.testing.assert_close(ld.prediction_lensed_cross_entropy(x, y, lens, reduction="none"), forward_correction(x, y, lens))
+    torch.testing.assert_close(
+        ld.prediction_lensed_cross_entropy(x, y, lens, reduction="none"), forward_correction(x, y, lens)
+    )
 
 
 def test_gradient_is_softmax_minus_lens_row():
@@ -149,7 +157,9 @@ def test_zero_probability_gives_inf_where_the_lens_needs_it_and_finite_elsewhere
 
 # ------------------------------------------------------------- properties
 
-dims = st.tuples(st.integers(2, 64), st.integers(1, 256), st.sampled_from([1.0, 10.0, 1e2, 1e4]), st.integers(0, 2**31 - 1))
+dims = st.tuples(
+    st.integers(2, 64), st.integers(1, 256), st.sampled_from([1.0, 10.0, 1e2, 1e4]), st.integers(0, 2**31 - 1)
+)
 
 
 @given(dims)
@@ -160,7 +170,9 @@ def test_properties(params):
     x = (torch.rand(n, k, generator=g, dtype=torch.float64) * 2 - 1) * scale
     y = torch.randint(0, k, (n,), generator=g)
     eye = torch.eye(k, dtype=torch.float64)
-    torch.testing.assert_close(ld.lensed_cross_entropy(x, y, eye, reduction="none"), F.cross_entropy(x, y, reduction="none"))
+    torch.testing.assert_close(
+        ld.lensed_cross_entropy(x, y, eye, reduction="none"), F.cross_entropy(x, y, reduction="none")
+    )
     kl = ld.lensed_cross_entropy(x, y, lens, reduction="none")
     assert (kl >= -1e-9 * scale).all()
     ce = ld.soft_target_cross_entropy(x, y, lens, reduction="none")
@@ -181,7 +193,9 @@ def test_kl_is_zero_when_softmax_equals_lens_row(k, n, seed):
     lens = random_lens(k, generator=g, zeros=False)
     y = torch.randint(0, k, (n,), generator=g)
     x = torch.log(lens[y]) + torch.randn(n, 1, generator=g, dtype=torch.float64)  # shift-invariant
-    torch.testing.assert_close(ld.lensed_cross_entropy(x, y, lens, reduction="none"), torch.zeros(n, dtype=torch.float64))
+    torch.testing.assert_close(
+        ld.lensed_cross_entropy(x, y, lens, reduction="none"), torch.zeros(n, dtype=torch.float64)
+    )
 
 
 @pytest.mark.parametrize("name", ["identity", "merge", "smoothing", "smooth+merge", "dense", "sparse-random"])

@@ -37,7 +37,12 @@ def paths(tmp_path, data):
     logits, labels = data
     frame = pd.DataFrame(logits.numpy(), columns=NAMES)
     frame.insert(2, "label", [NAMES[i] for i in labels.tolist()])
-    out = {"csv": tmp_path / "p.csv", "parquet": tmp_path / "p.parquet", "npy": tmp_path / "p.npy", "npy_f": tmp_path / "f.npy"}
+    out = {
+        "csv": tmp_path / "p.csv",
+        "parquet": tmp_path / "p.parquet",
+        "npy": tmp_path / "p.npy",
+        "npy_f": tmp_path / "f.npy",
+    }
     frame.to_csv(out["csv"], index=False)
     frame.to_parquet(out["parquet"], row_group_size=100)
     np.save(out["npy"], logits.numpy())
@@ -83,14 +88,18 @@ def test_csv_in_many_parts_equals_the_in_memory_analysis(paths, data, family):
 def test_a_wide_csv_streams(tmp_path):
     # 3,000 classes: the header alone is ~26 KB, more than the first rows the kind was once detected on.
     k = 3000
-    frame = pd.DataFrame(np.random.default_rng(0).standard_normal((20, k)).round(4), columns=[f"class_{i}" for i in range(k)])
+    frame = pd.DataFrame(
+        np.random.default_rng(0).standard_normal((20, k)).round(4), columns=[f"class_{i}" for i in range(k)]
+    )
     frame["label"] = np.arange(20)
     path = tmp_path / "wide.csv"
     frame.to_csv(path, index=False)
     stream = open_stream(path)
     chunks = list(stream.chunks)
     assert stream.kind == "logits" and len(stream.class_names) == k and sum(len(c.labels) for c in chunks) == 20
-    torch.testing.assert_close(torch.cat([c.logits for c in chunks]), torch.tensor(frame.iloc[:, :k].to_numpy(), dtype=torch.float32))
+    torch.testing.assert_close(
+        torch.cat([c.logits for c in chunks]), torch.tensor(frame.iloc[:, :k].to_numpy(), dtype=torch.float32)
+    )
 
 
 def test_a_csv_stream_left_early_stops_its_threads(paths):
@@ -176,10 +185,18 @@ def test_bad_row_in_the_middle_stops_with_its_row_and_writes_nothing(paths, tmp_
 
 
 def test_later_rows_must_keep_the_detected_kind(tmp_path):
-    rows = ["a,b,label"] + ["0.3,0.7,1"] * 6000 + ["0.3,0.5,1"] + ["0.5,0.5,0"] * 10  # beyond the rows that decide the kind
+    rows = (
+        ["a,b,label"] + ["0.3,0.7,1"] * 6000 + ["0.3,0.5,1"] + ["0.5,0.5,0"] * 10
+    )  # beyond the rows that decide the kind
     path = tmp_path / "probs.csv"
     path.write_text("\n".join(rows) + "\n")
-    with small_parts(), pytest.raises(ld.InputError, match=r"probs.csv, row 6002: expected probabilities summing to 1.*found a sum of 0.8.*stopped after reading"):
+    with (
+        small_parts(),
+        pytest.raises(
+            ld.InputError,
+            match=r"probs.csv, row 6002: expected probabilities summing to 1.*found a sum of 0.8.*stopped after reading",
+        ),
+    ):
         report(path, torch.eye(2))
 
 
@@ -224,15 +241,32 @@ def test_torchrun_with_two_cpu_processes_equals_one_process(paths, tmp_path):
     single, double = tmp_path / "one", tmp_path / "two"
     assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(single), "--quiet"]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lensdash",
-           "report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(double), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "lensdash",
+        "report",
+        str(paths["csv"]),
+        "--lens",
+        str(paths["lens"]),
+        "--out",
+        str(double),
+        "--quiet",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = json.loads((single / "summary.json").read_text()), json.loads((double / "summary.json").read_text())
     assert two["processes"] == 2 and one["processes"] == 1
     for key in ("num_samples", "unlensed_loss", "lensed_loss", "accuracy", "lens_aware_accuracy"):
         assert two[key] == pytest.approx(one[key], rel=1e-9), key
-    pd.testing.assert_frame_equal(pd.read_csv(double / "per_class.csv"), pd.read_csv(single / "per_class.csv"), rtol=1e-9)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(double / "per_class.csv"), pd.read_csv(single / "per_class.csv"), rtol=1e-9
+    )
 
 
 def test_torchrun_one_process_failing_stops_both_without_a_report(paths, tmp_path):
@@ -240,8 +274,23 @@ def test_torchrun_one_process_failing_stops_both_without_a_report(paths, tmp_pat
     lines[850] = "0.1,oops," + lines[850].split(",", 2)[2]  # in the second process's half
     broken = tmp_path / "broken.csv"
     broken.write_text("".join(lines))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lensdash",
-           "report", str(broken), "--lens", str(paths["lens"]), "--out", str(tmp_path / "out"), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "lensdash",
+        "report",
+        str(broken),
+        "--lens",
+        str(paths["lens"]),
+        "--out",
+        str(tmp_path / "out"),
+        "--quiet",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert done.returncode != 0
     assert "rank 1/2 error: broken.csv, row 851, column 2: expected a number, found 'oops'" in done.stderr
@@ -256,7 +305,17 @@ def test_more_labels_than_rows_is_refused_at_the_end(paths, tmp_path, capsys):
     np.savetxt(headerless, np.ones((N, K)) * 2, delimiter=",")
     plain_lens = tmp_path / "lens.csv"
     plain_lens.write_bytes(ld.lens_to_bytes(LENS, "plain-csv"))
-    args = ["report", str(headerless), "--labels", str(longer), "--lens", str(plain_lens), "--out", str(tmp_path / "o"), "--quiet"]
+    args = [
+        "report",
+        str(headerless),
+        "--labels",
+        str(longer),
+        "--lens",
+        str(plain_lens),
+        "--out",
+        str(tmp_path / "o"),
+        "--quiet",
+    ]
     assert main(args) == 2
     assert f"the labels file: expected {N} labels (one per prediction row), found {N + 2}" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -63,7 +63,9 @@ def test_blobs_and_digits_problems():
     assert p.num_classes == 5 and p.num_features == 2
     assert torch.bincount(p.y_test).tolist() == [6] * 5 and len(p.y_train) == 120
     same = blobs(3, per_class=800, overlapping=[(0, 1)], separation=0.0)
-    torch.testing.assert_close(same.x_train[same.y_train == 0].mean(0), same.x_train[same.y_train == 1].mean(0), atol=0.2, rtol=0)
+    torch.testing.assert_close(
+        same.x_train[same.y_train == 0].mean(0), same.x_train[same.y_train == 1].mean(0), atol=0.2, rtol=0
+    )
     assert float((same.x_train[same.y_train == 2].mean(0) - same.x_train[same.y_train == 0].mean(0)).norm()) > 5
     d = digits()
     assert d.class_names == tuple(str(i) for i in range(10)) and d.x_train.dtype == torch.float32
@@ -84,7 +86,12 @@ def test_decision_grid_and_confusion():
 
 def test_progress_callback_sees_every_epoch():
     seen = []
-    train_pair(blobs(3, per_class=20), torch.eye(3), TrainConfig(epochs=3, hidden=8), on_epoch=lambda e, runs: seen.append((e, len(runs["lensed"].history["train_loss"]))))
+    train_pair(
+        blobs(3, per_class=20),
+        torch.eye(3),
+        TrainConfig(epochs=3, hidden=8),
+        on_epoch=lambda e, runs: seen.append((e, len(runs["lensed"].history["train_loss"]))),
+    )
     assert seen == [(1, 1), (2, 2), (3, 3)]
 
 

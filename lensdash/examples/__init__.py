@@ -17,7 +17,13 @@ import pandas as pd
 
 from lensdash.lens import class_names
 
-EXAMPLES = ("seed_4class.csv", "animals_10class.csv", "animals_logits_headerless.csv", "animals_labels.csv", "animals_lens.csv")
+EXAMPLES = (
+    "seed_4class.csv",
+    "animals_10class.csv",
+    "animals_logits_headerless.csv",
+    "animals_labels.csv",
+    "animals_lens.csv",
+)
 ANIMALS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CONFUSED_PAIRS = (("cat", "dog"), ("automobile", "truck"))
 
@@ -48,15 +54,28 @@ def _write_examples(folder: str) -> None:  # pragma: no cover - how the shipped 
     import os
 
     seed = pd.DataFrame(
-        [[0.4, 0.3, 0.2, 0.1, 0], [0.4, 0.3, 0.2, 0.1, 1], [0.1, 0.6, 0.2, 0.1, 0], [0.05, 0.05, 0.8, 0.1, 2], [0.25, 0.25, 0.25, 0.25, 3]],
+        [
+            [0.4, 0.3, 0.2, 0.1, 0],
+            [0.4, 0.3, 0.2, 0.1, 1],
+            [0.1, 0.6, 0.2, 0.1, 0],
+            [0.05, 0.05, 0.8, 0.1, 2],
+            [0.25, 0.25, 0.25, 0.25, 3],
+        ],
         columns=["class 0", "class 1", "class 2", "class 3", "label"],
     )
     seed["label"] = seed["label"].astype(int)
     seed.to_csv(os.path.join(folder, "seed_4class.csv"), index=False)
     demo = demo_frame(600, seed=1)
     demo.to_csv(os.path.join(folder, "animals_10class.csv"), index=False)
-    np.savetxt(os.path.join(folder, "animals_logits_headerless.csv"), demo.drop(columns="label").to_numpy(), delimiter=",", fmt="%.4f")
-    demo["label"].map({c: i for i, c in enumerate(ANIMALS)}).to_csv(os.path.join(folder, "animals_labels.csv"), index=False)
+    np.savetxt(
+        os.path.join(folder, "animals_logits_headerless.csv"),
+        demo.drop(columns="label").to_numpy(),
+        delimiter=",",
+        fmt="%.4f",
+    )
+    demo["label"].map({c: i for i, c in enumerate(ANIMALS)}).to_csv(
+        os.path.join(folder, "animals_labels.csv"), index=False
+    )
     from lensdash.files import save_lens
     from lensdash.lens import merge_lens
 

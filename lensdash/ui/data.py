@@ -12,7 +12,12 @@ from lensdash.errors import LensdashError
 from lensdash.examples import EXAMPLES, demo_frame, example_bytes
 from lensdash.files import KINDS, MAX_UPLOAD_MB, Predictions, read_predictions
 
-KIND_LABELS = {"auto": "detect automatically", "logits": "logits", "probs": "probabilities", "log_probs": "log-probabilities"}
+KIND_LABELS = {
+    "auto": "detect automatically",
+    "logits": "logits",
+    "probs": "probabilities",
+    "log_probs": "log-probabilities",
+}
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,9 @@ def data_section() -> Dataset:
         help="One row per sample, one column per class (logits or probabilities), and a 'label' column.",
     )
     labels = st.sidebar.file_uploader(
-        "Labels, if not a column of the predictions (optional)", type=["csv", "tsv", "txt", "npy"], key=uploader_key("upload_labels")
+        "Labels, if not a column of the predictions (optional)",
+        type=["csv", "tsv", "txt", "npy"],
+        key=uploader_key("upload_labels"),
     )
     kind = st.sidebar.selectbox("The numbers are", KINDS, format_func=KIND_LABELS.get, key="kind")
     kept = state.get("sources", {})
@@ -95,7 +102,10 @@ def data_section() -> Dataset:
     if upload is not None and state.get("data_key") != key and state.get("failed_key") != key:
         try:
             with st.spinner("Reading predictions…"):
-                use_dataset(Dataset.of(key, _parse(upload, labels, kind), upload.name), {"predictions": upload, "labels": labels})
+                use_dataset(
+                    Dataset.of(key, _parse(upload, labels, kind), upload.name),
+                    {"predictions": upload, "labels": labels},
+                )
             state["upload_version"] = state.get("upload_version", 0) + 1
             st.rerun()  # show the uploaders empty; the data stays
         except LensdashError as exc:
@@ -112,12 +122,20 @@ def data_section() -> Dataset:
     elif "sources" in state:
         st.sidebar.caption("Upload another file to replace it.")
     preds = dataset.predictions
-    st.sidebar.caption(f"**{dataset.origin}**: {preds.num_samples:,} samples × {preds.num_classes} classes, read as {KIND_LABELS[preds.kind]}.")
+    st.sidebar.caption(
+        f"**{dataset.origin}**: {preds.num_samples:,} samples × {preds.num_classes} classes, read as {KIND_LABELS[preds.kind]}."
+    )
     for note in preds.notes:
         st.sidebar.caption(note)
     with st.sidebar.expander("Example files"):
         st.caption("The formats lensdash reads; download one to see, or upload it back.")
         for i, name in enumerate(EXAMPLES):
-            st.download_button(name, partial(example_bytes, name), file_name=name, mime="text/csv", key=f"example_{i}", on_click="ignore")
+            st.download_button(
+                name,
+                partial(example_bytes, name),
+                file_name=name,
+                mime="text/csv",
+                key=f"example_{i}",
+                on_click="ignore",
+            )
     return dataset
-

@@ -58,11 +58,18 @@ def _lab_lens(problem: Problem, choice: str, page_lens: Lens) -> Lens:
 def _settings() -> tuple[Problem, TrainConfig, str]:
     state = st.session_state
     c1, c2, c3, c4 = st.columns(4)
-    kind = c1.radio("Problem", ["blobs", "digits"], key="lab_problem", horizontal=True,
-                    format_func={"blobs": "2-D Gaussian blobs", "digits": "handwritten digits (scikit-learn)"}.get)
+    kind = c1.radio(
+        "Problem",
+        ["blobs", "digits"],
+        key="lab_problem",
+        horizontal=True,
+        format_func={"blobs": "2-D Gaussian blobs", "digits": "handwritten digits (scikit-learn)"}.get,
+    )
     if kind == "blobs":
         k = c1.slider("Blobs", 3, 8, 4, key="lab_blobs")
-        separation = c1.slider("Distance between blob 0 and blob 1 (0 = the same blob)", 0.0, 4.0, 0.6, 0.1, key="lab_separation")
+        separation = c1.slider(
+            "Distance between blob 0 and blob 1 (0 = the same blob)", 0.0, 4.0, 0.6, 0.1, key="lab_separation"
+        )
     else:
         k, separation = 10, 0.0
         c1.caption("1,797 8×8 images, 10 classes, shipped with scikit-learn; 25% held out for testing.")
@@ -96,7 +103,10 @@ def _train(problem: Problem, lens: Lens, config: TrainConfig) -> None:
 
     def on_epoch(epoch: int, runs: dict[str, Run]) -> None:
         acc = {name: run.history["test_accuracy"][-1] for name, run in runs.items()}
-        progress.progress(epoch / config.epochs, text=f"Epoch {epoch}/{config.epochs}: test accuracy unlensed {acc['unlensed']:.1%}, lensed {acc['lensed']:.1%}")
+        progress.progress(
+            epoch / config.epochs,
+            text=f"Epoch {epoch}/{config.epochs}: test accuracy unlensed {acc['unlensed']:.1%}, lensed {acc['lensed']:.1%}",
+        )
         if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs:
             live.plotly_chart(_curves(runs)[1], key=f"lab_live_{epoch}")
 
@@ -112,7 +122,14 @@ def _send(name: str) -> None:
     lab = state["lab"]
     problem, run, config = lab["problem"], lab["runs"][name], lab["config"]
     note = f"Test predictions of the {name} model from the training lab ({problem.name}, {config.family} family, seed {config.seed})."
-    preds = Predictions(run.test_logits.detach().clone(), problem.y_test.clone(), problem.class_names, "logits", f"training lab: {name} model", [note])
+    preds = Predictions(
+        run.test_logits.detach().clone(),
+        problem.y_test.clone(),
+        problem.class_names,
+        "logits",
+        f"training lab: {name} model",
+        [note],
+    )
     state["lab_sent"] = state.get("lab_sent", 0) + 1
     key = f"lab:{state['lab_sent']}:{problem.name}:{name}"
     use_dataset(Dataset.of(key, preds, f"training lab, {name} model"), {})
@@ -121,7 +138,9 @@ def _send(name: str) -> None:
 def _results() -> None:
     lab = st.session_state["lab"]
     runs, problem, lens = lab["runs"], lab["problem"], lab["lens"]
-    st.caption(f"{problem.name}: {len(problem.y_train):,} training and {len(problem.y_test):,} test samples; lens-aware accuracy and group mass use the lab's lens for both models.")
+    st.caption(
+        f"{problem.name}: {len(problem.y_train):,} training and {len(problem.y_test):,} test samples; lens-aware accuracy and group mass use the lab's lens for both models."
+    )
     cols = st.columns(2)
     for col, name in zip(cols, RUNS):
         final = runs[name].final()
@@ -130,10 +149,16 @@ def _results() -> None:
             a, b, c = st.columns(3)
             a.metric("Test accuracy", f"{final['test_accuracy']:.1%}")
             b.metric("Test lens-aware accuracy", f"{final['test_lens_aware_accuracy']:.1%}")
-            c.metric("Mass on its group", f"{final['test_group_mass']:.1%}",
-                     help="Mean predicted probability on the classes the lens row of the true class covers.")
-            if st.button("Analyse these test predictions", key=f"lab_send_{name}",
-                         help="Replaces the data of the other tabs with this model's test logits and labels."):
+            c.metric(
+                "Mass on its group",
+                f"{final['test_group_mass']:.1%}",
+                help="Mean predicted probability on the classes the lens row of the true class covers.",
+            )
+            if st.button(
+                "Analyse these test predictions",
+                key=f"lab_send_{name}",
+                help="Replaces the data of the other tabs with this model's test logits and labels.",
+            ):
                 _send(name)
                 st.rerun(scope="app")  # the fragment alone would not redraw the analysis
     for col, fig, key in zip(st.columns(3), _curves(runs), ("loss", "accuracy", "lens_accuracy")):
@@ -141,18 +166,29 @@ def _results() -> None:
     if problem.num_features == 2:
         st.subheader("Decision regions and predicted probabilities")
         options = [None, *range(problem.num_classes)]
-        show = st.selectbox("Colour the plane by", options, key="lab_show",
-                            format_func=lambda c: "predicted class" if c is None else f"predicted probability of {problem.class_names[c]}")
+        show = st.selectbox(
+            "Colour the plane by",
+            options,
+            key="lab_show",
+            format_func=lambda c: (
+                "predicted class" if c is None else f"predicted probability of {problem.class_names[c]}"
+            ),
+        )
         points = torch.cat([problem.x_train, problem.x_test]).numpy()
         labels = torch.cat([problem.y_train, problem.y_test]).numpy()
         for col, name in zip(st.columns(2), RUNS):
             xs, ys, probs = probability_grid(runs[name].model, problem.x_train)
-            fig = figures.decision_regions(xs, ys, probs, points, labels, problem.class_names, RUN_LABELS[name], show=show)
+            fig = figures.decision_regions(
+                xs, ys, probs, points, labels, problem.class_names, RUN_LABELS[name], show=show
+            )
             col.plotly_chart(fig, key=f"lab_regions_{name}")
     st.subheader("Test confusion matrices")
     for col, name in zip(st.columns(2), RUNS):
         col.markdown(f"**{RUN_LABELS[name]}**")
-        col.plotly_chart(figures.confusion_heatmap(confusion_of(runs[name], problem), problem.class_names), key=f"lab_confusion_{name}")
+        col.plotly_chart(
+            figures.confusion_heatmap(confusion_of(runs[name], problem), problem.class_names),
+            key=f"lab_confusion_{name}",
+        )
     st.subheader("Probability on each class's group")
     support = lens.matrix > 0
     rows = []
@@ -160,9 +196,14 @@ def _results() -> None:
         mask = problem.y_test == c
         if not mask.any():
             continue
-        row = {"true class": cname, "group": ", ".join(n for n, s in zip(problem.class_names, support[c].tolist()) if s)}
+        row = {
+            "true class": cname,
+            "group": ", ".join(n for n, s in zip(problem.class_names, support[c].tolist()) if s),
+        }
         for name in RUNS:
-            row[RUN_LABELS[name]] = round(float(group_mass(runs[name].test_logits[mask], problem.y_test[mask], lens.matrix)), 4)
+            row[RUN_LABELS[name]] = round(
+                float(group_mass(runs[name].test_logits[mask], problem.y_test[mask], lens.matrix)), 4
+            )
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="lab_group_table")
 

@@ -55,7 +55,9 @@ def apply_preset() -> None:
             epsilon=state.get("epsilon", 0.1),
             beta=state.get("beta", 2.0),
             alpha=state.get("alpha", 0.5),
-            confusion=_confusion(dataset, state.get("confusion_kind", "soft") == "soft") if state["preset"] == "from confusion" else None,
+            confusion=_confusion(dataset, state.get("confusion_kind", "soft") == "soft")
+            if state["preset"] == "from confusion"
+            else None,
         )
     except LensdashError as exc:
         state["lens_message"] = str(exc)
@@ -103,7 +105,9 @@ def _lens_from_query(names: tuple[str, ...]) -> np.ndarray | None:
         matrix = np.asarray(rows, dtype=float)
         Lens(matrix, names)
     except (ValueError, LensdashError):
-        st.session_state["lens_message"] = "The lens in the page link does not fit these classes; using a preset instead."
+        st.session_state["lens_message"] = (
+            "The lens in the page link does not fit these classes; using a preset instead."
+        )
         return None
     return matrix
 
@@ -138,7 +142,9 @@ def lens_section(dataset: Dataset) -> Lens | None:
 
     left, right = st.columns([1, 3], gap="large")
     with left:
-        st.selectbox("Preset", PRESETS, key="preset", on_change=apply_preset, help="Rebuilds the grid; edit cells afterwards.")
+        st.selectbox(
+            "Preset", PRESETS, key="preset", on_change=apply_preset, help="Rebuilds the grid; edit cells afterwards."
+        )
         preset = state["preset"]
         if preset in ("merge groups", "hierarchy soft labels"):
             st.text_area(
@@ -153,19 +159,39 @@ def lens_section(dataset: Dataset) -> Lens | None:
         if preset == "hierarchy soft labels":
             st.slider("β (sharpness; large = identity)", 0.0, 10.0, step=0.1, key="beta", on_change=apply_preset)
         if preset == "from confusion":
-            st.radio("Confusion", ["soft", "counts"], key="confusion_kind", on_change=apply_preset, horizontal=True,
-                     help="soft: mean predicted probability per true class; counts: argmax confusion matrix.")
-            st.slider("α (weight of the confusion; 0 = identity)", 0.0, 1.0, step=0.05, key="alpha", on_change=apply_preset)
+            st.radio(
+                "Confusion",
+                ["soft", "counts"],
+                key="confusion_kind",
+                on_change=apply_preset,
+                horizontal=True,
+                help="soft: mean predicted probability per true class; counts: argmax confusion matrix.",
+            )
+            st.slider(
+                "α (weight of the confusion; 0 = identity)", 0.0, 1.0, step=0.05, key="alpha", on_change=apply_preset
+            )
         st.button("Normalise rows", key="normalise", on_click=_normalise, help="Divide each row by its sum.")
-        st.file_uploader("Import a lens (CSV, JSON, .pt)", type=["csv", "json", "pt"], key="upload_lens", on_change=_import_lens, args=(dataset,))
+        st.file_uploader(
+            "Import a lens (CSV, JSON, .pt)",
+            type=["csv", "json", "pt"],
+            key="upload_lens",
+            on_change=_import_lens,
+            args=(dataset,),
+        )
     with right:
         base = pd.DataFrame(state["lens_base"], columns=list(names))
         base.insert(0, LABEL_COLUMN, list(names))
-        config = {c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in names}
+        config = {
+            c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in names
+        }
         config[LABEL_COLUMN] = st.column_config.TextColumn(LABEL_COLUMN, pinned=True, disabled=True, width="small")
-        st.caption("Row = true label; the row is the target distribution the loss uses for it (rows sum to 1). Double-click a cell to edit.")
+        st.caption(
+            "Row = true label; the row is the target distribution the loss uses for it (rows sum to 1). Double-click a cell to edit."
+        )
         st.session_state["lens_grid_key"] = grid_key()
-        edited = st.data_editor(base, key=grid_key(), column_config=config, hide_index=True, height=min(38 + 35 * k, 560), width="stretch")
+        edited = st.data_editor(
+            base, key=grid_key(), column_config=config, hide_index=True, height=min(38 + 35 * k, 560), width="stretch"
+        )
     matrix = edited[list(names)].to_numpy(dtype=float, na_value=0.0)
     state["lens_current"] = matrix
     if state.get("lens_message"):
@@ -178,20 +204,41 @@ def lens_section(dataset: Dataset) -> Lens | None:
         lens = Lens(matrix, names)
     except LensError as exc:
         detail = ", ".join(f"{names[i]} ({sums[i]:.3f})" for i in off[:8])
-        st.error(f"{exc}" + (f" Rows off: {detail}{'…' if len(off) > 8 else ''}. Use **Normalise rows**." if len(off) else ""))
+        st.error(
+            f"{exc}"
+            + (f" Rows off: {detail}{'…' if len(off) > 8 else ''}. Use **Normalise rows**." if len(off) else "")
+        )
         return None
     st.caption(f"All {k} rows sum to 1 (within {ROW_SUM_ATOL:g}).")
     with st.expander("Export and share this lens"):
         c1, c2, c3 = st.columns(3)
         # Files are made on click (a 100-class lens costs ~10 ms to format), and a download does not rerun the page.
-        c1.download_button("Lens as CSV", partial(lens_to_bytes, lens, "csv"), "lens.csv", "text/csv", key="export_csv", on_click="ignore")
-        c2.download_button("Lens as JSON", partial(lens_to_bytes, lens, "json"), "lens.json", "application/json", key="export_json", on_click="ignore")
-        c3.download_button("Lens for torch (.pt)", partial(lens_to_bytes, lens, "pt"), "lens.pt", key="export_pt", on_click="ignore")
+        c1.download_button(
+            "Lens as CSV",
+            partial(lens_to_bytes, lens, "csv"),
+            "lens.csv",
+            "text/csv",
+            key="export_csv",
+            on_click="ignore",
+        )
+        c2.download_button(
+            "Lens as JSON",
+            partial(lens_to_bytes, lens, "json"),
+            "lens.json",
+            "application/json",
+            key="export_json",
+            on_click="ignore",
+        )
+        c3.download_button(
+            "Lens for torch (.pt)", partial(lens_to_bytes, lens, "pt"), "lens.pt", key="export_pt", on_click="ignore"
+        )
         if k <= MAX_SHARE_K:
             st.button("Put this lens in the page link", key="share", on_click=_share, args=(matrix,))
             st.caption("The address bar then holds a link that opens the app with this lens.")
         else:
-            st.caption(f"A {k}×{k} lens is too large for a link (at most {MAX_SHARE_K} classes); share the lens file instead.")
+            st.caption(
+                f"A {k}×{k} lens is too large for a link (at most {MAX_SHARE_K} classes); share the lens file instead."
+            )
     return lens
 
 
@@ -213,11 +260,20 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
             suggested = suggest_groups(counts, names)
             if suggested:
                 text = format_groups(suggested)
-                st.markdown("**Suggested groups** (pairs confused at least 10% of the time, joined): " + "; ".join(", ".join(g) for g in suggested))
-                st.button("Use these groups in the merge preset", key="accept_groups", on_click=_accept_groups, args=(text,))
+                st.markdown(
+                    "**Suggested groups** (pairs confused at least 10% of the time, joined): "
+                    + "; ".join(", ".join(g) for g in suggested)
+                )
+                st.button(
+                    "Use these groups in the merge preset", key="accept_groups", on_click=_accept_groups, args=(text,)
+                )
             else:
-                st.caption("No pair is confused often enough (10% of the time, with at least 5 samples per class) to suggest a group.")
-            st.caption("The 'from confusion' preset builds a whole lens from this data: (1 − α)·identity + α·confusion, rows normalised.")
+                st.caption(
+                    "No pair is confused often enough (10% of the time, with at least 5 samples per class) to suggest a group."
+                )
+            st.caption(
+                "The 'from confusion' preset builds a whole lens from this data: (1 − α)·identity + α·confusion, rows normalised."
+            )
         with right:
             st.markdown(f"**Where the current lens moves target mass** (preset: {st.session_state.get('preset', '')})")
             pairs = lens_pairs(lens, names, top=8)

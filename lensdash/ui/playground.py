@@ -15,14 +15,18 @@ def _vector(text: str, what: str) -> torch.Tensor:
     try:
         values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        raise LensdashError.build(f"{what} as comma-separated numbers", repr(text), fix="For example 0.4, 0.3, 0.2, 0.1") from None
+        raise LensdashError.build(
+            f"{what} as comma-separated numbers", repr(text), fix="For example 0.4, 0.3, 0.2, 0.1"
+        ) from None
     if len(values) < 2:
         raise LensdashError.build(f"{what} with at least 2 numbers", f"{len(values)}", fix="One number per class.")
     return torch.tensor(values, dtype=torch.float64)
 
 
 def playground_section() -> None:
-    st.caption("The seed notebook's single example, editable. The lens row is the target distribution for the true label; the classes it names are treated as one group.")
+    st.caption(
+        "The seed notebook's single example, editable. The lens row is the target distribution for the true label; the classes it names are treated as one group."
+    )
     c1, c2, c3 = st.columns([2, 2, 1])
     kind = c1.radio("Model output is", ["probabilities", "logits"], horizontal=True, key="pg_kind")
     output = c1.text_input("Model output", "0.4, 0.3, 0.2, 0.1", key="pg_output")
@@ -32,15 +36,27 @@ def playground_section() -> None:
         out, target = _vector(output, "the model output"), _vector(row, "the lens row")
         k = len(out)
         if len(target) != k:
-            raise LensdashError.build(f"a lens row of {k} numbers (one per class)", f"{len(target)}", fix="Give the lens row one weight per class.")
+            raise LensdashError.build(
+                f"a lens row of {k} numbers (one per class)",
+                f"{len(target)}",
+                fix="Give the lens row one weight per class.",
+            )
         if kind == "probabilities":
             if (out < 0).any() or abs(float(out.sum()) - 1) > 1e-2:
-                raise LensdashError.build("probabilities >= 0 summing to 1", f"a sum of {float(out.sum()):.4g}", fix="Fix the numbers or switch to logits.")
+                raise LensdashError.build(
+                    "probabilities >= 0 summing to 1",
+                    f"a sum of {float(out.sum()):.4g}",
+                    fix="Fix the numbers or switch to logits.",
+                )
             logits = torch.log(out)
         else:
             logits = out
         if (target < 0).any() or abs(float(target.sum()) - 1) > 1e-3:
-            raise LensdashError.build("a lens row >= 0 summing to 1", f"a sum of {float(target.sum()):.4g}", fix="Rows are target distributions.")
+            raise LensdashError.build(
+                "a lens row >= 0 summing to 1",
+                f"a sum of {float(target.sum()):.4g}",
+                fix="Rows are target distributions.",
+            )
         if not 0 <= label < k:
             raise LensdashError.build(f"a label in 0..{k - 1}", str(label), fix="Labels are 0-based.")
     except LensdashError as exc:
@@ -67,7 +83,14 @@ def playground_section() -> None:
     for col, (name, value) in zip(cols, values.items()):
         col.metric(name, "∞" if value == float("inf") else f"{value:.4f}")
     st.dataframe(
-        pd.DataFrame({"class": range(k), "softmax p": torch.softmax(logits, 0).numpy(), "lens row C[y]": target.numpy(), "gradient p − C[y]": grad[0].numpy()}),
+        pd.DataFrame(
+            {
+                "class": range(k),
+                "softmax p": torch.softmax(logits, 0).numpy(),
+                "lens row C[y]": target.numpy(),
+                "gradient p − C[y]": grad[0].numpy(),
+            }
+        ),
         hide_index=True,
         key="pg_table",
     )

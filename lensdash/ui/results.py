@@ -23,7 +23,10 @@ from lensdash.lens import Lens
 from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.data import Dataset
 
-FAMILY_LABELS = {"target": "target-side (seed): KL(C[y] ‖ softmax)", "prediction": "prediction-side: −log (softmax·C)[y]"}
+FAMILY_LABELS = {
+    "target": "target-side (seed): KL(C[y] ‖ softmax)",
+    "prediction": "prediction-side: −log (softmax·C)[y]",
+}
 #: Rows of the per-sample table shown in the page; the download has all of them.
 TABLE_ROWS = 1000
 #: The lens checks (float64, autograd through the seed's formula) run on at most this many samples.
@@ -37,7 +40,9 @@ def lens_key(lens: Lens) -> str:
 @st.cache_data(show_spinner=False, max_entries=8)
 def cached_analysis(data_key: str, lens_hash: str, family: str, _dataset: Dataset, _lens: Lens) -> Analysis:
     preds = _dataset.predictions
-    return analyze(preds.logits, preds.labels, _lens, family=family, class_names_=preds.class_names, baseline=_dataset.baseline)
+    return analyze(
+        preds.logits, preds.labels, _lens, family=family, class_names_=preds.class_names, baseline=_dataset.baseline
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -79,7 +84,9 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     analysis = cached_analysis(dataset.key, lens_hash, family, dataset, lens)
     s = analysis.summary()
     cols = st.columns(6)
-    cols[0].metric("Unlensed loss (cross-entropy)", _fmt(s["unlensed_loss"]), help="Mean F.cross_entropy over all samples.")
+    cols[0].metric(
+        "Unlensed loss (cross-entropy)", _fmt(s["unlensed_loss"]), help="Mean F.cross_entropy over all samples."
+    )
     cols[1].metric(
         "Lensed loss",
         _fmt(s["lensed_loss"]),
@@ -89,9 +96,15 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     )
     other = "prediction" if family == "target" else "target"
     other_label = "Prediction-side lensed loss" if other == "prediction" else "Target-side (seed) loss"
-    cols[2].metric(other_label, _fmt(cached_mean_loss(dataset.key, lens_hash, other, dataset, lens)), help=FAMILY_LABELS[other])
+    cols[2].metric(
+        other_label, _fmt(cached_mean_loss(dataset.key, lens_hash, other, dataset, lens)), help=FAMILY_LABELS[other]
+    )
     cols[3].metric("Top-1 accuracy", f"{s['accuracy']:.1%}")
-    cols[4].metric("Lens-aware accuracy", f"{s['lens_aware_accuracy']:.1%}", help="The predicted class has non-zero lens weight for the true class.")
+    cols[4].metric(
+        "Lens-aware accuracy",
+        f"{s['lens_aware_accuracy']:.1%}",
+        help="The predicted class has non-zero lens weight for the true class.",
+    )
     cols[5].metric("Samples × classes", f"{s['num_samples']:,} × {s['num_classes']}")
     return analysis
 
@@ -100,13 +113,18 @@ def tables_section(analysis: Analysis) -> None:
     st.subheader("Per class")
     st.dataframe(per_class_table(analysis), hide_index=True, width="stretch", key="per_class_table")
     left, right = st.columns(2)
-    left.plotly_chart(figures.loss_scatter(analysis.unlensed_loss, analysis.lensed_loss, analysis.labels, analysis.class_names), key="scatter")
+    left.plotly_chart(
+        figures.loss_scatter(analysis.unlensed_loss, analysis.lensed_loss, analysis.labels, analysis.class_names),
+        key="scatter",
+    )
     right.plotly_chart(figures.delta_histogram(analysis.delta), key="histogram")
     st.subheader("Per sample")
     table = per_sample_table(analysis)
     order = np.argsort(-np.abs(np.nan_to_num(table["delta"].to_numpy(), posinf=1e30, neginf=-1e30)), kind="stable")
     shown = table.iloc[order[:TABLE_ROWS]]
-    st.caption(f"The {len(shown):,} samples whose loss the lens changes most (of {len(table):,}); click a column to sort. The download has every sample.")
+    st.caption(
+        f"The {len(shown):,} samples whose loss the lens changes most (of {len(table):,}); click a column to sort. The download has every sample."
+    )
     st.dataframe(shown, hide_index=True, width="stretch", height=360, key="per_sample_table")
     st.download_button(
         "Download the per-sample table (CSV)",
@@ -118,7 +136,9 @@ def tables_section(analysis: Analysis) -> None:
     )
     with st.expander("Confusion matrix"):
         normalise = st.toggle("Row-normalised", value=True, key="confusion_normalised")
-        st.plotly_chart(figures.confusion_heatmap(analysis.confusion, analysis.class_names, normalize=normalise), key="confusion")
+        st.plotly_chart(
+            figures.confusion_heatmap(analysis.confusion, analysis.class_names, normalize=normalise), key="confusion"
+        )
         st.dataframe(confusion_table(analysis, normalize=normalise), width="stretch", key="confusion_table")
 
 
@@ -130,9 +150,13 @@ def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
     )
     bound = float(max(analysis.grad_unlensed.abs().max(), analysis.grad_lensed.abs().max()))
     cols = st.columns(3)
-    cols[0].plotly_chart(figures.gradient_heatmap(analysis.grad_unlensed, names, "Unlensed", zmax=bound), key="grad_unlensed")
+    cols[0].plotly_chart(
+        figures.gradient_heatmap(analysis.grad_unlensed, names, "Unlensed", zmax=bound), key="grad_unlensed"
+    )
     cols[1].plotly_chart(figures.gradient_heatmap(analysis.grad_lensed, names, "Lensed", zmax=bound), key="grad_lensed")
-    cols[2].plotly_chart(figures.gradient_heatmap(analysis.grad_difference, names, "Lensed − unlensed"), key="grad_difference")
+    cols[2].plotly_chart(
+        figures.gradient_heatmap(analysis.grad_difference, names, "Lensed − unlensed"), key="grad_difference"
+    )
     st.subheader("Samples the lens changes most")
     c1, c2 = st.columns([1, 1])
     count = c1.slider("How many samples", 5, 100, 20, key="sample_count")
@@ -145,7 +169,13 @@ def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
     _, g_plain = per_sample_losses_and_gradients(x, y, torch.eye(len(names)))
     grads = {"lensed − unlensed": g_lensed - g_plain, "lensed": g_lensed, "unlensed": g_plain}[which]
     st.plotly_chart(
-        figures.sample_gradient_heatmap(grads, top.tolist(), [names[i] for i in y.tolist()], names, f"Per-sample gradient ({which}), top {count} by |loss change|"),
+        figures.sample_gradient_heatmap(
+            grads,
+            top.tolist(),
+            [names[i] for i in y.tolist()],
+            names,
+            f"Per-sample gradient ({which}), top {count} by |loss change|",
+        ),
         key="grad_samples",
     )
 
@@ -156,7 +186,8 @@ def sanity_section(dataset: Dataset, lens: Lens) -> None:
         "autograd through the seed notebook's formula, and the notebook's printed numbers."
     )
     table = pd.concat(
-        [cached_identity_checks(dataset.key, dataset), cached_lens_checks(dataset.key, lens_key(lens), dataset, lens)], ignore_index=True
+        [cached_identity_checks(dataset.key, dataset), cached_lens_checks(dataset.key, lens_key(lens), dataset, lens)],
+        ignore_index=True,
     )
     if sanity_sample(dataset.predictions.num_samples) is not None:
         st.caption(
@@ -166,8 +197,16 @@ def sanity_section(dataset: Dataset, lens: Lens) -> None:
     passed = int(table["passed"].sum())
     (st.success if passed == len(table) else st.error)(f"{passed} of {len(table)} checks pass.")
     shown = table.assign(result=np.where(table["passed"], "✅ pass", "❌ fail")).drop(columns="passed")
-    st.dataframe(shown, hide_index=True, width="stretch", key="sanity_table",
-                 column_config={"expected": st.column_config.NumberColumn(format="%.6g"), "actual": st.column_config.NumberColumn(format="%.6g")})
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        key="sanity_table",
+        column_config={
+            "expected": st.column_config.NumberColumn(format="%.6g"),
+            "actual": st.column_config.NumberColumn(format="%.6g"),
+        },
+    )
     st.markdown(
         "**The seed notebook's worked example.** A model outputs Q = [0.4, 0.3, 0.2, 0.1] and the true label is 0. "
         "Unlensed, the loss is −log 0.4 = **0.9163**. With the lens that makes classes 0 and 1 interchangeable "

@@ -37,8 +37,21 @@ def app_url():
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "streamlit.log", "w")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -70,7 +83,9 @@ def app_url():
 def browser():
     if not os.path.exists(CHROMIUM):
         if os.environ.get("LENSDASH_REQUIRE_BROWSER") or os.environ.get("CI"):
-            pytest.fail(f"Chromium is required for the browser tests but {CHROMIUM} is missing (apt-get install chromium)")
+            pytest.fail(
+                f"Chromium is required for the browser tests but {CHROMIUM} is missing (apt-get install chromium)"
+            )
         pytest.skip("Chromium not installed")
     from playwright.sync_api import sync_playwright
 

@@ -24,7 +24,9 @@ def wait_idle(page, settle: float = 0.6):
 
 
 def metric(page, label: str) -> str:
-    box = page.locator('[data-testid="stMetric"]').filter(has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile("^" + re.escape(label) + "$")))
+    box = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile("^" + re.escape(label) + "$"))
+    )
     return box.first.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
@@ -51,7 +53,9 @@ def test_upload_changes_metrics_to_core_values(page, tmp_path):
     path = tmp_path / "seed_4class.csv"
     path.write_bytes(example_bytes("seed_4class.csv"))
     page.locator('[data-testid="stSidebar"] input[type="file"]').first.set_input_files(str(path))
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetricValue]')].some(e => e.innerText.includes('5 × 4'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stMetricValue]')].some(e => e.innerText.includes('5 × 4'))"
+    )
     wait_idle(page)
     no_exception(page)
     preds = ld.read_predictions(example_bytes("seed_4class.csv"))
