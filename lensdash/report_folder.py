@@ -15,8 +15,8 @@ The CLI runs over people's own folders, so it never deletes or overwrites what i
   killed at any point leaves the complete old or the complete new report at the target (on the fallback, between
   its two renames, the complete old one beside it), plus at most a folder that is provably ours.
 * Such leftovers of killed runs (``.NAME.lensdash-new-ID``, ``.NAME.lensdash-old-ID`` beside the target) are removed
-  by the next run's commit when their marker's id is the one in their name, the process that wrote a ``new`` one is
-  gone, and they hold nothing but their listed files.
+  by the next run's commit when they are provably reports (a valid marker with its random id, nothing but the files
+  it lists) and the process that wrote them is gone (a run going on now is left alone).
 """
 
 from __future__ import annotations
@@ -267,8 +267,8 @@ class OutputFolder:
                     if not folder.is_symlink() and folder.is_dir():
                         folder.rmdir()  # only ever an empty folder
                 continue
-            if data["id"] != match["id"] or (match["kind"] == "new" and _alive(data.get("pid"))):
-                continue
+            if _alive(data.get("pid")):
+                continue  # a run going on now
             remove_report(folder)
 
     def discard(self) -> None:
