@@ -139,7 +139,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _lens_csv(lens: Lens) -> bytes:
-    """The lens as :func:`~lensdash.lens_to_bytes` writes it (``class`` header and first column), names spreadsheet-safe.
+    """The lens as :func:`~lensdash.lens_to_bytes` writes it (``class`` header, first column), names spreadsheet-safe.
 
     Lens convention: row ``i`` is the target distribution used when the true label is ``i``.
     """

@@ -196,6 +196,10 @@ class OutputFolder:
             missing.append(probe)
             probe = probe.parent
         try:
+            if not missing:  # an existing folder: the new report is written beside it, so try that place now
+                beside = path.parent / f".{path.name[:_NAME_KEEP]}.lensdash-new-{uuid.uuid4().hex}"
+                os.mkdir(beside)
+                os.rmdir(beside)
             for directory in reversed(missing):
                 os.mkdir(directory)  # mode 0o777 less the umask, as mkdir(1)
                 folder.made.append(directory)

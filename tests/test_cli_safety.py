@@ -259,9 +259,9 @@ def test_leftovers_of_killed_runs_do_not_block_and_only_provable_ones_are_remove
     killed_old = leftover("old", "2" * 32, dead_pid, list(REPORT_FILES))
     running = leftover("new", "3" * 32, os.getppid(), [])  # a live process: maybe a run going on now
     with_user_file = leftover("new", "4" * 32, dead_pid, [], extra="mine.txt")
-    id_mismatch = tmp_path / f".report.lensdash-new-{'5' * 32}"
-    id_mismatch.mkdir()
-    (id_mismatch / MARKER).write_text(json.dumps({"format": MARKER_FORMAT, "id": "6" * 32, "pid": 1, "files": []}))
+    bad_marker = tmp_path / f".report.lensdash-new-{'5' * 32}"
+    bad_marker.mkdir()
+    (bad_marker / MARKER).write_text(json.dumps({"format": "other", "id": "5" * 32, "pid": dead_pid, "files": []}))
     empty = tmp_path / f".report.lensdash-new-{'7' * 32}"
     empty.mkdir()
     other_target = tmp_path / f".other.lensdash-new-{'8' * 32}"
@@ -270,7 +270,7 @@ def test_leftovers_of_killed_runs_do_not_block_and_only_provable_ones_are_remove
     assert_complete_report(out)
     assert not killed_new.exists() and not killed_old.exists() and not empty.exists()
     assert running.exists() and (with_user_file / "mine.txt").read_text() == "the user's"
-    assert id_mismatch.exists() and other_target.exists()
+    assert bad_marker.exists() and other_target.exists()
 
 
 # --- 2. crash-safe replacement: a process killed at every step leaves the complete old or new report -----------
@@ -364,7 +364,7 @@ KILL_SCRIPT = textwrap.dedent(
             case = root / f"{mode}{kill_at}"
             shutil.copytree(root / "reference-old", case / "report")
             code = write(new, case / "report", kill_at, mode)
-            beside = {name.split(".lensdash-")[1][:3]: state(case / name) for name in os.listdir(case) if name != "report"}
+            beside = {n.split(".lensdash-")[1][:3]: state(case / n) for n in os.listdir(case) if n != "report"}
             line = {"mode": mode, "kill_at": kill_at, "code": code, "target": state(case / "report"), "beside": beside}
             # The next run must not be blocked, and must remove what the killed one left.
             line["next"] = write(new, case / "report", mode=mode)
