@@ -15,10 +15,12 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 from lensdash.errors import InputError, LensdashError
 from lensdash.files import KINDS
 from lensdash.report import OutputFolder, all_reduce, check_label_count, check_output_folder, report
+from lensdash.report_folder import signals_deferred
 from lensdash.stream import CHUNK_ROWS
 
 
@@ -103,11 +105,11 @@ def _user_error(exc: BaseException) -> LensdashError:
         return InputError.build(
             "data that fits in memory", "not enough memory", fix="Give a smaller --chunk-rows or use more memory."
         )
-    assert isinstance(exc, OSError)
-    where = str(exc.filename) if exc.filename else None
+    filename, strerror = getattr(exc, "filename", None), getattr(exc, "strerror", None)  # an OSError
+    where = str(filename) if filename else None
     return InputError.build(
         "files that can be read and a report folder that can be written",
-        exc.strerror or type(exc).__name__,
+        strerror or type(exc).__name__,
         where=where,
         fix="Check the path, its permissions and the free space.",
     )
@@ -116,23 +118,25 @@ def _user_error(exc: BaseException) -> LensdashError:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, 2 for a user's error, 130/143 for SIGINT/SIGTERM)."""
     args = _parser().parse_args(argv)
-    previous = {}
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     run = _Run(args)
     try:
         return run()
     except (Stopped, KeyboardInterrupt) as stop:
-        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
-        if run.folder is not None and run.folder.committed:
-            outcome = f"the report was written to {args.out}"
-        else:
-            outcome = "no report was written; --out is as it was"
-        print(f"{run.prefix}stopped by {signal.Signals(signum).name}: {outcome}", file=sys.stderr)
+        with signals_deferred(deliver=False):  # a second Ctrl-C while this one is reported changes nothing
+            signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+            if run.folder is not None and run.folder.committed:
+                outcome = f"the report was written to {args.out}"
+            else:
+                outcome = "no report was written; --out is as it was"
+            print(f"{run.prefix}stopped by {signal.Signals(signum).name}: {outcome}", file=sys.stderr)
         return 128 + signum
     finally:
-        if run.folder is not None:
-            run.folder.discard()
+        with signals_deferred(deliver=False):
+            if run.folder is not None:
+                run.folder.discard()
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 

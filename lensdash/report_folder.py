@@ -337,8 +337,8 @@ def exchange(first: Path, second: Path) -> bool:
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while a step that must not be cut runs; deliver the first one after it.
+def signals_deferred(*, deliver: bool = True) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while a step that must not be cut runs; deliver the first one after it (or drop it).
 
     Python runs signal handlers in the main thread only, so swapping the handlers there holds them whichever
     thread the signal arrives on. Elsewhere (a worker thread) this does nothing.
@@ -356,5 +356,5 @@ def signals_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        if pending:
+        if pending and deliver:
             signal.raise_signal(pending[0])
