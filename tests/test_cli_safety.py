@@ -655,3 +655,22 @@ def test_library_write_refuses_and_replaces_by_the_same_rules(tmp_path, inputs):
     assert_complete_report(tmp_path / "lib" / "report") and all(path.exists() for path in paths)
     result.write(tmp_path / "lib" / "report")
     assert sorted(os.listdir(tmp_path / "lib")) == ["report"]
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (OSError(28, "No space left on device", "per_class.csv"), "per_class.csv: expected files that can be read"),
+        (MemoryError(), "expected data that fits in memory, found not enough memory"),
+    ],
+)
+def test_a_failure_while_writing_is_one_line_and_leaves_the_old_report(tmp_path, inputs, capsys, failure, message):
+    predictions, lens = inputs
+    out = tmp_path / "report"
+    assert run(predictions, lens, out) == 0
+    before = snapshot(tmp_path)
+    with mock.patch.object(report_module, "_write_csv", side_effect=failure):
+        assert run(predictions, lens, out, "--family", "prediction") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert snapshot(tmp_path) == before
