@@ -5,6 +5,9 @@ writes the app's summary into a folder. Under ``torchrun`` each process reads
 its own share and the per-class sums are added with ``all_reduce``::
 
     torchrun --nproc-per-node 4 -m lensdash report big.csv --lens lens.csv --out report/
+
+--out must be a new path, an empty folder or a previous report (it holds a .lensdash-report.json marker and
+nothing else); anything else is refused before any data is read. Ctrl-C / SIGTERM leave --out as it was.
 """
 
 from __future__ import annotations
@@ -69,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         "--family", default="target", choices=["target", "prediction"], help="lens family (default: target, the seed's)"
     )
     rep.add_argument("--label-column", help="name of the label column, if not one of label/target/y/...")
-    rep.add_argument("--out", default="lensdash-report", help="output folder (default: lensdash-report)")
+    rep.add_argument(
+        "--out",
+        default="lensdash-report",
+        help="output folder: new, empty, or a previous report, which is replaced (default: lensdash-report)",
+    )
     rep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     rep.add_argument(
         "--chunk-rows",

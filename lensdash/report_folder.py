@@ -205,7 +205,12 @@ class OutputFolder:
                 folder.made.append(directory)
         except OSError as exc:
             folder.discard()
-            found = "a path inside a file" if exc.errno == errno.ENOTDIR else "a path that cannot be created"
+            if exc.errno == errno.ENOTDIR:
+                found = "a path inside a file"
+            elif missing:
+                found = "a path that cannot be created"
+            else:
+                found = "a folder beside which the new report cannot be written"
             raise InputError.build(
                 _EXPECTED, f"{found} ({exc.strerror})", where=str(out), fix="Give a writable folder path."
             ) from None
