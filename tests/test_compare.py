@@ -365,3 +365,31 @@ def test_streamed_counts_add_up_to_the_whole(digits_models):
 def test_summary_refuses_bad_inputs(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+def test_comparison_figures_show_the_data_and_stay_bounded(digits_models):
+    from lensdash.figures_compare import confusion_difference_heatmap, per_class_difference_figure
+
+    logp_a, logp_b, labels = digits_models
+    ca, cb = top1_correct(logp_a, labels), top1_correct(logp_b, labels)
+    table = per_class_comparison(labels, ca, cb, NAMES)
+    bars = per_class_difference_figure(table)
+    np.testing.assert_allclose(np.asarray(bars.data[0].y), table["recall_diff"])
+    diff = confusion_difference(labels, logp_a.argmax(1), logp_b.argmax(1), 10)
+    heat = confusion_difference_heatmap(diff, NAMES)
+    np.testing.assert_array_equal(np.asarray(heat.data[0].z), diff.numpy())
+    assert heat.data[0].zmax == -heat.data[0].zmin == diff.abs().max().item()
+
+    k = 300
+    big = torch.zeros(k, k)
+    big[7, 250] = 5
+    names = [f"<b>c{i}</b>" for i in range(k)]
+    heat = confusion_difference_heatmap(big, names)
+    assert (
+        len(heat.data[0].x) == 60
+        and "&lt;b&gt;c250&lt;/b&gt;" in heat.data[0].x
+        and "of 300 classes" in heat.layout.title.text
+    )
+    labels = torch.arange(k).repeat(2)
+    wide = per_class_comparison(labels, labels % 3 == 0, labels % 2 == 0, names)
+    assert len(per_class_difference_figure(wide, limit=40).data[0].x) == 40

@@ -183,3 +183,17 @@ def test_chunks_that_disagree_on_the_kind_compare_as_text():
 def test_bad_inputs_are_refused(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+def test_slice_figure_shows_the_table_bounded_and_escaped(digits_run):
+    from lensdash.figures_compare import slice_figure
+
+    result = _slices(digits_run, "site")
+    fig = slice_figure(result)
+    np.testing.assert_allclose(np.asarray(fig.data[0].y), result.table["accuracy"])
+    np.testing.assert_allclose(np.asarray(fig.data[1].y), result.table["lens_aware_accuracy"])
+    assert list(fig.data[0].text) == [f"n={c:,}" for c in result.table["count"]]
+    names = pd.Series([f'<a href="http://x">{i % 80}</a>' for i in range(len(digits_run["correct"]))], name="f")
+    many = slice_figure(_slices(dict(digits_run, f=names), "f", max_slices=100), limit=20)
+    assert len(many.data[0].x) == 20 and "20 largest of 80 slices" in many.layout.title.text
+    assert all("<a" not in x and "&lt;a" in x for x in many.data[0].x)
