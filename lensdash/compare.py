@@ -609,7 +609,7 @@ def disagreements(
 # ----------------------------------------------------------------- summary
 
 
-def summarize(
+def comparison_from_counts(
     counts: PairedCounts,
     *,
     lensed_diff_interval: BootstrapInterval | None = None,
@@ -667,7 +667,9 @@ def comparison_summary(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """Every paired number for two models under one lens: the ``comparison.json`` dict (see :func:`summarize`).
+    """Every paired number for two models under one lens: the ``comparison.json`` dict.
+
+    Keys as :func:`comparison_from_counts`, plus ``family``.
 
     Lens convention: row ``i`` of ``lens`` is the target distribution when the true label is ``i``; rows sum to 1.
     Unlensed loss is cross-entropy (the identity lens); lensed loss is the ``family`` loss under ``lens``
@@ -714,7 +716,9 @@ def comparison_summary(
         intervals["unlensed"] = paired_bootstrap(
             unlensed_a, unlensed_b, resamples=resamples, seed=seed, confidence=confidence
         )
-    out = summarize(counts, lensed_diff_interval=intervals["lensed"], unlensed_diff_interval=intervals["unlensed"])
+    out = comparison_from_counts(
+        counts, lensed_diff_interval=intervals["lensed"], unlensed_diff_interval=intervals["unlensed"]
+    )
     out["family"] = family
     return out
 
@@ -724,6 +728,7 @@ __all__ = [
     "PairedCounts",
     "PairedPredictions",
     "bootstrap_indices",
+    "comparison_from_counts",
     "comparison_summary",
     "confusion_difference",
     "disagreements",
@@ -732,6 +737,5 @@ __all__ = [
     "paired_bootstrap",
     "paired_counts",
     "per_class_comparison",
-    "summarize",
     "top1_correct",
 ]

@@ -26,6 +26,7 @@ from lensdash import InputError, lensed_cross_entropy, merge_lens, prediction_le
 from lensdash.compare import (
     PairedCounts,
     bootstrap_indices,
+    comparison_from_counts,
     comparison_summary,
     confusion_difference,
     disagreements,
@@ -34,7 +35,6 @@ from lensdash.compare import (
     paired_bootstrap,
     paired_counts,
     per_class_comparison,
-    summarize,
     top1_correct,
 )
 
@@ -339,7 +339,7 @@ def test_streamed_counts_add_up_to_the_whole(digits_models):
     assert total.samples == whole.samples and total.a_only_correct == whole.a_only_correct
     assert isinstance(total.samples, int)
     assert total.lensed_loss_b == pytest.approx(whole.lensed_loss_b, rel=1e-12)
-    assert summarize(total)["mcnemar_p"] == summarize(whole)["mcnemar_p"]
+    assert comparison_from_counts(total)["mcnemar_p"] == comparison_from_counts(whole)["mcnemar_p"]
 
 
 @pytest.mark.parametrize(
@@ -353,7 +353,7 @@ def test_streamed_counts_add_up_to_the_whole(digits_models):
             lambda: paired_counts(torch.ones(3).bool(), torch.ones(3).bool(), lensed_a=torch.ones(2)),
             r"lensed_a: .*loss",
         ),
-        (lambda: summarize(PairedCounts()), r"at least one paired sample"),
+        (lambda: comparison_from_counts(PairedCounts()), r"at least one paired sample"),
         (
             lambda: comparison_summary(
                 torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([0, 1]), torch.eye(2), family="x"
