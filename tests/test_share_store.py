@@ -2,7 +2,8 @@
 
 PostgreSQL runs when Debian's ``postgresql`` package (or any ``initdb``/``pg_ctl``) is installed: the ``postgres_url``
 fixture starts a cluster in a temporary folder on a free port (as the ``postgres`` user when the tests run as root,
-since PostgreSQL refuses to run as root) and skips, saying why, otherwise.
+since PostgreSQL refuses to run as root) and skips, saying why, otherwise. With ``LENSDASH_REQUIRE_POSTGRES`` set
+(``.ci/run`` sets it) a missing or failing PostgreSQL fails the tests instead of skipping them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import zlib
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 import pytest
 import sqlalchemy as sa
@@ -54,18 +56,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _skip(reason: str) -> NoReturn:
+    if os.environ.get("LENSDASH_REQUIRE_POSTGRES"):
+        pytest.fail(f"PostgreSQL is required (LENSDASH_REQUIRE_POSTGRES) but {reason}; apt-get install postgresql")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throwaway PostgreSQL cluster for this test session: its SQLAlchemy URL."""
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin)")
+        _skip("PostgreSQL not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin)")
     runner: list[str] = []
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
+            _skip("running as root and there is no 'postgres' user to run PostgreSQL as")
         runner = ["runuser", "-u", "postgres", "--"]
     folder = tempfile.mkdtemp(prefix="lensdash-pg-")
     if runner:
@@ -86,10 +94,11 @@ def postgres_url():
             timeout=120,
         )
         if started.returncode != 0:
-            pytest.skip(f"PostgreSQL did not start: {started.stderr.decode(errors='replace')[-300:]}")
+            shutil.rmtree(folder, ignore_errors=True)
+            _skip(f"PostgreSQL did not start: {started.stderr.decode(errors='replace')[-300:]}")
     except (subprocess.SubprocessError, OSError) as error:
         shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"PostgreSQL could not be set up here: {error}")
+        _skip(f"PostgreSQL could not be set up here: {error}")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
