@@ -213,7 +213,7 @@ def test_bootstrap_in_blocks_equals_one_block(digits_models, monkeypatch):
         F.cross_entropy(logp_b, labels, reduction="none"),
     )
     whole = paired_bootstrap(loss_a, loss_b, resamples=100, seed=3)
-    monkeypatch.setattr("lensdash.compare.MAX_BOOTSTRAP_ELEMENTS", len(labels) * 7)
+    monkeypatch.setattr("lensdash.compare.MAX_BOOTSTRAP_ELEMENTS", len(labels) * 7 + 3)
     blocks = paired_bootstrap(loss_a, loss_b, resamples=100, seed=3)
     assert_close(torch.tensor([blocks.low, blocks.high]), torch.tensor([whole.low, whole.high]), rtol=1e-12, atol=0)
 
@@ -284,6 +284,8 @@ def test_disagreements_lists_each_sample_where_predictions_differ(digits_models)
     assert row["id"] == f"s{s}" and row["predicted_a"] == str(int(pa[s])) and row["predicted_b"] == str(int(pb[s]))
     assert row["loss_a"] == pytest.approx(float(la[s])) and row["b_correct"] == bool(pb[s] == labels[s])
     assert (np.diff(table["loss_diff"].abs().to_numpy()) <= 0).all()
+    top = disagreements(labels, pa, pb, NAMES, loss_a=la, loss_b=lb, limit=5)
+    pd.testing.assert_frame_equal(top, table.drop(columns="id").head(5))
 
 
 # ----------------------------------------------------------------- summary
