@@ -84,6 +84,18 @@ def test_pairing_by_id_undoes_a_shuffle(digits_models, kind):
         assert torch.equal(again.order_b, paired.order_b)
 
 
+@given(st.integers(1, 60), st.integers(0, 2**32 - 1), st.sampled_from(["text", "int", "float"]))
+def test_pairing_by_id_recovers_any_permutation(n, seed, kind):
+    rng = np.random.default_rng(seed)
+    logits = torch.from_numpy(rng.normal(size=(n, 4)))
+    labels = torch.from_numpy(rng.integers(0, 4, size=n))
+    ids = rng.choice(10 * n, size=n, replace=False)
+    ids = ids.astype(str) if kind == "text" else ids.astype(float) if kind == "float" else ids
+    perm = rng.permutation(n)
+    paired = pair_predictions(logits, labels, logits[perm], labels[perm], ids_a=ids, ids_b=ids[perm])
+    assert torch.equal(paired.logits_b, logits) and torch.equal(torch.from_numpy(perm)[paired.order_b], torch.arange(n))
+
+
 def test_pairing_by_row_order_without_ids(digits_models):
     logp_a, logp_b, labels = digits_models
     paired = pair_predictions(logp_a, labels, logp_b, labels, ids_a=np.arange(len(labels)))
