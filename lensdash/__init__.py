@@ -5,6 +5,21 @@ distribution used when the true label is ``i``; entries in ``[0, 1]``, rows
 sum to 1. The identity lens is ordinary cross-entropy.
 """
 
+from lensdash.compare import (
+    BootstrapInterval,
+    PairedCounts,
+    PairedPredictions,
+    comparison_from_counts,
+    comparison_summary,
+    confusion_difference,
+    disagreements,
+    mcnemar_exact_p,
+    pair_predictions,
+    paired_bootstrap,
+    paired_counts,
+    per_class_comparison,
+    top1_correct,
+)
 from lensdash.errors import InputError, LensdashError, LensError
 from lensdash.files import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.lens import (
@@ -30,20 +45,30 @@ from lensdash.losses import (
     prediction_lensed_cross_entropy,
     soft_target_cross_entropy,
 )
+from lensdash.slices import SliceAccumulator, Slices, slice_table
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ROW_SUM_ATOL",
+    "BootstrapInterval",
     "InputError",
     "Lens",
     "LensError",
     "LensdashError",
     "LensedCrossEntropyLoss",
+    "PairedCounts",
+    "PairedPredictions",
     "PredictionLensedCrossEntropyLoss",
     "Predictions",
+    "SliceAccumulator",
+    "Slices",
     "align_lens",
+    "comparison_from_counts",
+    "comparison_summary",
+    "confusion_difference",
     "confusion_lens",
+    "disagreements",
     "distance_lens",
     "expand_lens",
     "hierarchy_distances",
@@ -51,14 +76,21 @@ __all__ = [
     "identity_lens",
     "lens_to_bytes",
     "lensed_cross_entropy",
+    "mcnemar_exact_p",
     "merge_lens",
     "normalize_lens",
+    "pair_predictions",
+    "paired_bootstrap",
+    "paired_counts",
+    "per_class_comparison",
     "prediction_lensed_cross_entropy",
     "read_lens",
     "read_predictions",
     "save_lens",
+    "slice_table",
     "smoothing_lens",
     "soft_target_cross_entropy",
+    "top1_correct",
     "uniform_lens",
     "validate_lens",
 ]
