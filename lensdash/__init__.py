@@ -7,6 +7,15 @@ sum to 1. The identity lens is ordinary cross-entropy.
 
 from lensdash.errors import InputError, LensdashError, LensError
 from lensdash.files import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
+from lensdash.hierarchy import (
+    Hierarchy,
+    HierarchySums,
+    beta_for_mass,
+    default_beta,
+    hierarchy_metrics,
+    mass_kept,
+)
+from lensdash.hierarchy_files import read_hierarchy
 from lensdash.lens import (
     ROW_SUM_ATOL,
     Lens,
@@ -35,6 +44,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ROW_SUM_ATOL",
+    "Hierarchy",
+    "HierarchySums",
     "InputError",
     "Lens",
     "LensError",
@@ -43,17 +54,22 @@ __all__ = [
     "PredictionLensedCrossEntropyLoss",
     "Predictions",
     "align_lens",
+    "beta_for_mass",
     "confusion_lens",
+    "default_beta",
     "distance_lens",
     "expand_lens",
     "hierarchy_distances",
     "hierarchy_lens",
+    "hierarchy_metrics",
     "identity_lens",
     "lens_to_bytes",
     "lensed_cross_entropy",
+    "mass_kept",
     "merge_lens",
     "normalize_lens",
     "prediction_lensed_cross_entropy",
+    "read_hierarchy",
     "read_lens",
     "read_predictions",
     "save_lens",
