@@ -563,7 +563,8 @@ def default_beta(distances: Tensor) -> float:
     """A β that is sensible at any K: the true class keeps half of each row on average.
 
     With K ≤ 3 half the mass is close to uniform (or is uniform at K = 2), so the target is then
-    ``1/K + 0.25``. On CIFAR-100's tree (K = 100) this gives β ≈ 5.0: half of each row on the true class and two thirds inside its superclass, within the paper's 4–30.
+    ``1/K + 0.25``. On CIFAR-100's tree (K = 100) this gives β ≈ 5.0: half of each row on the true class and two
+    thirds inside its superclass, within the paper's 4–30.
 
     Example:
         >>> d = torch.tensor([[0.0, 1.0, 2.0, 2.0], [1.0, 0.0, 2.0, 2.0], [2.0, 2.0, 0.0, 1.0], [2.0, 2.0, 1.0, 0.0]])
@@ -601,7 +602,8 @@ class HierarchySums:
     Example:
         >>> h = Hierarchy.from_nested({"a": ["x", "y"], "b": ["z"]})
         >>> sums = HierarchySums(h, ["x", "y", "z"])
-        >>> _ = sums.add_(torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([1])).add_(torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([1]))
+        >>> _ = sums.add_(torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([1]))  # a chunk: x predicted, y true
+        >>> _ = sums.add_(torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([1]))  # another: z predicted
         >>> sums.result()["mistake_severity"]
         1.5
     """

@@ -196,7 +196,7 @@ def _read_json(text: str, name: str) -> Hierarchy:
 def _split(line: str, delimiter: str | None) -> list[str]:
     if delimiter is None:
         return line.split()
-    return next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
+    return next(csv.reader([line], delimiter=delimiter, skipinitialspace=True, strict=True))
 
 
 def _is_header(row: list[str], others: set[str]) -> bool:

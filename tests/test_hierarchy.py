@@ -132,9 +132,9 @@ def test_virtual_root_does_not_collide():
 def test_cycles_and_limits_are_input_errors(monkeypatch):
     with pytest.raises(InputError, match=r"a cycle 'a' → 'b' → 'a'"):
         Hierarchy({"a": "b", "b": "a", "c": None})
-    with pytest.raises(InputError, match="each node once in the hierarchy.*'x' twice"):
+    with pytest.raises(InputError, match=r"each node once in the hierarchy.*'x' twice"):
         Hierarchy.from_nested({"a": ["x"], "b": ["x"]})
-    with pytest.raises(InputError, match="a node name .* found bool 'True'"):
+    with pytest.raises(InputError, match=r"a node name .* found bool 'True'"):
         Hierarchy.from_nested({"a": ["b", True]})
     with pytest.raises(InputError, match="a non-empty node name"):
         Hierarchy.from_nested(["a", " "])
@@ -197,7 +197,7 @@ def test_nested_lists_keep_working_and_match_a_hierarchy():
     torch.testing.assert_close(d, ld.hierarchy_distances(names, explicit))
     torch.testing.assert_close(d, ref_distances(explicit, names))
     assert as_hierarchy(explicit, names) is explicit
-    with pytest.raises(LensError, match="a Hierarchy .* or nested lists"):
+    with pytest.raises(LensError, match=r"a Hierarchy .* or nested lists"):
         ld.hierarchy_distances(names, "cat,dog")
     with pytest.raises(LensError, match="one of the class names"):
         ld.hierarchy_distances(names, [["cat", "lion"]])
@@ -240,7 +240,7 @@ def test_beta_for_mass_kept_and_in_group():
     assert kept == sorted(kept) and kept[0] == pytest.approx(0.01)
     with pytest.raises(InputError, match=r"a share between 0.01 \(uniform rows\) and 1, found 0.005"):
         ld.beta_for_mass(d, 0.005)
-    with pytest.raises(InputError, match="found 1.0"):
+    with pytest.raises(InputError, match=r"found 1.0"):
         ld.beta_for_mass(d, 1.0)
     with pytest.raises(InputError, match="100 group labels"):
         ld.mass_kept(d, 1.0, groups=["a"])
