@@ -15,6 +15,7 @@ built: row ``y`` is the target distribution when the true label is ``y``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
@@ -620,18 +621,8 @@ class HierarchySums:
         gaps = self.distances[order[:-1], order[1:]]
         thresholds = torch.unique(gaps)  # t_1 < ... < t_m: every distance is the largest gap between its two ends
         self._top = float(thresholds[-1])
-        steps = torch.diff(thresholds, prepend=torch.zeros(1, dtype=torch.float64))
-        k = len(names)
-        levels = []
-        parent_starts = torch.tensor([0])
-        for s in range(len(thresholds) - 1, -1, -1):  # coarsest blocks first
-            cut = torch.nonzero(gaps >= thresholds[s]).flatten() + 1
-            starts = torch.cat([torch.tensor([0]), cut])
-            ends = torch.cat([cut, torch.tensor([k])])
-            parents = torch.searchsorted(parent_starts, starts, right=True) - 1
-            levels.append((starts, ends, parents, float(steps[s])))
-            parent_starts = starts
-        self._levels = levels
+        steps = torch.diff(thresholds, prepend=torch.zeros(1, dtype=torch.float64)).tolist()
+        self._blocks(gaps.tolist(), thresholds.tolist(), steps)
         depth_of = [hierarchy.depth[n] for n in names]
         self.level_numbers = tuple(range(1, max(depth_of)))
         self._level_ids = []
@@ -642,13 +633,63 @@ class HierarchySums:
             )
         self.totals = torch.zeros(5 + len(self.ks) + len(self.level_numbers), dtype=torch.float64)
 
+    def _blocks(self, gaps: list[float], thresholds: list[float], steps: list[float]) -> None:
+        """The distinct blocks of the ultrametric (runs of the depth-first order), coarse to fine, with weights.
+
+        A block is a run of classes within distance ``t_{s-1}`` of each other; one that stays the same over
+        several thresholds is kept once with the sum of their steps as weight. Blocks of two or more classes
+        ("inner") are numbered from 1 in order of depth (column 0 stands for the whole set, weight 0), so the
+        accumulation runs one slice per depth; single classes end every chain.
+        """
+        k = len(gaps) + 1
+        found: dict[tuple[int, int], int] = {}
+        spans: list[tuple[int, int]] = []
+        weight: list[float] = []
+        parent: list[int] = []
+        depth: list[int] = []
+        owner = [-1] * k
+        for s in range(len(thresholds) - 1, -1, -1):  # coarsest first
+            cuts = [i + 1 for i, g in enumerate(gaps) if g >= thresholds[s]]
+            bounds = [0, *cuts, k]
+            new_owner = owner[:]
+            for lo, hi in itertools.pairwise(bounds):
+                block = found.get((lo, hi))
+                if block is None:
+                    block = found[(lo, hi)] = len(spans)
+                    spans.append((lo, hi))
+                    weight.append(0.0)
+                    parent.append(owner[lo])
+                    depth.append(depth[owner[lo]] + 1 if owner[lo] >= 0 else 0)
+                weight[block] += steps[s]
+                new_owner[lo:hi] = [block] * (hi - lo)
+            owner = new_owner
+        inner = sorted((b for b, (lo, hi) in enumerate(spans) if hi - lo > 1), key=lambda b: (depth[b], b))
+        column = {b: i + 1 for i, b in enumerate(inner)}
+        column[-1] = 0
+        self._inner_starts = torch.tensor([spans[b][0] for b in inner], dtype=torch.int64)
+        self._inner_ends = torch.tensor([spans[b][1] for b in inner], dtype=torch.int64)
+        self._inner_weight = torch.tensor([weight[b] for b in inner], dtype=torch.float64)
+        self._inner_parent = torch.tensor([column[parent[b]] for b in inner], dtype=torch.int64)
+        layers = [depth[b] for b in inner]
+        self._layers = [
+            (layers.index(d) + 1, len(layers) - layers[::-1].index(d) + 1) for d in sorted(set(layers))
+        ]  # column slices of one depth each
+        singles = [found[(i, i + 1)] for i in range(k)]  # the finest threshold cuts every gap
+        self._single_weight = torch.tensor([weight[b] for b in singles], dtype=torch.float64)
+        self._single_parent = torch.tensor([column[parent[b]] for b in singles], dtype=torch.int64)
+
     def _cost_aware(self, probs: Tensor) -> Tensor:
         ordered = probs[:, self._order]
         cumulative = torch.nn.functional.pad(torch.cumsum(ordered, dim=1), (1, 0))
-        acc = torch.zeros(probs.shape[0], 1, dtype=torch.float64)
-        for starts, ends, parents, step in self._levels:
-            acc = acc[:, parents] + step * (cumulative[:, ends] - cumulative[:, starts])
-        risk = self._top - acc  # sum_j p_j d(j, k), classes in depth-first order
+        mass = cumulative[:, self._inner_ends] - cumulative[:, self._inner_starts]
+        acc = torch.zeros(probs.shape[0], mass.shape[1] + 1, dtype=torch.float64)
+        for lo, hi in self._layers:  # parents sit in earlier slices
+            acc[:, lo:hi] = (
+                acc[:, self._inner_parent[lo - 1 : hi - 1]]
+                + self._inner_weight[lo - 1 : hi - 1] * (mass[:, lo - 1 : hi - 1])
+            )
+        score = acc[:, self._single_parent] + self._single_weight * ordered
+        risk = self._top - score  # sum_j p_j d(j, k), classes in depth-first order
         return self._order[risk.argmin(dim=1)]
 
     def add_(self, logits: Tensor, labels: Tensor) -> HierarchySums:
