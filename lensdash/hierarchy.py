@@ -15,7 +15,6 @@ built: row ``y`` is the target distribution when the true label is ``y``.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
@@ -588,12 +587,8 @@ class HierarchySums:
     Add chunks with :meth:`add_`; all-reduce :attr:`totals` (one float64 vector, summed element-wise) across
     processes; read the metrics with :meth:`result`. See :func:`hierarchy_metrics` for what they mean.
 
-    The cost-aware decision of Karthik et al. 2021, :math:`\hat y = \arg\min_k \sum_j p_j d(j, k)`, is computed
-    without the N×K×K product: ``d`` is an ultrametric, so with classes in depth-first order
-    :math:`\sum_j p_j d(j,k) = t_m - \sum_s (t_s - t_{s-1})\, P_s(k)`, where :math:`t_1 < \dots < t_m` are the
-    distinct distances and :math:`P_s(k)` is the probability mass of the block of classes within distance
-    :math:`t_{s-1}` of ``k`` (a contiguous run, read from a cumulative sum). Ties go to the first class in
-    depth-first order.
+    The cost-aware decision of Karthik et al. 2021, :math:`\hat y = \arg\min_k \sum_j p_j d(j, k)`, is one
+    float64 matrix product per chunk (ties go to the lower class index).
 
     Args:
         hierarchy: the class tree.
@@ -616,81 +611,19 @@ class HierarchySums:
         self.classes = names
         self.distances = hierarchy.distances(names)
         self.ks = tuple(sorted({int(k) for k in ks if 1 <= int(k) <= len(names)}))
-        order = torch.tensor(hierarchy.order(names), dtype=torch.int64)
-        self._order = order
-        gaps = self.distances[order[:-1], order[1:]]
-        thresholds = torch.unique(gaps)  # t_1 < ... < t_m: every distance is the largest gap between its two ends
-        self._top = float(thresholds[-1])
-        steps = torch.diff(thresholds, prepend=torch.zeros(1, dtype=torch.float64)).tolist()
-        self._blocks(gaps.tolist(), thresholds.tolist(), steps)
-        depth_of = [hierarchy.depth[n] for n in names]
-        self.level_numbers = tuple(range(1, max(depth_of)))
-        self._level_ids = []
+        self.level_numbers = tuple(range(1, max(hierarchy.depth[n] for n in names)))
+        paths = [hierarchy.path(n) for n in names]
+        level_ids = []
         for level in self.level_numbers:
             ids: dict[str, int] = {}
-            self._level_ids.append(
-                torch.tensor([ids.setdefault(a, len(ids)) for a in hierarchy.ancestor_at(level, names)])
-            )
+            level_ids.append([ids.setdefault(p[min(level, len(p) - 1)], len(ids)) for p in paths])
+        self._level_ids = torch.tensor(level_ids, dtype=torch.int64).reshape(len(level_ids), len(names))
         self.totals = torch.zeros(5 + len(self.ks) + len(self.level_numbers), dtype=torch.float64)
 
-    def _blocks(self, gaps: list[float], thresholds: list[float], steps: list[float]) -> None:
-        """The distinct blocks of the ultrametric (runs of the depth-first order), coarse to fine, with weights.
-
-        A block is a run of classes within distance ``t_{s-1}`` of each other; one that stays the same over
-        several thresholds is kept once with the sum of their steps as weight. Blocks of two or more classes
-        ("inner") are numbered from 1 in order of depth (column 0 stands for the whole set, weight 0), so the
-        accumulation runs one slice per depth; single classes end every chain.
-        """
-        k = len(gaps) + 1
-        found: dict[tuple[int, int], int] = {}
-        spans: list[tuple[int, int]] = []
-        weight: list[float] = []
-        parent: list[int] = []
-        depth: list[int] = []
-        owner = [-1] * k
-        for s in range(len(thresholds) - 1, -1, -1):  # coarsest first
-            cuts = [i + 1 for i, g in enumerate(gaps) if g >= thresholds[s]]
-            bounds = [0, *cuts, k]
-            new_owner = owner[:]
-            for lo, hi in itertools.pairwise(bounds):
-                block = found.get((lo, hi))
-                if block is None:
-                    block = found[(lo, hi)] = len(spans)
-                    spans.append((lo, hi))
-                    weight.append(0.0)
-                    parent.append(owner[lo])
-                    depth.append(depth[owner[lo]] + 1 if owner[lo] >= 0 else 0)
-                weight[block] += steps[s]
-                new_owner[lo:hi] = [block] * (hi - lo)
-            owner = new_owner
-        inner = sorted((b for b, (lo, hi) in enumerate(spans) if hi - lo > 1), key=lambda b: (depth[b], b))
-        column = {b: i + 1 for i, b in enumerate(inner)}
-        column[-1] = 0
-        self._inner_starts = torch.tensor([spans[b][0] for b in inner], dtype=torch.int64)
-        self._inner_ends = torch.tensor([spans[b][1] for b in inner], dtype=torch.int64)
-        self._inner_weight = torch.tensor([weight[b] for b in inner], dtype=torch.float64)
-        self._inner_parent = torch.tensor([column[parent[b]] for b in inner], dtype=torch.int64)
-        layers = [depth[b] for b in inner]
-        self._layers = [
-            (layers.index(d) + 1, len(layers) - layers[::-1].index(d) + 1) for d in sorted(set(layers))
-        ]  # column slices of one depth each
-        singles = [found[(i, i + 1)] for i in range(k)]  # the finest threshold cuts every gap
-        self._single_weight = torch.tensor([weight[b] for b in singles], dtype=torch.float64)
-        self._single_parent = torch.tensor([column[parent[b]] for b in singles], dtype=torch.int64)
-
     def _cost_aware(self, probs: Tensor) -> Tensor:
-        ordered = probs[:, self._order]
-        cumulative = torch.nn.functional.pad(torch.cumsum(ordered, dim=1), (1, 0))
-        mass = cumulative[:, self._inner_ends] - cumulative[:, self._inner_starts]
-        acc = torch.zeros(probs.shape[0], mass.shape[1] + 1, dtype=torch.float64)
-        for lo, hi in self._layers:  # parents sit in earlier slices
-            acc[:, lo:hi] = (
-                acc[:, self._inner_parent[lo - 1 : hi - 1]]
-                + self._inner_weight[lo - 1 : hi - 1] * (mass[:, lo - 1 : hi - 1])
-            )
-        score = acc[:, self._single_parent] + self._single_weight * ordered
-        risk = self._top - score  # sum_j p_j d(j, k), classes in depth-first order
-        return self._order[risk.argmin(dim=1)]
+        # One float64 matrix product: the risk of each class is a row of p @ D (D symmetric); ties go to the
+        # lower index. Row results do not depend on the chunk, so a stream decides as the whole data does.
+        return (probs @ self.distances).argmin(dim=1)
 
     def add_(self, logits: Tensor, labels: Tensor) -> HierarchySums:
         """Add a chunk: ``logits`` (N, K) in the classes' order, ``labels`` (N,) class indices.
@@ -721,7 +654,7 @@ class HierarchySums:
             x = logits[lo : lo + _CHUNK_ROWS].to(torch.float64)
             y = labels[lo : lo + _CHUNK_ROWS]
             top = torch.topk(x, kmax, dim=1).indices
-            pred = top[:, 0]
+            pred = top[:, 0].contiguous()
             wrong = pred != y
             crm = self._cost_aware(torch.softmax(x, dim=1))
             crm_wrong = crm != y
@@ -734,7 +667,7 @@ class HierarchySums:
             ]
             gathered = d[y.unsqueeze(1), top]
             row += [float(gathered[:, :kk].mean(dim=1).sum()) for kk in self.ks]
-            row += [float((ids[pred] == ids[y]).sum()) for ids in self._level_ids]
+            row += (self._level_ids[:, pred] == self._level_ids[:, y]).sum(dim=1).tolist()
             self.totals += torch.tensor(row, dtype=torch.float64)
         return self
 
