@@ -89,7 +89,7 @@ def _diverging_heatmap(
         zmin=-bound,
         zmax=bound,
         hovertemplate=hovertemplate,
-        colorbar={"title": {"text": "gradient"}},
+        colorbar={"title": {"text": "gradient"}, "thickness": 12},
     )
 
 
@@ -100,34 +100,44 @@ def gradient_heatmap(
     *,
     zmax: float | None = None,
     subset: Sequence[int] | np.ndarray | None = None,
+    diagonal: bool = True,
+    width: int | None = None,
 ) -> go.Figure:
     """A K×K class-mean gradient matrix: rows true class, columns logit; diverging colours centred at 0.
 
     ``subset`` (class indices, in display order, e.g. from :func:`pick_classes` and :func:`class_order`) shows
     the same classes in every panel; without it, up to :data:`MAX_HEATMAP_CLASSES` with the largest gradients.
-    The size grows with the classes shown and tick labels are thinned to what fits (all names are in the hover).
+    The size grows with the classes shown and tick labels are thinned to what fits (all names are in the hover);
+    ``width`` (px) is the panel's width when known, so the column labels fit it. ``diagonal=False`` blanks the
+    diagonal (each class's own logit), which otherwise sets the colour range.
     """
     values = _np(matrix)
     keep = top_classes(values) if subset is None else _checked_subset(subset, len(names))
     shown = [str(names[i]) for i in keep]
-    values = values[np.ix_(keep, keep)]
+    values = values[np.ix_(keep, keep)].astype(float)
+    if not diagonal:
+        values[np.diag_indices_from(values)] = np.nan
     note = f"{len(keep)} of {len(names):,} classes" if len(keep) < len(names) else ""
     if note and subset is None:
         note += " with the largest gradients"
-    bound = zmax if zmax is not None else float(np.abs(values).max() or 1.0)
+    if not diagonal:
+        note = ", ".join(filter(None, [note, "diagonal left out"]))
+    bound = zmax if zmax is not None else float(np.nanmax(np.abs(values), initial=0.0) or 1.0)
     trace = _diverging_heatmap(
         values, shown, shown, bound, "true class %{y}<br>logit %{x}<br>mean gradient %{z:.4f}<extra></extra>"
     )
     height = _heatmap_height(len(shown))
+    sized = {"width": width} if width else {}
     return _figure(
         trace,
         _title(title, note),
         "gradient w.r.t. logit of class",
         "true class",
         height=height,
-        xaxis=_category_ticks(shown, height - 150),
+        xaxis=_category_ticks(shown, (width or 420) - 170, TICK_PX + 5),  # rotated labels need more room
         yaxis={"autorange": "reversed", **_category_ticks(shown, height - 150)},
         margin={"l": 10, "r": 10, "t": 70 if note else 50, "b": 10},
+        **sized,
     )
 
 
@@ -145,9 +155,9 @@ def _short(name: str) -> str:
     return name if len(name) <= TICK_CHARS else name[: TICK_CHARS - 1] + "…"
 
 
-def _category_ticks(shown: Sequence[str], plot_px: int) -> dict:
+def _category_ticks(shown: Sequence[str], plot_px: int, px_per_label: int = TICK_PX) -> dict:
     """A category axis labelling as many classes as fit (every m-th), names shortened; the rest is in the hover."""
-    fit = max(1, plot_px // TICK_PX)
+    fit = max(1, plot_px // px_per_label)
     step = max(1, math.ceil(len(shown) / fit))
     values = list(shown[::step])
     return {"type": "category", "tickmode": "array", "tickvals": values, "ticktext": [_short(v) for v in values]}
@@ -392,7 +402,7 @@ def _class_heatmap(
         floor = float(positive.min()) if positive.size else 1.0
         extra["customdata"] = np.round(z, 4)
         z = np.log10(np.where(np.isfinite(z), np.maximum(z, floor), np.nan))
-        extra["colorbar"] = {"title": {"text": "log10"}}
+        extra["colorbar"] = {"title": {"text": "log10"}, "thickness": 12}
         zmin, zmax = None, None
     else:
         zmin = 0
@@ -405,7 +415,7 @@ def _class_heatmap(
         zmax=zmax,
         hovertemplate=hovertemplate,
         hoverongaps=False,
-        **extra,
+        **{"colorbar": {"thickness": 12}, **extra},
     )
     return trace, len(keep)
 

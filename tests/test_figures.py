@@ -274,3 +274,13 @@ def test_every_figure_json_is_at_most_2_mb_at_k_1000():
     ]
     for fig in built:
         assert payload(fig) <= 2_000_000, fig.layout.title.text
+
+
+def test_gradient_panel_can_leave_the_diagonal_out_and_fit_its_width():
+    m = np.eye(80) * 0.9 + np.random.default_rng(4).normal(0, 0.01, (80, 80))
+    names = [f"c{i}" for i in range(80)]
+    fig = figures.gradient_heatmap(m, names, "Lensed", subset=range(80), diagonal=False, width=400)
+    z = np.array(fig.data[0].z, dtype=float)
+    assert np.isnan(np.diag(z)).all() and fig.data[0].zmax < 0.1 and "diagonal left out" in fig.layout.title.text
+    narrow, wide = fig.layout.xaxis.tickvals, figures.gradient_heatmap(m, names, "t", width=1200).layout.xaxis.tickvals
+    assert fig.layout.width == 400 and len(narrow) < len(wide) and len(fig.layout.yaxis.tickvals) > len(narrow)
