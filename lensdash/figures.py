@@ -390,7 +390,10 @@ def _class_heatmap(
     diagonal: bool = True,
     log: bool = False,
 ) -> tuple[go.Heatmap, int]:
-    """A class-by-class heatmap of ``subset`` (default: the classes with the most off-diagonal weight); and how many it kept."""
+    """A class-by-class heatmap of ``subset`` and how many classes it kept.
+
+    Without ``subset``: the :data:`MAX_HEATMAP_CLASSES` classes with the most off-diagonal weight.
+    """
     keep = top_classes(values - np.diag(np.diag(values))) if subset is None else _checked_subset(subset, len(names))
     shown = [str(names[i]) for i in keep]
     z = values[np.ix_(keep, keep)].astype(float)
@@ -707,7 +710,7 @@ def decision_regions(
     *,
     show: int | None = None,
 ) -> go.Figure:
-    """Over a 2-D grid: the predicted class (``show=None``) or the predicted probability of class ``show``, with the data points on top."""
+    """Over a 2-D grid: the predicted class (``show=None``) or the probability of class ``show``; data points on top."""
     confidence = probs.max(axis=-1)
     if show is None:
         z, colours, zrange = probs.argmax(axis=-1), "Viridis", {}
