@@ -22,6 +22,15 @@ from lensdash.compare import (
 )
 from lensdash.errors import InputError, LensdashError, LensError
 from lensdash.files import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
+from lensdash.hierarchy import (
+    Hierarchy,
+    HierarchySums,
+    beta_for_mass,
+    default_beta,
+    hierarchy_metrics,
+    mass_kept,
+)
+from lensdash.hierarchy_files import read_hierarchy
 from lensdash.lens import (
     ROW_SUM_ATOL,
     Lens,
@@ -52,6 +61,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ROW_SUM_ATOL",
     "BootstrapInterval",
+    "Hierarchy",
+    "HierarchySums",
     "InputError",
     "Lens",
     "LensError",
@@ -64,18 +75,22 @@ __all__ = [
     "SliceAccumulator",
     "Slices",
     "align_lens",
+    "beta_for_mass",
     "comparison_from_counts",
     "comparison_summary",
     "confusion_difference",
     "confusion_lens",
+    "default_beta",
     "disagreements",
     "distance_lens",
     "expand_lens",
     "hierarchy_distances",
     "hierarchy_lens",
+    "hierarchy_metrics",
     "identity_lens",
     "lens_to_bytes",
     "lensed_cross_entropy",
+    "mass_kept",
     "mcnemar_exact_p",
     "merge_lens",
     "normalize_lens",
@@ -84,6 +99,7 @@ __all__ = [
     "paired_counts",
     "per_class_comparison",
     "prediction_lensed_cross_entropy",
+    "read_hierarchy",
     "read_lens",
     "read_predictions",
     "save_lens",
