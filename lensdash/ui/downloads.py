@@ -17,7 +17,9 @@ def frame_csv(frame: pd.DataFrame, **to_csv: object) -> bytes:
     >>> frame_csv(pd.DataFrame({"class": ["=1+1"], "loss": [-0.5]})).decode()
     "class,loss\\n'=1+1,-0.5\\n"
     """
-    return spreadsheet_safe(frame).to_csv(index=False, **to_csv).encode()  # type: ignore[arg-type]
+    # Categorical columns (class names in the analysis tables) are text too: spreadsheet_safe maps object columns only.
+    as_text = {c: object for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+    return spreadsheet_safe(frame.astype(as_text)).to_csv(index=False, **to_csv).encode()  # type: ignore[arg-type]
 
 
 def lens_csv(lens: Lens) -> bytes:

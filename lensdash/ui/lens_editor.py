@@ -148,7 +148,10 @@ def _lens_from_query(names: tuple[str, ...]) -> np.ndarray | None:
             fix="Open the link with the data it was made for, or remove 'lens=' from it.",
         )
     matrix = np.asarray(rows, dtype=float)
-    Lens(matrix, names)  # rows in [0, 1] summing to 1, else a LensError that says which row
+    try:
+        Lens(matrix, names)  # rows in [0, 1] summing to 1, else a LensError that says which row
+    except LensError as exc:
+        raise LensError(f"{where}: {exc}") from None
     return matrix
 
 
