@@ -35,7 +35,7 @@ def test_any_names_round_trip(names):
 
 def test_class_numbers_and_ranges_name_classes_when_no_class_has_that_name():
     names = [f"a long class name {i}" for i in range(10)]
-    assert parse_groups("0-4, 7\n8,9", names) == [names[:5] + [names[7]], [names[8], names[9]]]
+    assert parse_groups("0-4, 7\n8,9", names) == [[*names[:5], names[7]], [names[8], names[9]]]
     assert parse_groups("2 - 3", names) == [names[2:4]]
 
 
