@@ -493,16 +493,19 @@ def test_every_cache_is_bounded_and_keyed_without_underscore_arguments():
     assert cached >= 2
 
 
-def test_session_results_are_bounded_and_leave_with_new_data():
-    from lensdash.ui.cache import MEMO_ENTRIES
+def test_session_results_are_bounded_keyed_by_content_and_kept_in_the_session_store(monkeypatch):
+    from lensdash.ui import cache, state
 
-    at = new_session()
-    for preset in ("identity", "uniform", "label smoothing", "merge groups", "identity"):
-        at.selectbox(key="preset").set_value(preset).run()
-    memo = at.session_state["memo"]
-    assert 1 <= len(memo["analysis"]) <= MEMO_ENTRIES
-    upload(at, "seed.csv", example_bytes("seed_4class.csv"))
-    assert all(len(entries) <= 1 for entries in at.session_state["memo"].values())
+    held = {}
+    monkeypatch.setattr(state, "_held", lambda: held)
+    calls = []
+    for key in ("a", "b", "a", "c", "d", "e"):
+        cache.session_memo("analysis", key, lambda key=key: calls.append(key) or key.upper())
+    assert calls == ["a", "b", "c", "d", "e"]  # "a" came from the memo the second time
+    assert list(held[state.MEMO]["analysis"]) == ["c", "d", "e"][-cache.MEMO_ENTRIES :]
+    cache.clear_session_memo()
+    assert state.MEMO not in held
+    assert state.DATA in state.HELD and state.SOURCES in state.HELD  # the data leaves with the session
 
 
 def test_csv_downloads_are_spreadsheet_safe_and_numbers_unchanged():

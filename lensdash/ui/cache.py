@@ -1,8 +1,8 @@
 """How the page keeps what it computed: keyed by content, per session, bounded.
 
 A user's data and what is computed from it never go into a cache shared across sessions: results live in the
-session's own state (:func:`session_memo`), keyed by a content digest of everything that determines them, and go
-with the session. ``st.cache_data`` is used only for values that hold no user data, with ``max_entries`` and a TTL.
+session's own store (:func:`session_memo`, see :mod:`lensdash.ui.state`), keyed by a content digest of everything
+that determines them, and go with the session. ``st.cache_data`` is used only for values that hold no user data, with ``max_entries`` and a TTL.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import hashlib
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
-import streamlit as st
 import torch
 
 from lensdash.lens import Lens
@@ -51,7 +50,7 @@ def session_memo(name: str, key: Hashable, compute: Callable[[], T]) -> T:
 
     ``key`` must hold everything the value depends on (content digests, not counters or names).
     """
-    memo: dict[str, dict[Hashable, Any]] = st.session_state.setdefault(state.MEMO, {})
+    memo: dict[str, dict[Hashable, Any]] = state.setdefault(state.MEMO, {})
     entries = memo.setdefault(name, {})
     if key in entries:
         entries[key] = entries.pop(key)  # most recently used last

@@ -7,8 +7,9 @@ from functools import partial
 from typing import Any
 
 import streamlit as st
+from torch import Tensor
 
-from lensdash.analysis import Baseline, baseline
+from lensdash.analysis import Baseline, baseline, soft_confusion
 from lensdash.errors import LensdashError
 from lensdash.examples import EXAMPLES, demo_frame, example_bytes
 from lensdash.files import KINDS, Predictions, read_predictions
@@ -29,6 +30,15 @@ CLI_HINT = "python -m lensdash report FILE --lens LENS --out REPORT_DIR"
 
 
 @dataclass(frozen=True)
+class LensInputs:
+    """What the lens presets need from the data: small (K names, two K×K matrices), so widgets can hold it."""
+
+    class_names: tuple[str, ...]
+    confusion: Tensor  # (K, K) counts, row = true class
+    soft_confusion: Tensor  # (K, K) mean predicted probability per true class
+
+
+@dataclass(frozen=True)
 class Dataset:
     """The predictions the page analyses, their content digest (the key of what is computed from them), and their
     unlensed baseline."""
@@ -37,13 +47,16 @@ class Dataset:
     predictions: Predictions
     origin: str
     baseline: Baseline
+    lens_inputs: LensInputs
 
     @classmethod
     def of(cls, predictions: Predictions, origin: str) -> Dataset:
         # The digest covers everything an analysis depends on (numbers, labels, names), so two sessions' results
         # can never be mixed up; the unlensed half is computed once per dataset, so a lens edit only does the rest.
         digest = tensor_digest(predictions.logits, predictions.labels, names=predictions.class_names)
-        return cls(digest, predictions, origin, baseline(predictions.logits, predictions.labels))
+        unlensed = baseline(predictions.logits, predictions.labels)
+        soft = soft_confusion(predictions.logits, predictions.labels, predictions.num_classes)
+        return cls(digest, predictions, origin, unlensed, LensInputs(predictions.class_names, unlensed.confusion, soft))
 
 
 @st.cache_data(show_spinner=False, max_entries=1, ttl=CACHE_TTL_SECONDS)

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from lensdash.analysis import confused_pairs, lens_pairs, soft_confusion, suggest_groups
+from lensdash.analysis import confused_pairs, lens_pairs, suggest_groups
 from lensdash.errors import LensdashError, LensError
 from lensdash.files import lens_to_bytes, read_lens
 from lensdash.lens import ROW_SUM_ATOL, Lens, normalize_lens
@@ -17,7 +17,7 @@ from lensdash.presets import PRESETS, build_preset, format_groups, parse_groups
 from lensdash.sanitize import markdown_text
 from lensdash.ui import state
 from lensdash.ui.config import APP_MAX_LENS_BYTES, reader_limits
-from lensdash.ui.data import Dataset
+from lensdash.ui.data import Dataset, LensInputs
 from lensdash.ui.downloads import lens_csv
 
 GRID_KEY = "lens_grid"
@@ -41,11 +41,8 @@ def label_column(names: tuple[str, ...]) -> str:
     return column
 
 
-def _confusion(dataset: Dataset, soft: bool) -> torch.Tensor:
-    preds = dataset.predictions
-    if soft:
-        return soft_confusion(preds.logits, preds.labels, preds.num_classes)
-    return dataset.baseline.confusion
+def _confusion(inputs: LensInputs, soft: bool) -> torch.Tensor:
+    return inputs.soft_confusion if soft else inputs.confusion
 
 
 def grid_key() -> str:
@@ -59,9 +56,9 @@ def _set_base(matrix: np.ndarray) -> None:
     state.bump(state.LENS_VERSION)
 
 
-def apply_preset(dataset: Dataset) -> None:
-    """Callback of every preset widget: rebuild the lens over ``dataset``'s classes from the preset and its settings."""
-    names = dataset.predictions.class_names
+def apply_preset(inputs: LensInputs) -> None:
+    """Callback of every preset widget: rebuild the lens over the data's classes from the preset and its settings."""
+    names = inputs.class_names
     preset = state.get(state.PRESET)
     try:
         groups = parse_groups(state.get(state.GROUPS) or "", names)
@@ -72,7 +69,7 @@ def apply_preset(dataset: Dataset) -> None:
             epsilon=state.get(state.EPSILON),
             beta=state.get(state.BETA),
             alpha=state.get(state.ALPHA),
-            confusion=_confusion(dataset, state.get(state.CONFUSION_KIND) == "soft")
+            confusion=_confusion(inputs, state.get(state.CONFUSION_KIND) == "soft")
             if preset == "from confusion"
             else None,
         )
@@ -95,14 +92,14 @@ def _init_for(dataset: Dataset) -> None:
     """First run for these classes: a link's lens if it fits, else merge the most confused pairs."""
     names = dataset.predictions.class_names
     state.put(state.LENS_CLASSES, names)
-    suggested = suggest_groups(_confusion(dataset, False), names)
+    suggested = suggest_groups(_confusion(dataset.lens_inputs, False), names)
     state.put(state.GROUPS, format_groups(suggested))
     state.put(state.PRESET, "merge groups" if suggested else "identity")
     state.init_widgets(state.EPSILON, state.BETA, state.ALPHA, state.CONFUSION_KIND)
     try:
         shared = _lens_from_query(names)
     except LensdashError as exc:
-        apply_preset(dataset)
+        apply_preset(dataset.lens_inputs)
         # Said after the preset is applied (which clears the lens message), so a bad link is never ignored silently.
         state.put(state.LENS_ERROR, f"{exc} Using the '{state.get(state.PRESET)}' preset instead.")
         return
@@ -112,7 +109,7 @@ def _init_for(dataset: Dataset) -> None:
         _set_base(shared)
         state.put(state.LENS_INFO, "The lens was loaded from the page link.")
         return
-    apply_preset(dataset)
+    apply_preset(dataset.lens_inputs)
 
 
 def _lens_from_query(names: tuple[str, ...]) -> np.ndarray | None:
@@ -160,15 +157,13 @@ def _share(matrix: np.ndarray) -> None:
     st.query_params["preset"] = state.get(state.PRESET) or ""
 
 
-def _import_lens(dataset: Dataset) -> None:
+def _import_lens(class_names: tuple[str, ...]) -> None:
     upload = state.get(state.UPLOAD_LENS)
     if upload is None:
         return
     try:
         upload.seek(0)
-        lens, notes = read_lens(
-            upload, dataset.predictions.class_names, max_bytes=APP_MAX_LENS_BYTES, **reader_limits(read_lens)
-        )
+        lens, notes = read_lens(upload, class_names, max_bytes=APP_MAX_LENS_BYTES, **reader_limits(read_lens))
     except LensdashError as exc:
         state.put(state.LENS_ERROR, str(exc))
         return
@@ -183,7 +178,9 @@ def lens_section(dataset: Dataset) -> Lens | None:
     if state.get(state.LENS_CLASSES) != names or not state.has(state.LENS_BASE):
         _init_for(dataset)
     k = len(names)
-    rebuild = {"on_change": apply_preset, "args": (dataset,)}
+    # Callbacks get only the small inputs they need (names, two K×K matrices), never the data itself: a widget keeps
+    # its callback's arguments for as long as the session's state lives, after the session's data has been released.
+    rebuild = {"on_change": apply_preset, "args": (dataset.lens_inputs,)}
 
     left, right = st.columns([1, 3], gap="large")
     with left:
@@ -218,7 +215,7 @@ def lens_section(dataset: Dataset) -> Lens | None:
             type=["csv", "json", "pt"],
             key=state.UPLOAD_LENS,
             on_change=_import_lens,
-            args=(dataset,),
+            args=(names,),
         )
     with right:
         labels = label_column(names)
@@ -282,16 +279,16 @@ def lens_section(dataset: Dataset) -> Lens | None:
     return lens
 
 
-def _accept_groups(groups: str, dataset: Dataset) -> None:
+def _accept_groups(groups: str, inputs: LensInputs) -> None:
     state.put(state.GROUPS, groups)
     state.put(state.PRESET, "merge groups")
-    apply_preset(dataset)
+    apply_preset(inputs)
 
 
 def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
     """Lenses from data: the most confused pairs, suggested groups to accept, and where the current lens moves mass."""
     names = dataset.predictions.class_names
-    counts = _confusion(dataset, False)
+    counts = _confusion(dataset.lens_inputs, False)
     with st.expander("Lenses from this data: confused pairs and suggested groups"):
         left, right = st.columns(2)
         with left:
@@ -308,7 +305,7 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
                     "Use these groups in the merge preset",
                     key="accept_groups",
                     on_click=_accept_groups,
-                    args=(text, dataset),
+                    args=(text, dataset.lens_inputs),
                 )
             else:
                 st.caption(

@@ -1,12 +1,19 @@
 """The page's session state: every key, its default and its type, in one place.
 
 Widget keys are the ``key=`` of a widget (Streamlit keeps the widget's value under it); the other keys hold what the
-page computed for this session. Nothing here is shared between sessions: a session's data lives in its own state and
-is released with it.
+page computed for this session. Nothing here is shared between sessions.
+
+The session's large values (the data, the files it was read from, the results computed from it: :data:`HELD`) are
+kept in a session-scoped resource cache rather than in ``st.session_state``: Streamlit drops a session-scoped cache as
+soon as the browser disconnects, while it keeps a disconnected session's state for ``server.disconnectedSessionTTL``
+and frees it only when another session connects or leaves. So a closed tab returns its memory at once; the price is
+that a connection dropped for a moment brings the page back to the demo data.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
@@ -57,8 +64,13 @@ LENS_CLASSES = "lens_classes"  #: the class names the lens was built for
 LENS_ERROR = "lens_message"  #: why the last preset/import/normalise/link did not apply
 LENS_INFO = "lens_message_info"  #: a one-time note (lens imported, lens from the link)
 LAB = "lab"  #: the training lab's last result (LabResult)
+SESSION_TOKEN = "session_token"  #: a random id of this session, the key of its store of large values
 MEMO = "memo"  #: per-session results of the analysis (lensdash.ui.cache.session_memo)
-SECTION_ERRORS = "section_errors"  #: sections whose last run failed unexpectedly
+
+#: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
+HELD = frozenset({DATA, DEMO, SOURCES, MEMO})
+#: How long a session's held values may live at most (a day: longer than any visit).
+HELD_TTL_SECONDS = 24 * 3600
 
 #: Defaults of the widgets whose value other code reads before (or without) drawing them.
 DEFAULTS: dict[str, Any] = {
@@ -90,22 +102,46 @@ class LabResult(TypedDict):
     config: TrainConfig
 
 
+@st.cache_resource(scope="session", max_entries=4, ttl=HELD_TTL_SECONDS, show_spinner=False)
+def _store(token: str) -> dict[str, Any]:
+    """A store of large values for the session holding ``token`` (Streamlit drops it when the session disconnects)."""
+    return {}
+
+
+def _held() -> dict[str, Any]:
+    """This session's store. Keyed by a random token kept in the session's state as well as by Streamlit's session
+    scope, so that a store can only ever serve the session that made it (also where sessions share an id, as in
+    Streamlit's AppTest)."""
+    token = st.session_state.get(SESSION_TOKEN)
+    if token is None:
+        token = st.session_state[SESSION_TOKEN] = secrets.token_hex(16)
+    return _store(token)
+
+
+def _home(key: str) -> MutableMapping[str, Any]:
+    return _held() if key in HELD else st.session_state
+
+
 def get(key: str) -> Any:
     """The value under ``key``, or its default (None when it has none)."""
-    return st.session_state.get(key, DEFAULTS.get(key))
+    return _home(key).get(key, DEFAULTS.get(key))
 
 
 def put(key: str, value: Any) -> None:
-    st.session_state[key] = value
+    _home(key)[key] = value
+
+
+def setdefault(key: str, value: Any) -> Any:
+    return _home(key).setdefault(key, value)
 
 
 def drop(*keys: str) -> None:
     for key in keys:
-        st.session_state.pop(key, None)
+        _home(key).pop(key, None)
 
 
 def has(key: str) -> bool:
-    return key in st.session_state
+    return key in _home(key)
 
 
 def init_widgets(*keys: str) -> None:
@@ -135,7 +171,7 @@ def lab_groups_key(problem: str) -> str:
 
 
 def dataset() -> Dataset | None:
-    return st.session_state.get(DATA)
+    return get(DATA)
 
 
 def lens_current() -> np.ndarray | None:
