@@ -180,7 +180,7 @@ def _results(lab: state.LabResult) -> None:
         show = st.selectbox(
             "Colour the plane by",
             options,
-            key="lab_show",
+            key=state.LAB_SHOW,
             format_func=lambda c: (
                 "predicted class" if c is None else f"predicted probability of {problem.class_names[c]}"
             ),
