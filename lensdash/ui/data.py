@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from torch import Tensor
 
 from lensdash.analysis import Baseline, baseline, soft_confusion
@@ -86,6 +87,21 @@ def _parse(upload: Any, labels: Any, kind: str) -> Predictions:
     return read_predictions(upload, labels, kind=kind, max_bytes=max_upload_bytes(), **reader_limits(read_predictions))
 
 
+def _release_upload(*uploads: Any) -> None:
+    """Drop Streamlit's own copy of files that were read (the session's store keeps them, to re-read on a kind change).
+
+    Streamlit's upload manager keeps a file until its session shuts down, which for a closed tab happens only when
+    Streamlit later reaps the disconnected session: without this, every upload would stay in memory after its user
+    left. The session store's copy goes as soon as the browser disconnects.
+    """
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return
+    for upload in uploads:
+        if upload is not None:
+            ctx.uploaded_file_mgr.remove_file(ctx.session_id, upload.file_id)
+
+
 def _file_key(upload: Any) -> str:
     return f"{upload.file_id}:{upload.size}" if upload is not None else "-"
 
@@ -116,7 +132,7 @@ def _too_large(upload: Any) -> bool:
 def data_section() -> Dataset:
     """Sidebar: choose the data. Parses each upload once (keyed by file id and size), keeps the last good data.
 
-    A file that was read is moved out of its uploader into session state: Streamlit copies
+    A file that was read is moved out of its uploader into the session's store: Streamlit copies
     every widget's value on each rerun, which for a 100 MB upload would cost more than the analysis.
     """
     st.sidebar.header("1 · Data")
@@ -146,6 +162,7 @@ def data_section() -> Dataset:
             with st.spinner("Reading predictions…"):
                 predictions = _parse(upload, labels, kind)
                 use_dataset(Dataset.of(predictions, upload.name), {"predictions": upload, "labels": labels}, key)
+                _release_upload(upload, labels)
             state.bump(state.UPLOAD_VERSION)
             st.rerun()  # show the uploaders empty; the data stays
         except LensdashError as exc:
