@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,7 +223,10 @@ def load_test(
         sampler = Sampler(proc.pid)
         sampler.start()
         remaining = max(30.0, timeout - (time.monotonic() - started) - after_close)
-        idle, results = asyncio.run(_drive(url, files, remaining, proc.pid))
+        # In a thread of its own, so that it also runs where an event loop is already running (a pytest session
+        # that uses Playwright's sync API).
+        with ThreadPoolExecutor(1) as pool:
+            idle, results = pool.submit(asyncio.run, _drive(url, files, remaining, proc.pid)).result()
         closed_at = time.monotonic()
         deadline = closed_at + after_close
         while time.monotonic() < deadline:
