@@ -1,17 +1,27 @@
 """lensdash: see what a confusion lens does to a classifier's loss and gradients.
 
-Run with ``streamlit run app.py``. This page only composes the sections of ``lensdash.ui``.
+Run with ``streamlit run app.py``. This page only composes the sections of ``lensdash.ui``; each runs guarded, so an
+unexpected failure in one shows a short message there and leaves the rest of the page and the session's state as they
+were.
 """
 
 import streamlit as st
 
 st.set_page_config(page_title="lensdash · lensed cross-entropy", page_icon="🔍", layout="wide")
 
-from lensdash.ui.data import data_section  # noqa: E402  (set_page_config must come first)
+from lensdash.ui import state  # noqa: E402  (set_page_config must come first)
+from lensdash.ui.data import data_section, demo_dataset  # noqa: E402
+from lensdash.ui.guard import guarded  # noqa: E402
 from lensdash.ui.lab import lab_section  # noqa: E402
 from lensdash.ui.lens_editor import data_lenses_section, lens_section  # noqa: E402
 from lensdash.ui.playground import playground_section  # noqa: E402
-from lensdash.ui.results import FAMILY_LABELS, gradients_section, metrics_section, sanity_section, tables_section  # noqa: E402
+from lensdash.ui.results import (  # noqa: E402
+    FAMILY_LABELS,
+    gradients_section,
+    metrics_section,
+    sanity_section,
+    tables_section,
+)
 
 st.title("lensdash")
 st.caption(
@@ -19,35 +29,43 @@ st.caption(
     "The seed's lensed loss is KL(C[y] ‖ softmax(x)); with the identity lens it is ordinary cross-entropy."
 )
 
-dataset = data_section()
+dataset = None
+with guarded("data"):
+    dataset = data_section()
+dataset = dataset or state.dataset() or demo_dataset()
 st.sidebar.header("2 · Lens family")
+state.init_widgets(state.FAMILY)
 family = st.sidebar.radio(
-    "Lens family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get, key="family", label_visibility="collapsed"
+    "Lens family", list(FAMILY_LABELS), format_func=FAMILY_LABELS.get, key=state.FAMILY, label_visibility="collapsed"
 )
 
 headline = st.container()  # filled after the lens is known, shown above it
 st.header("Lens")
-lens = lens_section(dataset)
+lens = None
+with guarded("lens"):
+    lens = lens_section(dataset)
 if lens is not None:
-    data_lenses_section(dataset, lens)
-    with headline:
+    with guarded("lenses from data"):
+        data_lenses_section(dataset, lens)
+    analysis = None
+    with headline, guarded("metrics"):
         analysis = metrics_section(dataset, lens, family)
     # Only the open tab runs (on_change="rerun"), so a lens edit recomputes what is on screen.
     results, gradients, sanity, playground, lab = st.tabs(
-        ["Results", "Gradients", "Sanity checks", "Playground", "Training lab"], key="view", on_change="rerun"
+        ["Results", "Gradients", "Sanity checks", "Playground", "Training lab"], key=state.VIEW, on_change="rerun"
     )
-    if results.open:
-        with results:
+    if results.open and analysis is not None:
+        with results, guarded("results"):
             tables_section(analysis)
-    if gradients.open:
-        with gradients:
+    if gradients.open and analysis is not None:
+        with gradients, guarded("gradients"):
             gradients_section(dataset, lens, analysis)
     if sanity.open:
-        with sanity:
+        with sanity, guarded("sanity checks"):
             sanity_section(dataset, lens)
     if playground.open:
-        with playground:
+        with playground, guarded("playground"):
             playground_section()
     if lab.open:
-        with lab:
+        with lab, guarded("training lab"):
             lab_section(lens)

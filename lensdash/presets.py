@@ -5,7 +5,8 @@ Lens convention: rows are target distributions, rows sum to 1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 
 from torch import Tensor
 
@@ -23,35 +24,137 @@ from lensdash.lens import (
 PRESETS = ("identity", "merge groups", "label smoothing", "hierarchy soft labels", "from confusion", "uniform")
 
 
+#: Characters that make a class name need quotes in group text.
+_NEEDS_QUOTES = (",", '"', "\n", "\r")
+_RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
+
+
+def _tokens(text: str) -> Iterator[tuple[int, list[tuple[str, bool]]]]:
+    """Each non-empty line of group text as ``(line number, [(token, quoted), ...])``.
+
+    Tokens are separated by commas and lines by line breaks; a token in double quotes is taken as written (``""`` is
+    one quote, and commas and line breaks inside quotes are part of it), an unquoted one is stripped of spaces.
+    """
+    line_no, line, token, quoted, in_quotes, pos = 1, [], [], False, False, 0
+    start_line = 1
+
+    def flush() -> None:
+        nonlocal token, quoted
+        value = "".join(token)
+        if quoted or value.strip():
+            line.append((value if quoted else value.strip(), quoted))
+        token, quoted = [], False
+
+    while pos < len(text):
+        c = text[pos]
+        if in_quotes:
+            if c == '"' and text[pos + 1 : pos + 2] == '"':
+                token.append('"')
+                pos += 1
+            elif c == '"':
+                in_quotes = False
+            else:
+                line_no += c == "\n"
+                token.append(c)
+        elif c == '"' and not "".join(token).strip():
+            token, quoted, in_quotes = [], True, True
+        elif c == ",":
+            flush()
+        elif c == "\n":
+            flush()
+            if line:
+                yield start_line, line
+            line, line_no = [], line_no + 1
+            start_line = line_no
+        elif c != "\r" and not (quoted and c in " \t"):
+            token.append(c)
+        pos += 1
+    if in_quotes:
+        raise LensError.build(
+            "a closing double quote",
+            "the end of the text",
+            where=f"groups, line {start_line}",
+            fix='Close the quoted name with ", or write "" for a quote inside a name.',
+        )
+    flush()
+    if line:
+        yield start_line, line
+
+
+def _members(token: str, quoted: bool, names: Sequence[str], index: dict[str, int]) -> list[str] | None:
+    """The classes one token names: a class name, else (unquoted) a 0-based class number or a range ``a-b``."""
+    if token in index:
+        return [token]
+    if quoted:
+        return None
+    if token.isdigit() and int(token) < len(names):
+        return [names[int(token)]]
+    match = _RANGE.fullmatch(token)
+    if match:
+        lo, hi = int(match.group(1)), int(match.group(2))
+        if lo <= hi < len(names):
+            return list(names[lo : hi + 1])
+    return None
+
+
 def parse_groups(text: str, names: Sequence[str]) -> list[list[str]]:
-    """Groups written one per line, classes separated by commas: ``"cat, dog\\ncar, truck"``.
+    """Groups of classes, one group per line, members separated by commas.
+
+    A member is a class name, in double quotes when it holds a comma, a quote or a line break (``""`` inside quotes is
+    one ``"``), or an unquoted 0-based class number or range of numbers (``0-4``) when no class has that name.
+    :func:`format_groups` writes this format.
 
     Raises:
-        LensError: a name that is not a class (line and name given).
+        LensError: a member that names no class, or an unclosed quote (line and names given).
 
     Example:
-        >>> parse_groups("cat, dog\\n\\nbus,truck", ["cat", "dog", "bus", "truck"])
+        >>> parse_groups('cat, dog\\n\\nbus,truck', ["cat", "dog", "bus", "truck"])
         [['cat', 'dog'], ['bus', 'truck']]
+        >>> parse_groups('"a, b", c\\n0-1, 3', ["a, b", "c", "d", "e"])
+        [['a, b', 'c'], ['a, b', 'c', 'e']]
     """
+    names = list(names)
+    index = {name: i for i, name in enumerate(names)}
     groups = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        members = [m.strip() for m in line.split(",") if m.strip()]
-        if not members:
-            continue
-        unknown = [m for m in members if m not in names]
+    for line_no, tokens in _tokens(text):
+        members: list[str] = []
+        unknown: list[str] = []
+        for token, quoted in tokens:
+            found = _members(token, quoted, names, index)
+            if found is None:
+                unknown.append(token)
+            else:
+                members.extend(m for m in found if m not in members)
         if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:3]) + (
+                f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            )
+            known = ", ".join(repr(n) for n in names[:5]) + ("…" if len(names) > 5 else "")
             raise LensError.build(
-                f"class names from {list(names)[:10]}{'…' if len(names) > 10 else ''}",
-                f"{unknown}",
+                f"class names (such as {known}) or class numbers 0-{len(names) - 1}",
+                shown,
                 where=f"groups, line {line_no}",
-                fix="Write one group per line, class names separated by commas.",
+                fix='Write one group per line, members separated by commas; quote a name that holds a comma ("a, b").',
             )
         groups.append(members)
     return groups
 
 
+def _quote(name: str) -> str:
+    if any(c in name for c in _NEEDS_QUOTES) or name != name.strip() or not name:
+        return '"' + name.replace('"', '""') + '"'
+    return name
+
+
 def format_groups(groups: Sequence[Sequence[str]]) -> str:
-    return "\n".join(", ".join(g) for g in groups)
+    """Groups as text that :func:`parse_groups` reads back: one group per line, names quoted where needed.
+
+    Example:
+        >>> print(format_groups([["cat", "dog"], ["a, b", 'say "hi" now']]))
+        cat, dog
+        "a, b", "say ""hi"" now"
+    """
+    return "\n".join(", ".join(_quote(str(n)) for n in g) for g in groups)
 
 
 def build_preset(

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+from torch import Tensor
 
-from lensdash.analysis import Baseline, baseline
+from lensdash.analysis import Baseline, baseline, soft_confusion
 from lensdash.errors import LensdashError
 from lensdash.examples import EXAMPLES, demo_frame, example_bytes
-from lensdash.files import KINDS, MAX_UPLOAD_MB, Predictions, read_predictions
+from lensdash.files import KINDS, Predictions, read_predictions
+from lensdash.sanitize import markdown_text
+from lensdash.ui import state
+from lensdash.ui.cache import clear_session_memo, tensor_digest
+from lensdash.ui.config import CACHE_MAX_ENTRIES, CACHE_TTL_SECONDS, max_upload_bytes, reader_limits
+from lensdash.ui.downloads import csv_file
 
 KIND_LABELS = {
     "auto": "detect automatically",
@@ -18,121 +26,174 @@ KIND_LABELS = {
     "probs": "probabilities",
     "log_probs": "log-probabilities",
 }
+#: For files over the upload limit: the command that reads any size in chunks.
+CLI_HINT = "python -m lensdash report FILE --lens LENS --out REPORT_DIR"
+
+
+@dataclass(frozen=True)
+class LensInputs:
+    """What the lens presets need from the data: small (K names, two K×K matrices), so widgets can hold it."""
+
+    class_names: tuple[str, ...]
+    confusion: Tensor  # (K, K) counts, row = true class
+    soft_confusion: Tensor  # (K, K) mean predicted probability per true class
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """The predictions the page analyses, a key that identifies them (for caches), and their unlensed baseline."""
+    """The predictions the page analyses, their content digest (the key of what is computed from them), and their
+    unlensed baseline."""
 
-    key: str
+    digest: str
     predictions: Predictions
     origin: str
     baseline: Baseline
+    lens_inputs: LensInputs
 
     @classmethod
-    def of(cls, key: str, predictions: Predictions, origin: str) -> Dataset:
-        # The unlensed half is computed once per dataset, so a lens edit only computes the lensed half.
-        return cls(key, predictions, origin, baseline(predictions.logits, predictions.labels))
+    def of(cls, predictions: Predictions, origin: str) -> Dataset:
+        # The digest covers everything an analysis depends on (numbers, labels, names), so two sessions' results
+        # can never be mixed up; the unlensed half is computed once per dataset, so a lens edit only does the rest.
+        digest = tensor_digest(predictions.logits, predictions.labels, names=predictions.class_names)
+        unlensed = baseline(predictions.logits, predictions.labels)
+        soft = soft_confusion(predictions.logits, predictions.labels, predictions.num_classes)
+        return cls(digest, predictions, origin, unlensed, LensInputs(predictions.class_names, unlensed.confusion, soft))
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=1, ttl=CACHE_TTL_SECONDS)
 def demo_predictions() -> Predictions:
+    """The built-in demo's predictions (the same for everyone: no user data)."""
     frame = demo_frame()
     return read_predictions(frame.to_csv(index=False).encode(), kind="logits")
 
 
+@st.cache_data(show_spinner=False, max_entries=CACHE_MAX_ENTRIES, ttl=CACHE_TTL_SECONDS)
+def example_download(name: str) -> bytes:
+    """A shipped example file, spreadsheet-safe like every CSV the app offers."""
+    return csv_file(example_bytes(name))
+
+
 def demo_dataset() -> Dataset:
     """The built-in demo, built once per session."""
-    state = st.session_state
-    if "demo_dataset" not in state:
-        state["demo_dataset"] = Dataset.of("demo", demo_predictions(), "built-in demo")
-    return state["demo_dataset"]
+    if not state.has(state.DEMO):
+        state.put(state.DEMO, Dataset.of(demo_predictions(), "built-in demo"))
+    return state.get(state.DEMO)
 
 
-def _parse(upload, labels, kind: str) -> Predictions:
+def _parse(upload: Any, labels: Any, kind: str) -> Predictions:
     for source in (upload, labels):
         if source is not None:
             source.seek(0)  # a kept upload is read again when the kind changes
-    return read_predictions(upload, labels, kind=kind, max_bytes=MAX_UPLOAD_MB * 1_000_000)
+    return read_predictions(upload, labels, kind=kind, max_bytes=max_upload_bytes(), **reader_limits(read_predictions))
 
 
-def _file_key(upload) -> str:
+def _release_upload(*uploads: Any) -> None:
+    """Drop Streamlit's own copy of files that were read (the session's store keeps them, to re-read on a kind change).
+
+    Streamlit's upload manager keeps a file until its session shuts down, which for a closed tab happens only when
+    Streamlit later reaps the disconnected session: without this, every upload would stay in memory after its user
+    left. The session store's copy goes as soon as the browser disconnects.
+    """
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return
+    for upload in uploads:
+        if upload is not None:
+            ctx.uploaded_file_mgr.remove_file(ctx.session_id, upload.file_id)
+
+
+def _file_key(upload: Any) -> str:
     return f"{upload.file_id}:{upload.size}" if upload is not None else "-"
 
 
-def use_dataset(dataset: Dataset, sources: dict) -> None:
-    """Make ``dataset`` the page's data; ``sources`` are the files it was read from (kept to re-read on a kind change)."""
-    state = st.session_state
-    state["data"], state["data_key"], state["sources"] = dataset, dataset.key, sources
-    state.pop("failed_key", None)
+def use_dataset(dataset: Dataset, sources: dict[str, Any], source_key: str | None = None) -> None:
+    """Make ``dataset`` the page's data; ``sources`` are the files it was read from (kept to re-read on a kind change)
+    and ``source_key`` says which upload that was."""
+    state.put(state.DATA, dataset)
+    state.put(state.SOURCES, sources)
+    state.put(state.SOURCE_KEY, source_key)
+    clear_session_memo()  # results of the previous data are of no use now
+    state.drop(state.FAILED_KEY, state.FAILED_MESSAGE)
+
+
+def _back_to_demo() -> None:
+    state.drop(state.DATA, state.SOURCE_KEY, state.SOURCES, state.FAILED_KEY, state.FAILED_MESSAGE)
 
 
 def uploader_key(name: str) -> str:
     """The uploaders' widget keys; a new version empties them once their files are read."""
-    return f"{name}_{st.session_state.get('upload_version', 0)}"
+    return state.versioned(name, state.UPLOAD_VERSION)
+
+
+def _too_large(upload: Any) -> bool:
+    return upload is not None and upload.size > max_upload_bytes()
 
 
 def data_section() -> Dataset:
     """Sidebar: choose the data. Parses each upload once (keyed by file id and size), keeps the last good data.
 
-    A file that was read is moved out of its uploader into session state: Streamlit copies
+    A file that was read is moved out of its uploader into the session's store: Streamlit copies
     every widget's value on each rerun, which for a 100 MB upload would cost more than the analysis.
     """
     st.sidebar.header("1 · Data")
-    state = st.session_state
-    state.setdefault("upload_version", 0)
+    state.init_widgets(state.UPLOAD_VERSION, state.KIND)
+    limit_mb = max_upload_bytes() // 1_000_000
     upload = st.sidebar.file_uploader(
         "Predictions (CSV, Parquet, .npy, .npz)",
         type=["csv", "tsv", "txt", "parquet", "npy", "npz"],
-        key=uploader_key("upload_predictions"),
-        help="One row per sample, one column per class (logits or probabilities), and a 'label' column.",
+        key=uploader_key(state.UPLOAD_PREDICTIONS),
+        help=f"One row per sample, one column per class (logits or probabilities), and a 'label' column. "
+        f"Files up to {limit_mb} MB; larger ones with the command line: `{CLI_HINT}`.",
     )
     labels = st.sidebar.file_uploader(
         "Labels, if not a column of the predictions (optional)",
         type=["csv", "tsv", "txt", "npy"],
-        key=uploader_key("upload_labels"),
+        key=uploader_key(state.UPLOAD_LABELS),
     )
-    kind = st.sidebar.selectbox("The numbers are", KINDS, format_func=KIND_LABELS.get, key="kind")
-    kept = state.get("sources", {})
+    kind = st.sidebar.selectbox("The numbers are", KINDS, format_func=KIND_LABELS.get, key=state.KIND)
+    kept = state.get(state.SOURCES) or {}
     if upload is None and labels is not None:
         upload = kept.get("predictions")  # labels for the predictions already read
     elif upload is None:
         upload, labels = kept.get("predictions"), kept.get("labels")
     key = f"upload:{_file_key(upload)}:{_file_key(labels)}:{kind}" if upload is not None else None
-    if upload is not None and state.get("data_key") != key and state.get("failed_key") != key:
+    if upload is not None and state.get(state.SOURCE_KEY) != key and state.get(state.FAILED_KEY) != key:
         try:
             with st.spinner("Reading predictions…"):
-                use_dataset(
-                    Dataset.of(key, _parse(upload, labels, kind), upload.name),
-                    {"predictions": upload, "labels": labels},
-                )
-            state["upload_version"] = state.get("upload_version", 0) + 1
+                predictions = _parse(upload, labels, kind)
+                use_dataset(Dataset.of(predictions, upload.name), {"predictions": upload, "labels": labels}, key)
+                _release_upload(upload, labels)
+            state.bump(state.UPLOAD_VERSION)
             st.rerun()  # show the uploaders empty; the data stays
         except LensdashError as exc:
-            state["failed_key"], state["failed_message"] = key, str(exc)
-    if key is not None and state.get("failed_key") == key:
-        st.sidebar.error(f"{upload.name} was not read: the reason is at the top of the page.")
-        st.error(f"Could not use this upload. {state['failed_message']}")
-    if "sources" in state and st.sidebar.button("Back to the demo data", key="use_demo"):
-        for name in ("data", "data_key", "sources", "failed_key"):
-            state.pop(name, None)
-    dataset = state.get("data") or demo_dataset()
-    if key is not None and state.get("failed_key") == key:
-        st.caption(f"Still showing the last good data: {dataset.origin}.")
-    elif "sources" in state:
+            message = str(exc)
+            if _too_large(upload) or _too_large(labels):
+                message += f" Files of any size can be read in chunks with the command line: {CLI_HINT}"
+            state.put(state.FAILED_KEY, key)
+            state.put(state.FAILED_MESSAGE, message)
+    if key is not None and state.get(state.FAILED_KEY) == key:
+        st.sidebar.error(f"{markdown_text(upload.name)} was not read: the reason is at the top of the page.")
+        st.error("Could not use this upload. " + markdown_text(state.get(state.FAILED_MESSAGE)))
+    if state.has(state.SOURCES):
+        st.sidebar.button("Back to the demo data", key="use_demo", on_click=_back_to_demo)
+    dataset = state.dataset() or demo_dataset()
+    if key is not None and state.get(state.FAILED_KEY) == key:
+        st.caption(f"Still showing the last good data: {markdown_text(dataset.origin)}.")
+    elif state.has(state.SOURCES):
         st.sidebar.caption("Upload another file to replace it.")
     preds = dataset.predictions
     st.sidebar.caption(
-        f"**{dataset.origin}**: {preds.num_samples:,} samples × {preds.num_classes} classes, read as {KIND_LABELS[preds.kind]}."
+        f"**{markdown_text(dataset.origin)}**: {preds.num_samples:,} samples × {preds.num_classes} classes, "
+        f"read as {KIND_LABELS[preds.kind]}."
     )
     for note in preds.notes:
-        st.sidebar.caption(note)
+        st.sidebar.caption(markdown_text(note))
     with st.sidebar.expander("Example files"):
         st.caption("The formats lensdash reads; download one to see, or upload it back.")
         for i, name in enumerate(EXAMPLES):
             st.download_button(
                 name,
-                partial(example_bytes, name),
+                partial(example_download, name),
                 file_name=name,
                 mime="text/csv",
                 key=f"example_{i}",

@@ -11,6 +11,7 @@ from lensdash.errors import LensdashError
 from lensdash.files import Predictions
 from lensdash.lens import Lens, merge_lens, smoothing_lens
 from lensdash.presets import parse_groups
+from lensdash.sanitize import markdown_text
 from lensdash.training import (
     RUNS,
     Problem,
@@ -23,6 +24,8 @@ from lensdash.training import (
     probability_grid,
     train_pair,
 )
+from lensdash.ui import state
+from lensdash.ui.config import CACHE_MAX_ENTRIES, CACHE_TTL_SECONDS
 from lensdash.ui.data import Dataset, use_dataset
 
 LAB_LENSES = ("merge groups", "label smoothing", "the page's lens")
@@ -30,15 +33,15 @@ DEFAULT_GROUPS = {"blobs": "blob 0, blob 1", "digits": "3, 5, 8\n4, 9"}
 RUN_LABELS = {"unlensed": "Unlensed (cross-entropy)", "lensed": "Lensed"}
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+@st.cache_data(show_spinner=False, max_entries=CACHE_MAX_ENTRIES, ttl=CACHE_TTL_SECONDS)
 def cached_problem(name: str, num_classes: int, separation: float, seed: int) -> Problem:
+    """The lab's problem: made from these arguments alone (no user data), so it is shared between sessions."""
     if name == "digits":
         return digits(seed=seed)
     return blobs(num_classes, overlapping=[(0, 1)], separation=separation, seed=seed)
 
 
 def _lab_lens(problem: Problem, choice: str, page_lens: Lens) -> Lens:
-    state = st.session_state
     names = problem.class_names
     if choice == "the page's lens":
         if page_lens.num_classes != problem.num_classes:
@@ -50,41 +53,47 @@ def _lab_lens(problem: Problem, choice: str, page_lens: Lens) -> Lens:
             )
         return Lens(page_lens.matrix, names)
     if choice == "label smoothing":
-        return smoothing_lens(names, state.get("lab_epsilon", 0.1))
-    kind = state.get("lab_problem", "blobs")
-    return merge_lens(names, parse_groups(state.get(f"lab_groups_{kind}", DEFAULT_GROUPS[kind]), names))
+        return smoothing_lens(names, state.get(state.LAB_EPSILON))
+    kind = state.get(state.LAB_PROBLEM)
+    groups = state.get(state.lab_groups_key(kind))
+    return merge_lens(names, parse_groups(DEFAULT_GROUPS[kind] if groups is None else groups, names))
 
 
 def _settings() -> tuple[Problem, TrainConfig, str]:
-    state = st.session_state
+    state.init_widgets(
+        state.LAB_PROBLEM, state.LAB_BLOBS, state.LAB_SEPARATION, state.LAB_EPOCHS, state.LAB_LR, state.LAB_HIDDEN
+    )
+    state.init_widgets(state.LAB_SEED, state.LAB_EPSILON)
     c1, c2, c3, c4 = st.columns(4)
     kind = c1.radio(
         "Problem",
         ["blobs", "digits"],
-        key="lab_problem",
+        key=state.LAB_PROBLEM,
         horizontal=True,
         format_func={"blobs": "2-D Gaussian blobs", "digits": "handwritten digits (scikit-learn)"}.get,
     )
     if kind == "blobs":
-        k = c1.slider("Blobs", 3, 8, 4, key="lab_blobs")
+        k = c1.slider("Blobs", 3, 8, key=state.LAB_BLOBS)
         separation = c1.slider(
-            "Distance between blob 0 and blob 1 (0 = the same blob)", 0.0, 4.0, 0.6, 0.1, key="lab_separation"
+            "Distance between blob 0 and blob 1 (0 = the same blob)", 0.0, 4.0, step=0.1, key=state.LAB_SEPARATION
         )
     else:
         k, separation = 10, 0.0
         c1.caption("1,797 8×8 images, 10 classes, shipped with scikit-learn; 25% held out for testing.")
-    epochs = c2.slider("Epochs", 5, 150, 30, key="lab_epochs")
-    lr = c2.select_slider("Learning rate", [0.001, 0.003, 0.01, 0.03, 0.1], 0.01, key="lab_lr")
-    hidden = c3.select_slider("Hidden units", [8, 16, 32, 64, 128, 256], 64, key="lab_hidden")
-    seed = int(c3.number_input("Seed", 0, 10_000, 0, key="lab_seed"))
-    choice = c4.radio("Lens for the lab", LAB_LENSES, key="lab_lens")
+    epochs = c2.slider("Epochs", 5, 150, key=state.LAB_EPOCHS)
+    lr = c2.select_slider("Learning rate", [0.001, 0.003, 0.01, 0.03, 0.1], key=state.LAB_LR)
+    hidden = c3.select_slider("Hidden units", [8, 16, 32, 64, 128, 256], key=state.LAB_HIDDEN)
+    seed = int(c3.number_input("Seed", 0, 10_000, key=state.LAB_SEED))
+    choice = c4.radio("Lens for the lab", LAB_LENSES, key=state.LAB_LENS)
     if choice == "merge groups":
-        state.setdefault(f"lab_groups_{kind}", DEFAULT_GROUPS[kind])
-        c4.text_area("Groups (one per line)", key=f"lab_groups_{kind}", height=80)
+        groups_key = state.lab_groups_key(kind)
+        if not state.has(groups_key):
+            state.put(groups_key, DEFAULT_GROUPS[kind])
+        c4.text_area("Groups (one per line)", key=groups_key, height=80)
     elif choice == "label smoothing":
-        c4.slider("ε", 0.0, 1.0, 0.1, 0.01, key="lab_epsilon")
+        c4.slider("ε", 0.0, 1.0, step=0.01, key=state.LAB_EPSILON)
     problem = cached_problem(kind, k, separation, seed)
-    family = state.get("family", "target")
+    family = state.get(state.FAMILY)
     return problem, TrainConfig(epochs=epochs, learning_rate=lr, hidden=hidden, seed=seed, family=family), choice
 
 
@@ -105,7 +114,8 @@ def _train(problem: Problem, lens: Lens, config: TrainConfig) -> None:
         acc = {name: run.history["test_accuracy"][-1] for name, run in runs.items()}
         progress.progress(
             epoch / config.epochs,
-            text=f"Epoch {epoch}/{config.epochs}: test accuracy unlensed {acc['unlensed']:.1%}, lensed {acc['lensed']:.1%}",
+            text=f"Epoch {epoch}/{config.epochs}: test accuracy unlensed {acc['unlensed']:.1%}, "
+            f"lensed {acc['lensed']:.1%}",
         )
         if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs:
             live.plotly_chart(_curves(runs)[1], key=f"lab_live_{epoch}")
@@ -113,15 +123,16 @@ def _train(problem: Problem, lens: Lens, config: TrainConfig) -> None:
     runs = train_pair(problem, lens, config, on_epoch=on_epoch)
     progress.empty()
     live.empty()
-    st.session_state["lab"] = {"runs": runs, "problem": problem, "lens": lens, "config": config}
+    state.put(state.LAB, state.LabResult(runs=runs, problem=problem, lens=lens, config=config))
 
 
-def _send(name: str) -> None:
+def _send(lab: state.LabResult, name: str) -> None:
     """Put a model's test predictions on the analysis pages, as if uploaded."""
-    state = st.session_state
-    lab = state["lab"]
     problem, run, config = lab["problem"], lab["runs"][name], lab["config"]
-    note = f"Test predictions of the {name} model from the training lab ({problem.name}, {config.family} family, seed {config.seed})."
+    note = (
+        f"Test predictions of the {name} model from the training lab "
+        f"({problem.name}, {config.family} family, seed {config.seed})."
+    )
     preds = Predictions(
         run.test_logits.detach().clone(),
         problem.y_test.clone(),
@@ -130,16 +141,16 @@ def _send(name: str) -> None:
         f"training lab: {name} model",
         [note],
     )
-    state["lab_sent"] = state.get("lab_sent", 0) + 1
-    key = f"lab:{state['lab_sent']}:{problem.name}:{name}"
-    use_dataset(Dataset.of(key, preds, f"training lab, {name} model"), {})
+    # Keyed by content (Dataset.of digests the logits and labels), not by a counter: two sessions' models never share
+    # a result.
+    use_dataset(Dataset.of(preds, f"training lab, {name} model"), {})
 
 
-def _results() -> None:
-    lab = st.session_state["lab"]
+def _results(lab: state.LabResult) -> None:
     runs, problem, lens = lab["runs"], lab["problem"], lab["lens"]
     st.caption(
-        f"{problem.name}: {len(problem.y_train):,} training and {len(problem.y_test):,} test samples; lens-aware accuracy and group mass use the lab's lens for both models."
+        f"{problem.name}: {len(problem.y_train):,} training and {len(problem.y_test):,} test samples; "
+        "lens-aware accuracy and group mass use the lab's lens for both models."
     )
     cols = st.columns(2)
     for col, name in zip(cols, RUNS):
@@ -159,7 +170,7 @@ def _results() -> None:
                 key=f"lab_send_{name}",
                 help="Replaces the data of the other tabs with this model's test logits and labels.",
             ):
-                _send(name)
+                _send(lab, name)
                 st.rerun(scope="app")  # the fragment alone would not redraw the analysis
     for col, fig, key in zip(st.columns(3), _curves(runs), ("loss", "accuracy", "lens_accuracy")):
         col.plotly_chart(fig, key=f"lab_curve_{key}")
@@ -169,7 +180,7 @@ def _results() -> None:
         show = st.selectbox(
             "Colour the plane by",
             options,
-            key="lab_show",
+            key=state.LAB_SHOW,
             format_func=lambda c: (
                 "predicted class" if c is None else f"predicted probability of {problem.class_names[c]}"
             ),
@@ -212,18 +223,20 @@ def _results() -> None:
 def lab_section(page_lens: Lens) -> None:
     """The lab runs as a fragment: its widgets rerun the lab only, not the analysis above."""
     st.caption(
-        "Trains the same small network (two hidden layers) from the same seed twice: with cross-entropy and with a lens, "
+        "Trains the same small network (two hidden layers) from the same seed twice: with cross-entropy and with a "
+        "lens, "
         "using the lens family chosen in the sidebar. With the identity lens the two runs are identical."
     )
     problem, config, choice = _settings()
     try:
         lens = _lab_lens(problem, choice, page_lens)
     except LensdashError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(str(exc)))
         return
     if st.button("Train both models", key="lab_train", type="primary"):
         _train(problem, lens, config)
-    if "lab" in st.session_state:
-        _results()
+    lab = state.lab_result()
+    if lab is not None:
+        _results(lab)
     else:
         st.info("Choose a problem and a lens, then train both models.")

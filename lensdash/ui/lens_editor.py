@@ -9,203 +9,245 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from lensdash.analysis import confused_pairs, lens_pairs, soft_confusion, suggest_groups
+from lensdash.analysis import confused_pairs, lens_pairs, suggest_groups
 from lensdash.errors import LensdashError, LensError
 from lensdash.files import lens_to_bytes, read_lens
 from lensdash.lens import ROW_SUM_ATOL, Lens, normalize_lens
 from lensdash.presets import PRESETS, build_preset, format_groups, parse_groups
-from lensdash.ui.data import Dataset
+from lensdash.sanitize import markdown_text
+from lensdash.ui import state
+from lensdash.ui.config import APP_MAX_LENS_BYTES, reader_limits
+from lensdash.ui.data import Dataset, LensInputs
+from lensdash.ui.downloads import lens_csv
 
 GRID_KEY = "lens_grid"
 #: The pinned, read-only first column of the grid (a class could be named like anything else).
 LABEL_COLUMN = "true label ↓ / target →"
 #: Largest K whose lens is put into the page link (K² numbers must fit a URL).
 MAX_SHARE_K = 12
+#: Longest lens text read from a link (K ≤ 12: 144 numbers of at most 10 characters).
+MAX_LINK_CHARS = 2_000
 
 
-def _confusion(dataset: Dataset, soft: bool) -> torch.Tensor:
-    preds = dataset.predictions
-    if soft:
-        return soft_confusion(preds.logits, preds.labels, preds.num_classes)
-    return dataset.baseline.confusion
+def label_column(names: tuple[str, ...]) -> str:
+    """The grid's pinned label column: :data:`LABEL_COLUMN`, made distinct from every class name.
+
+    >>> label_column(("cat", LABEL_COLUMN)) == LABEL_COLUMN + " "
+    True
+    """
+    column = LABEL_COLUMN
+    while column in names:
+        column += " "
+    return column
+
+
+def _confusion(inputs: LensInputs, soft: bool) -> torch.Tensor:
+    return inputs.soft_confusion if soft else inputs.confusion
 
 
 def grid_key() -> str:
     """The grid's widget key; a new base gets a new key so the browser drops its old edits."""
-    return f"{GRID_KEY}_{st.session_state.get('lens_version', 0)}"
+    return state.versioned(GRID_KEY, state.LENS_VERSION)
 
 
 def _set_base(matrix: np.ndarray) -> None:
-    st.session_state.pop(grid_key(), None)
-    st.session_state["lens_base"] = matrix
-    st.session_state["lens_version"] = st.session_state.get("lens_version", 0) + 1
+    state.drop(grid_key())
+    state.put(state.LENS_BASE, matrix)
+    state.bump(state.LENS_VERSION)
 
 
-def apply_preset() -> None:
-    """Callback of every preset widget: rebuild the lens from the preset and its parameters."""
-    state = st.session_state
-    dataset: Dataset = state["dataset_for_callbacks"]
-    names = dataset.predictions.class_names
+def apply_preset(inputs: LensInputs) -> None:
+    """Callback of every preset widget: rebuild the lens over the data's classes from the preset and its settings."""
+    names = inputs.class_names
+    preset = state.get(state.PRESET)
     try:
-        groups = parse_groups(state.get("groups", ""), names)
+        groups = parse_groups(state.get(state.GROUPS) or "", names)
         lens = build_preset(
-            state["preset"],
+            preset,
             names,
             groups=groups,
-            epsilon=state.get("epsilon", 0.1),
-            beta=state.get("beta", 2.0),
-            alpha=state.get("alpha", 0.5),
-            confusion=_confusion(dataset, state.get("confusion_kind", "soft") == "soft")
-            if state["preset"] == "from confusion"
+            epsilon=state.get(state.EPSILON),
+            beta=state.get(state.BETA),
+            alpha=state.get(state.ALPHA),
+            confusion=_confusion(inputs, state.get(state.CONFUSION_KIND) == "soft")
+            if preset == "from confusion"
             else None,
         )
     except LensdashError as exc:
-        state["lens_message"] = str(exc)
+        state.put(state.LENS_ERROR, str(exc))
         return
-    state.pop("lens_message", None)
+    state.drop(state.LENS_ERROR)
     _set_base(lens.matrix.numpy())
 
 
 def _normalise() -> None:
-    current = st.session_state.get("lens_current")
     try:
-        _set_base(normalize_lens(current).numpy())
-        st.session_state.pop("lens_message", None)
+        _set_base(normalize_lens(state.lens_current()).numpy())
+        state.drop(state.LENS_ERROR)
     except LensError as exc:
-        st.session_state["lens_message"] = str(exc)
+        state.put(state.LENS_ERROR, str(exc))
 
 
 def _init_for(dataset: Dataset) -> None:
     """First run for these classes: a link's lens if it fits, else merge the most confused pairs."""
-    state = st.session_state
     names = dataset.predictions.class_names
-    state["lens_classes"] = names
-    suggested = suggest_groups(_confusion(dataset, False), names)
-    state["groups"] = format_groups(suggested)
-    state["preset"] = "merge groups" if suggested else "identity"
-    state.setdefault("epsilon", 0.1)
-    state.setdefault("beta", 2.0)
-    state.setdefault("alpha", 0.5)
-    shared = _lens_from_query(names)
+    state.put(state.LENS_CLASSES, names)
+    suggested = suggest_groups(_confusion(dataset.lens_inputs, False), names)
+    state.put(state.GROUPS, format_groups(suggested))
+    state.put(state.PRESET, "merge groups" if suggested else "identity")
+    state.init_widgets(state.EPSILON, state.BETA, state.ALPHA, state.CONFUSION_KIND)
+    try:
+        shared = _lens_from_query(names)
+    except LensdashError as exc:
+        apply_preset(dataset.lens_inputs)
+        # Said after the preset is applied (which clears the lens message), so a bad link is never ignored silently.
+        state.put(state.LENS_ERROR, f"{exc} Using the '{state.get(state.PRESET)}' preset instead.")
+        return
     if shared is not None:
         linked = st.query_params.get("preset")
-        state["preset"] = linked if linked in PRESETS else "merge groups"
+        state.put(state.PRESET, linked if linked in PRESETS else "merge groups")
         _set_base(shared)
-        state["lens_message_info"] = "The lens was loaded from the page link."
+        state.put(state.LENS_INFO, "The lens was loaded from the page link.")
         return
-    apply_preset()
+    apply_preset(dataset.lens_inputs)
 
 
 def _lens_from_query(names: tuple[str, ...]) -> np.ndarray | None:
+    """The lens in the page link (``?lens=r1c1,r1c2;r2c1,...``), or None without one.
+
+    Raises:
+        LensError: the link's lens is malformed or does not fit ``names``.
+    """
     text = st.query_params.get("lens")
     if not text:
         return None
+    where = "the lens in the page link"
+    if len(text) > MAX_LINK_CHARS:
+        raise LensError.build(
+            f"at most {MAX_LINK_CHARS:,} characters", f"{len(text):,}", where=where, fix="Share the lens file instead."
+        )
     try:
         rows = [[float(v) for v in row.split(",")] for row in text.split(";")]
-        matrix = np.asarray(rows, dtype=float)
-        Lens(matrix, names)
-    except (ValueError, LensdashError):
-        st.session_state["lens_message"] = (
-            "The lens in the page link does not fit these classes; using a preset instead."
+    except ValueError:
+        raise LensError.build(
+            "rows of comma-separated numbers separated by ';'",
+            f"'{text[:40]}{'…' if len(text) > 40 else ''}'",
+            where=where,
+            fix="Copy the whole link again, or remove 'lens=' from it.",
+        ) from None
+    k = len(names)
+    widths = sorted({len(row) for row in rows})
+    if len(rows) != k or widths != [k]:
+        raise LensError.build(
+            f"a {k}×{k} lens for the {k} classes of this data",
+            f"{len(rows)} rows of {' or '.join(map(str, widths[:3]))} numbers",
+            where=where,
+            fix="Open the link with the data it was made for, or remove 'lens=' from it.",
         )
-        return None
+    matrix = np.asarray(rows, dtype=float)
+    try:
+        Lens(matrix, names)  # rows in [0, 1] summing to 1, else a LensError that says which row
+    except LensError as exc:
+        raise LensError(f"{where}: {exc}") from None
     return matrix
 
 
 def _share(matrix: np.ndarray) -> None:
     st.query_params["lens"] = ";".join(",".join(f"{v:.4g}" for v in row) for row in matrix)
-    st.query_params["preset"] = st.session_state.get("preset", "")
+    st.query_params["preset"] = state.get(state.PRESET) or ""
 
 
-def _import_lens(dataset: Dataset) -> None:
-    upload = st.session_state.get("upload_lens")
+def _import_lens(class_names: tuple[str, ...]) -> None:
+    upload = state.get(state.UPLOAD_LENS)
     if upload is None:
         return
     try:
-        lens, notes = read_lens(upload, dataset.predictions.class_names)
+        upload.seek(0)
+        lens, notes = read_lens(upload, class_names, max_bytes=APP_MAX_LENS_BYTES, **reader_limits(read_lens))
     except LensdashError as exc:
-        st.session_state["lens_message"] = str(exc)
+        state.put(state.LENS_ERROR, str(exc))
         return
     _set_base(lens.matrix.numpy())
-    st.session_state.pop("lens_message", None)
-    st.session_state["lens_message_info"] = " ".join(["Lens imported from " + upload.name + ".", *notes])
+    state.drop(state.LENS_ERROR)
+    state.put(state.LENS_INFO, " ".join([f"Lens imported from {upload.name}.", *notes]))
 
 
 def lens_section(dataset: Dataset) -> Lens | None:
     """Draw the lens editor; return the current valid lens, or None (with the reason shown)."""
-    state = st.session_state
     names = dataset.predictions.class_names
-    state["dataset_for_callbacks"] = dataset  # preset callbacks run before the next script run
-    if state.get("lens_classes") != names or "lens_base" not in state:
+    if state.get(state.LENS_CLASSES) != names or not state.has(state.LENS_BASE):
         _init_for(dataset)
     k = len(names)
+    # Callbacks get only the small inputs they need (names, two K×K matrices), never the data itself: a widget keeps
+    # its callback's arguments for as long as the session's state lives, after the session's data has been released.
+    rebuild = {"on_change": apply_preset, "args": (dataset.lens_inputs,)}
 
     left, right = st.columns([1, 3], gap="large")
     with left:
-        st.selectbox(
-            "Preset", PRESETS, key="preset", on_change=apply_preset, help="Rebuilds the grid; edit cells afterwards."
-        )
-        preset = state["preset"]
+        st.selectbox("Preset", PRESETS, key=state.PRESET, help="Rebuilds the grid; edit cells afterwards.", **rebuild)
+        preset = state.get(state.PRESET)
         if preset in ("merge groups", "hierarchy soft labels"):
             st.text_area(
                 "Groups of interchangeable classes (one per line, comma-separated)",
-                key="groups",
-                on_change=apply_preset,
+                key=state.GROUPS,
                 height=110,
-                help="Suggested from the data's most confused pairs. Every class in a group gets a uniform target over the group.",
+                help="Suggested from the data's most confused pairs. Every class in a group gets a uniform target "
+                'over the group. Quote a name that holds a comma ("a, b"); class numbers and ranges (0-4, 7) work too.',
+                **rebuild,
             )
         if preset == "label smoothing":
-            st.slider("ε (smoothing mass)", 0.0, 1.0, step=0.01, key="epsilon", on_change=apply_preset)
+            st.slider("ε (smoothing mass)", 0.0, 1.0, step=0.01, key=state.EPSILON, **rebuild)
         if preset == "hierarchy soft labels":
-            st.slider("β (sharpness; large = identity)", 0.0, 10.0, step=0.1, key="beta", on_change=apply_preset)
+            st.slider("β (sharpness; large = identity)", 0.0, 10.0, step=0.1, key=state.BETA, **rebuild)
         if preset == "from confusion":
             st.radio(
                 "Confusion",
                 ["soft", "counts"],
-                key="confusion_kind",
-                on_change=apply_preset,
+                key=state.CONFUSION_KIND,
                 horizontal=True,
                 help="soft: mean predicted probability per true class; counts: argmax confusion matrix.",
+                **rebuild,
             )
-            st.slider(
-                "α (weight of the confusion; 0 = identity)", 0.0, 1.0, step=0.05, key="alpha", on_change=apply_preset
-            )
+            st.slider("α (weight of the confusion; 0 = identity)", 0.0, 1.0, step=0.05, key=state.ALPHA, **rebuild)
         st.button("Normalise rows", key="normalise", on_click=_normalise, help="Divide each row by its sum.")
         st.file_uploader(
             "Import a lens (CSV, JSON, .pt)",
             type=["csv", "json", "pt"],
-            key="upload_lens",
+            key=state.UPLOAD_LENS,
             on_change=_import_lens,
-            args=(dataset,),
+            args=(names,),
         )
     with right:
-        base = pd.DataFrame(state["lens_base"], columns=list(names))
-        base.insert(0, LABEL_COLUMN, list(names))
+        labels = label_column(names)
+        base = pd.DataFrame(state.get(state.LENS_BASE), columns=list(names))
+        base.insert(0, labels, list(names))
         config = {
             c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in names
         }
-        config[LABEL_COLUMN] = st.column_config.TextColumn(LABEL_COLUMN, pinned=True, disabled=True, width="small")
+        config[labels] = st.column_config.TextColumn(labels, pinned=True, disabled=True, width="small")
         st.caption(
-            "Row = true label; the row is the target distribution the loss uses for it (rows sum to 1). Double-click a cell to edit."
+            "Row = true label; the row is the target distribution the loss uses for it (rows sum to 1). "
+            "Double-click a cell to edit."
         )
-        st.session_state["lens_grid_key"] = grid_key()
+        state.put(state.LENS_GRID_KEY, grid_key())
         edited = st.data_editor(
             base, key=grid_key(), column_config=config, hide_index=True, height=min(38 + 35 * k, 560), width="stretch"
         )
     matrix = edited[list(names)].to_numpy(dtype=float, na_value=0.0)
-    state["lens_current"] = matrix
-    if state.get("lens_message"):
-        st.error(state["lens_message"])
-    if state.get("lens_message_info"):
-        st.info(state.pop("lens_message_info"))
+    state.put(state.LENS_CURRENT, matrix)
+    if state.get(state.LENS_ERROR):
+        st.error(markdown_text(state.get(state.LENS_ERROR)))
+    if state.get(state.LENS_INFO):
+        st.info(markdown_text(state.get(state.LENS_INFO)))
+        state.drop(state.LENS_INFO)
     sums = matrix.sum(axis=1)
     off = np.flatnonzero(np.abs(sums - 1) > ROW_SUM_ATOL)
     try:
         lens = Lens(matrix, names)
     except LensError as exc:
-        detail = ", ".join(f"{names[i]} ({sums[i]:.3f})" for i in off[:8])
+        detail = ", ".join(f"{markdown_text(names[i])} ({sums[i]:.3f})" for i in off[:8])
         st.error(
-            f"{exc}"
+            markdown_text(str(exc))
             + (f" Rows off: {detail}{'…' if len(off) > 8 else ''}. Use **Normalise rows**." if len(off) else "")
         )
         return None
@@ -214,12 +256,7 @@ def lens_section(dataset: Dataset) -> Lens | None:
         c1, c2, c3 = st.columns(3)
         # Files are made on click (a 100-class lens costs ~10 ms to format), and a download does not rerun the page.
         c1.download_button(
-            "Lens as CSV",
-            partial(lens_to_bytes, lens, "csv"),
-            "lens.csv",
-            "text/csv",
-            key="export_csv",
-            on_click="ignore",
+            "Lens as CSV", partial(lens_csv, lens), "lens.csv", "text/csv", key="export_csv", on_click="ignore"
         )
         c2.download_button(
             "Lens as JSON",
@@ -242,16 +279,16 @@ def lens_section(dataset: Dataset) -> Lens | None:
     return lens
 
 
-def _accept_groups(groups: str) -> None:
-    state = st.session_state
-    state["groups"], state["preset"] = groups, "merge groups"
-    apply_preset()
+def _accept_groups(groups: str, inputs: LensInputs) -> None:
+    state.put(state.GROUPS, groups)
+    state.put(state.PRESET, "merge groups")
+    apply_preset(inputs)
 
 
 def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
     """Lenses from data: the most confused pairs, suggested groups to accept, and where the current lens moves mass."""
     names = dataset.predictions.class_names
-    counts = _confusion(dataset, False)
+    counts = _confusion(dataset.lens_inputs, False)
     with st.expander("Lenses from this data: confused pairs and suggested groups"):
         left, right = st.columns(2)
         with left:
@@ -262,20 +299,25 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
                 text = format_groups(suggested)
                 st.markdown(
                     "**Suggested groups** (pairs confused at least 10% of the time, joined): "
-                    + "; ".join(", ".join(g) for g in suggested)
+                    + "; ".join(", ".join(markdown_text(n) for n in g) for g in suggested)
                 )
                 st.button(
-                    "Use these groups in the merge preset", key="accept_groups", on_click=_accept_groups, args=(text,)
+                    "Use these groups in the merge preset",
+                    key="accept_groups",
+                    on_click=_accept_groups,
+                    args=(text, dataset.lens_inputs),
                 )
             else:
                 st.caption(
-                    "No pair is confused often enough (10% of the time, with at least 5 samples per class) to suggest a group."
+                    "No pair is confused often enough (10% of the time, with at least 5 samples per class) "
+                    "to suggest a group."
                 )
             st.caption(
-                "The 'from confusion' preset builds a whole lens from this data: (1 − α)·identity + α·confusion, rows normalised."
+                "The 'from confusion' preset builds a whole lens from this data: (1 − α)·identity + α·confusion, "
+                "rows normalised."
             )
         with right:
-            st.markdown(f"**Where the current lens moves target mass** (preset: {st.session_state.get('preset', '')})")
+            st.markdown(f"**Where the current lens moves target mass** (preset: {state.get(state.PRESET)})")
             pairs = lens_pairs(lens, names, top=8)
             if len(pairs):
                 st.dataframe(pairs, hide_index=True, width="stretch", key="lens_pairs")

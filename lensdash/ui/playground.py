@@ -9,6 +9,7 @@ import torch
 from lensdash import figures
 from lensdash.errors import LensdashError
 from lensdash.losses import lensed_cross_entropy, prediction_lensed_cross_entropy, soft_target_cross_entropy
+from lensdash.sanitize import markdown_text
 
 
 def _vector(text: str, what: str) -> torch.Tensor:
@@ -25,7 +26,8 @@ def _vector(text: str, what: str) -> torch.Tensor:
 
 def playground_section() -> None:
     st.caption(
-        "The seed notebook's single example, editable. The lens row is the target distribution for the true label; the classes it names are treated as one group."
+        "The seed notebook's single example, editable. The lens row is the target distribution for the true label; "
+        "the classes it names are treated as one group."
     )
     c1, c2, c3 = st.columns([2, 2, 1])
     kind = c1.radio("Model output is", ["probabilities", "logits"], horizontal=True, key="pg_kind")
@@ -60,7 +62,7 @@ def playground_section() -> None:
         if not 0 <= label < k:
             raise LensdashError.build(f"a label in 0..{k - 1}", str(label), fix="Labels are 0-based.")
     except LensdashError as exc:
-        st.error(str(exc))
+        st.error(markdown_text(str(exc)))
         return
     # The classes the row names are one group: each of them gets this row, so the
     # prediction-side lens (which reads C's columns) sees the same grouping.
@@ -98,6 +100,7 @@ def playground_section() -> None:
     a, b = (pair + [j for j in range(k) if j not in pair])[:2]
     st.plotly_chart(figures.split_curve(lens, label, a, b), key="pg_split")
     st.caption(
-        f"The model puts 98% of its probability on classes {a} and {b}, split as t : 1 − t. The target-side lens is lowest where the split "
-        f"matches the lens row; the prediction-side lens only asks that the pair together be likely, so any split is as good."
+        f"The model puts 98% of its probability on classes {a} and {b}, split as t : 1 − t. The target-side lens is "
+        "lowest where the split matches the lens row; the prediction-side lens only asks that the pair together be "
+        "likely, so any split is as good."
     )

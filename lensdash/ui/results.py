@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,9 @@ from lensdash.analysis import (
 )
 from lensdash.lens import Lens
 from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
+from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.data import Dataset
+from lensdash.ui.downloads import frame_csv
 
 FAMILY_LABELS = {
     "target": "target-side (seed): KL(C[y] ‖ softmax)",
@@ -33,29 +35,35 @@ TABLE_ROWS = 1000
 SANITY_ROWS = 5000
 
 
-def lens_key(lens: Lens) -> str:
-    return hashlib.sha1(lens.matrix.detach().cpu().double().numpy().tobytes()).hexdigest()
+def cached_analysis(dataset: Dataset, lens: Lens, family: str) -> Analysis:
+    """The analysis of ``dataset`` under ``lens``, kept in the session (keyed by both contents and the family)."""
+
+    def compute() -> Analysis:
+        preds = dataset.predictions
+        return analyze(
+            preds.logits, preds.labels, lens, family=family, class_names_=preds.class_names, baseline=dataset.baseline
+        )
+
+    return session_memo("analysis", (dataset.digest, lens_digest(lens), family), compute)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_analysis(data_key: str, lens_hash: str, family: str, _dataset: Dataset, _lens: Lens) -> Analysis:
-    preds = _dataset.predictions
-    return analyze(
-        preds.logits, preds.labels, _lens, family=family, class_names_=preds.class_names, baseline=_dataset.baseline
+def cached_mean_loss(dataset: Dataset, lens: Lens, family: str) -> float:
+    """The other family's mean loss alone: no gradients or tables are needed for one metric."""
+    preds = dataset.predictions
+    return session_memo(
+        "mean_loss",
+        (dataset.digest, lens_digest(lens), family),
+        lambda: float(FAMILIES[family](preds.logits, preds.labels, lens)),
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_mean_loss(data_key: str, lens_hash: str, family: str, _dataset: Dataset, _lens: Lens) -> float:
-    """The other family's mean loss alone: no gradients or tables are needed for one metric."""
-    preds = _dataset.predictions
-    return float(FAMILIES[family](preds.logits, preds.labels, _lens))
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_identity_checks(data_key: str, _dataset: Dataset) -> pd.DataFrame:
-    preds = _dataset.predictions
-    return pd.DataFrame([c.as_dict() for c in identity_checks(preds.logits, preds.labels)])
+def cached_identity_checks(dataset: Dataset) -> pd.DataFrame:
+    preds = dataset.predictions
+    return session_memo(
+        "identity_checks",
+        dataset.digest,
+        lambda: pd.DataFrame([c.as_dict() for c in identity_checks(preds.logits, preds.labels)]),
+    )
 
 
 def sanity_sample(n: int) -> torch.Tensor | None:
@@ -65,13 +73,15 @@ def sanity_sample(n: int) -> torch.Tensor | None:
     return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:SANITY_ROWS].sort().values
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_lens_checks(data_key: str, lens_hash: str, _dataset: Dataset, _lens: Lens) -> pd.DataFrame:
-    preds = _dataset.predictions
-    rows = sanity_sample(preds.num_samples)
-    x, y = (preds.logits, preds.labels) if rows is None else (preds.logits[rows], preds.labels[rows])
-    checks = lens_checks(x, y, _lens) + seed_example_checks()
-    return pd.DataFrame([c.as_dict() for c in checks])
+def cached_lens_checks(dataset: Dataset, lens: Lens) -> pd.DataFrame:
+    def compute() -> pd.DataFrame:
+        preds = dataset.predictions
+        rows = sanity_sample(preds.num_samples)
+        x, y = (preds.logits, preds.labels) if rows is None else (preds.logits[rows], preds.labels[rows])
+        checks = lens_checks(x, y, lens) + seed_example_checks()
+        return pd.DataFrame([c.as_dict() for c in checks])
+
+    return session_memo("lens_checks", (dataset.digest, lens_digest(lens)), compute)
 
 
 def _fmt(value: float) -> str:
@@ -80,8 +90,7 @@ def _fmt(value: float) -> str:
 
 def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     """The headline numbers: both losses and their difference, accuracies, N and K."""
-    lens_hash = lens_key(lens)
-    analysis = cached_analysis(dataset.key, lens_hash, family, dataset, lens)
+    analysis = cached_analysis(dataset, lens, family)
     s = analysis.summary()
     cols = st.columns(6)
     cols[0].metric(
@@ -96,9 +105,7 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     )
     other = "prediction" if family == "target" else "target"
     other_label = "Prediction-side lensed loss" if other == "prediction" else "Target-side (seed) loss"
-    cols[2].metric(
-        other_label, _fmt(cached_mean_loss(dataset.key, lens_hash, other, dataset, lens)), help=FAMILY_LABELS[other]
-    )
+    cols[2].metric(other_label, _fmt(cached_mean_loss(dataset, lens, other)), help=FAMILY_LABELS[other])
     cols[3].metric("Top-1 accuracy", f"{s['accuracy']:.1%}")
     cols[4].metric(
         "Lens-aware accuracy",
@@ -123,12 +130,13 @@ def tables_section(analysis: Analysis) -> None:
     order = np.argsort(-np.abs(np.nan_to_num(table["delta"].to_numpy(), posinf=1e30, neginf=-1e30)), kind="stable")
     shown = table.iloc[order[:TABLE_ROWS]]
     st.caption(
-        f"The {len(shown):,} samples whose loss the lens changes most (of {len(table):,}); click a column to sort. The download has every sample."
+        f"The {len(shown):,} samples whose loss the lens changes most (of {len(table):,}); click a column to sort. "
+        "The download has every sample."
     )
     st.dataframe(shown, hide_index=True, width="stretch", height=360, key="per_sample_table")
     st.download_button(
         "Download the per-sample table (CSV)",
-        lambda: table.to_csv(index=False).encode(),
+        partial(frame_csv, table),
         "lensdash_per_sample.csv",
         "text/csv",
         key="download_samples",
@@ -182,16 +190,18 @@ def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
 
 def sanity_section(dataset: Dataset, lens: Lens) -> None:
     st.caption(
-        "lensdash checked against independent computations on the current data (in float64): PyTorch's F.cross_entropy, "
+        "lensdash checked against independent computations on the current data (in float64): "
+        "PyTorch's F.cross_entropy, "
         "autograd through the seed notebook's formula, and the notebook's printed numbers."
     )
     table = pd.concat(
-        [cached_identity_checks(dataset.key, dataset), cached_lens_checks(dataset.key, lens_key(lens), dataset, lens)],
+        [cached_identity_checks(dataset), cached_lens_checks(dataset, lens)],
         ignore_index=True,
     )
     if sanity_sample(dataset.predictions.num_samples) is not None:
         st.caption(
-            f"The identity checks use all {dataset.predictions.num_samples:,} samples; the two lens checks use a fixed random "
+            f"The identity checks use all {dataset.predictions.num_samples:,} samples; the two lens checks use a fixed "
+            "random "
             f"{SANITY_ROWS:,} of them, so that editing the lens stays quick."
         )
     passed = int(table["passed"].sum())

@@ -1,0 +1,194 @@
+"""The page's session state: every key, its default and its type, in one place.
+
+Widget keys are the ``key=`` of a widget (Streamlit keeps the widget's value under it); the other keys hold what the
+page computed for this session. Nothing here is shared between sessions.
+
+The session's large values (the data, the files it was read from, the results computed from it: :data:`HELD`) are
+kept in a session-scoped resource cache rather than in ``st.session_state``: Streamlit drops a session-scoped cache as
+soon as the browser disconnects, while it keeps a disconnected session's state for ``server.disconnectedSessionTTL``
+and frees it only when another session connects or leaves. So a closed tab returns its memory at once; the price is
+that a connection dropped for a moment brings the page back to the demo data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import secrets
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import numpy as np
+import streamlit as st
+
+if TYPE_CHECKING:
+    from lensdash.lens import Lens
+    from lensdash.training import Problem, Run, TrainConfig
+    from lensdash.ui.data import Dataset
+
+# ---- widget keys
+FAMILY = "family"
+KIND = "kind"
+VIEW = "view"
+UPLOAD_PREDICTIONS = "upload_predictions"
+UPLOAD_LABELS = "upload_labels"
+UPLOAD_LENS = "upload_lens"
+PRESET = "preset"
+GROUPS = "groups"
+EPSILON = "epsilon"
+BETA = "beta"
+ALPHA = "alpha"
+CONFUSION_KIND = "confusion_kind"
+LAB_PROBLEM = "lab_problem"
+LAB_BLOBS = "lab_blobs"
+LAB_SEPARATION = "lab_separation"
+LAB_EPOCHS = "lab_epochs"
+LAB_LR = "lab_lr"
+LAB_HIDDEN = "lab_hidden"
+LAB_SEED = "lab_seed"
+LAB_LENS = "lab_lens"
+LAB_EPSILON = "lab_epsilon"
+LAB_SHOW = "lab_show"
+
+# ---- state the page keeps for the session
+DATA = "data"  #: the Dataset read from an upload or sent from the lab (absent: the demo)
+DEMO = "demo_dataset"  #: the demo Dataset, built once per session
+SOURCE_KEY = "data_key"  #: which upload DATA was read from (file ids, sizes and kind), to read each upload once
+SOURCES = "sources"  #: the uploaded files DATA was read from, kept to read them again when the kind changes
+FAILED_KEY = "failed_key"  #: the upload that could not be read, and why
+FAILED_MESSAGE = "failed_message"
+UPLOAD_VERSION = "upload_version"  #: bumped to empty the uploaders once their files were read
+LENS_BASE = "lens_base"  #: the K×K matrix the grid starts from (a preset, an import, a link)
+LENS_VERSION = "lens_version"  #: bumped with each new base, so the grid drops its old edits
+LENS_GRID_KEY = "lens_grid_key"  #: the grid's current widget key
+LENS_CURRENT = "lens_current"  #: the grid's matrix after the user's edits
+LENS_CLASSES = "lens_classes"  #: the class names the lens was built for
+LENS_ERROR = "lens_message"  #: why the last preset/import/normalise/link did not apply
+LENS_INFO = "lens_message_info"  #: a one-time note (lens imported, lens from the link)
+LAB = "lab"  #: the training lab's last result (LabResult)
+SESSION_TOKEN = "session_token"  #: a random id of this session, the key of its store of large values
+MEMO = "memo"  #: per-session results of the analysis (lensdash.ui.cache.session_memo)
+
+#: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
+HELD = frozenset({DATA, DEMO, SOURCES, MEMO})
+#: How long a session's held values may live at most (a day: longer than any visit).
+HELD_TTL_SECONDS = 24 * 3600
+
+#: Defaults of the widgets whose value other code reads before (or without) drawing them.
+DEFAULTS: dict[str, Any] = {
+    FAMILY: "target",
+    KIND: "auto",
+    EPSILON: 0.1,
+    BETA: 2.0,
+    ALPHA: 0.5,
+    CONFUSION_KIND: "soft",
+    LAB_PROBLEM: "blobs",
+    LAB_BLOBS: 4,
+    LAB_SEPARATION: 0.6,
+    LAB_EPOCHS: 30,
+    LAB_LR: 0.01,
+    LAB_HIDDEN: 64,
+    LAB_SEED: 0,
+    LAB_EPSILON: 0.1,
+    UPLOAD_VERSION: 0,
+    LENS_VERSION: 0,
+}
+
+
+class LabResult(TypedDict):
+    """What the training lab keeps after training: both runs and what they were trained on."""
+
+    runs: dict[str, Run]
+    problem: Problem
+    lens: Lens
+    config: TrainConfig
+
+
+def _release(store: dict[str, Any]) -> None:
+    """When Streamlit drops a session's store: free its values now, and hand the freed memory back to the system
+    (glibc keeps freed blocks in its arenas otherwise, so the server's RSS would not go down)."""
+    store.clear()
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@st.cache_resource(scope="session", max_entries=4, ttl=HELD_TTL_SECONDS, show_spinner=False, on_release=_release)
+def _store(token: str) -> dict[str, Any]:
+    """A store of large values for the session holding ``token`` (Streamlit drops it when the session disconnects)."""
+    return {}
+
+
+def _held() -> dict[str, Any]:
+    """This session's store. Keyed by a random token kept in the session's state as well as by Streamlit's session
+    scope, so that a store can only ever serve the session that made it (also where sessions share an id, as in
+    Streamlit's AppTest)."""
+    token = st.session_state.get(SESSION_TOKEN)
+    if token is None:
+        token = st.session_state[SESSION_TOKEN] = secrets.token_hex(16)
+    return _store(token)
+
+
+def _home(key: str) -> MutableMapping[str, Any]:
+    return _held() if key in HELD else st.session_state
+
+
+def get(key: str) -> Any:
+    """The value under ``key``, or its default (None when it has none)."""
+    return _home(key).get(key, DEFAULTS.get(key))
+
+
+def put(key: str, value: Any) -> None:
+    _home(key)[key] = value
+
+
+def setdefault(key: str, value: Any) -> Any:
+    return _home(key).setdefault(key, value)
+
+
+def drop(*keys: str) -> None:
+    for key in keys:
+        _home(key).pop(key, None)
+
+
+def has(key: str) -> bool:
+    return key in _home(key)
+
+
+def init_widgets(*keys: str) -> None:
+    """Give widgets their default from :data:`DEFAULTS` (so no widget passes its own default too)."""
+    for key in keys:
+        st.session_state.setdefault(key, DEFAULTS[key])
+
+
+def bump(key: str) -> int:
+    """Add one to a counter (a version in a widget key) and return it."""
+    value = int(get(key)) + 1
+    st.session_state[key] = value
+    return value
+
+
+def versioned(key: str, version_key: str) -> str:
+    """A widget key that changes with ``version_key``: a new version starts the widget empty."""
+    return f"{key}_{get(version_key)}"
+
+
+def lab_groups_key(problem: str) -> str:
+    """The lab's group text has one widget per problem, so switching problems keeps each one's groups."""
+    return f"lab_groups_{problem}"
+
+
+# ---- typed accessors
+
+
+def dataset() -> Dataset | None:
+    return get(DATA)
+
+
+def lens_current() -> np.ndarray | None:
+    return st.session_state.get(LENS_CURRENT)
+
+
+def lab_result() -> LabResult | None:
+    return st.session_state.get(LAB)
