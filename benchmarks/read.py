@@ -1,0 +1,80 @@
+"""``read_predictions`` against pandas and pyarrow reading the same CSV, side by side in one process.
+
+python -m benchmarks.read [--rows 100000 --cols 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+
+from benchmarks._timing import header, peak_rss_of, rounds
+
+
+def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
+    """Median per-round ratio of ``read_predictions`` to the faster engine, and peak memory above the imports."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.csv as pacsv
+
+    from lensdash.files import read_predictions
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "preds.csv")
+        frame = pd.DataFrame(
+            rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"c{i}" for i in range(cols)]
+        )
+        frame.insert(cols // 2, "label", rng.integers(0, cols, rows))
+        frame.to_csv(path, index=False)
+        size = os.path.getsize(path)
+        print(f"# file: {rows} x {cols} floats + label column, {size / 1e6:.0f} MB")
+        t = rounds(
+            {
+                "pandas": lambda: pd.read_csv(path, engine="c"),
+                "pyarrow": lambda: pacsv.read_csv(path),
+                "lensdash": lambda: read_predictions(path),
+            },
+            repeats=repeats,
+        )
+        med = {name: statistics.median(ts) for name, ts in t.items()}
+        # Each round's own faster engine: drift within the run hits both sides of every ratio alike.
+        ratio = statistics.median(
+            ours / min(pd_t, pa_t) for ours, pd_t, pa_t in zip(t["lensdash"], t["pandas"], t["pyarrow"], strict=True)
+        )
+        print(
+            f"medians of {repeats} rounds: pandas.read_csv {med['pandas']:.3f}s, pyarrow.csv.read_csv {med['pyarrow']:.3f}s, read_predictions {med['lensdash']:.3f}s"
+        )
+        print(f"read_predictions / faster engine of the same round, median over rounds: {ratio:.2f} (target <= 1.2)")
+        imports = "import lensdash.files, pyarrow.csv, pandas"
+        base = peak_rss_of(imports)
+        peak = peak_rss_of(f"{imports}; lensdash.files.read_predictions({path!r})")
+        engine = peak_rss_of(f"{imports}; pyarrow.csv.read_csv({path!r})")
+        budget = 3 * rows * cols * 4 + size
+        print(
+            f"peak memory while reading, above the import baseline of {base / 1e6:.0f} MB: read_predictions {(peak - base) / 1e6:.0f} MB"
+            f" (pyarrow.csv.read_csv alone {(engine - base) / 1e6:.0f} MB); budget 3x float32 data + file = {budget / 1e6:.0f} MB"
+        )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--cols", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=15)
+
+
+def run(args: argparse.Namespace) -> None:
+    header()
+    bench_read(args.rows, args.cols, args.repeats)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.read", description=__doc__)
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
