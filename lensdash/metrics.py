@@ -121,13 +121,15 @@ def top_k_hits(scores: Tensor, labels: Tensor, k: int) -> Tensor:
     sklearn ranks with a stable ascending argsort read backwards, so among equal
     scores the *higher* class index ranks first. The rank of the true class ``y`` is
     :math:`\#\{j: x_j > x_y\} + \#\{j > y: x_j = x_y\}`; it is a hit when the rank is
-    below ``k``. One O(NK) comparison, no sort.
+    below ``k``. Two O(NK) counts bound it, :math:`\#\{x_j > x_y\} \le \mathrm{rank}
+    \le \#\{x_j \ge x_y\} - 1`, and decide every row without ties at the k-th place;
+    only the rest get the exact rank. No sort.
 
     Args:
         scores: (N, K) logits or probabilities (the ranks of either are the same, up
             to ties that rounding of the softmax creates; pass the scores you compare with).
         labels: (N,) int64.
-        k: 1 ≤ k.
+        k: 1 ≤ k ≤ K.
 
     Example:
         >>> top_k_hits(torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]]), torch.tensor([0, 2]), 1)
@@ -136,9 +138,20 @@ def top_k_hits(scores: Tensor, labels: Tensor, k: int) -> Tensor:
         tensor([True, True])
     """
     true = scores.gather(1, labels.unsqueeze(1))
+    above = (scores > true).sum(dim=1, dtype=torch.int32)
+    at_least = (scores >= true).sum(dim=1, dtype=torch.int32)  # the true class included
+    hits = at_least <= k
+    unsure = ((above < k) & ~hits).nonzero().squeeze(1)
+    if unsure.numel():
+        hits[unsure] = _rank(scores[unsure], labels[unsure], true[unsure].squeeze(1)) < k
+    return hits
+
+
+def _rank(scores: Tensor, labels: Tensor, true: Tensor) -> Tensor:
+    """sklearn's 0-based rank of the true class: higher scores first, then equal scores of higher class index."""
     later = torch.arange(scores.shape[1], device=scores.device) > labels.unsqueeze(1)
-    ahead = (scores > true) | ((scores == true) & later)
-    return ahead.sum(dim=1) < k
+    column = true.unsqueeze(1)
+    return ((scores > column) | ((scores == column) & later)).sum(dim=1)
 
 
 # ---------------------------------------------------------------- calibration
@@ -233,6 +246,9 @@ def reliability_table(bins: Tensor) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- the lensed prediction
+
+#: Up to this many distinct lens columns the lensed scores are one dense matrix product.
+_DENSE_GROUPS = 64
 
 
 @dataclass(frozen=True)
@@ -330,12 +346,14 @@ def lensed_top_label(probs: Tensor, rule: LensRule) -> tuple[Tensor, Tensor]:
     if rule.is_identity:
         return probs.max(dim=1)
     columns = rule.columns.to(probs.device)
+    k, groups = columns.shape
     rows, cols = columns.nonzero(as_tuple=True)
-    if rows.numel() <= 4 * columns.shape[0]:
-        # Few non-zeros (merge, hierarchy, identity-like): gather and add rather than a dense K×G product.
-        scores = probs.new_zeros(probs.shape[0], columns.shape[1]).index_add_(1, cols, probs[:, rows])
-    else:
+    if groups <= _DENSE_GROUPS or rows.numel() * 8 > k * groups:
+        # Few distinct columns (merge groups) or many non-zeros: one (N, K) × (K, G) product.
         scores = probs @ columns.to(probs.dtype)
+    else:
+        # Many sparse columns (large K, small groups): add the few classes of each column.
+        scores = probs.new_zeros(groups, probs.shape[0]).index_add_(0, cols, probs.T[rows]).T
     confidence, column = scores.clamp_(max=1.0).max(dim=1)
     return confidence, rule.first_class.to(probs.device)[column]
 
@@ -431,7 +449,10 @@ class MetricSums:
         num_classes = logits.shape[1]
         probs = torch.softmax(logits, dim=1)
         confidence, predicted = probs.max(dim=1)
-        lensed_confidence, lensed_predicted = lensed_top_label(probs, rule)
+        if rule.is_identity:  # the lensed prediction is the top label
+            lensed_confidence, lensed_predicted = confidence, predicted
+        else:
+            lensed_confidence, lensed_predicted = lensed_top_label(probs, rule)
         return cls(
             confusion_counts(predicted, labels, num_classes).double(),
             per_class_total(rule.hits[labels, predicted], labels, num_classes),

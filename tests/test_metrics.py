@@ -219,14 +219,28 @@ def test_lens_rule_keeps_distinct_columns_in_class_order():
     assert M.lens_rule(rule) is rule
 
 
-def test_dense_and_sparse_lensed_scores_agree():
-    """A lens with many counted answers per row takes the matrix product; both paths are the definition."""
+def _random_lens(k: int, gen: torch.Generator, floor: float) -> torch.Tensor:
+    lens = torch.rand(k, k, generator=gen, dtype=torch.float64) ** 8 + floor
+    return lens / lens.sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    "k, floor, path",
+    [(8, 0.2, "product"), (80, 0.0, "product"), (80, 1e-3, "gather")],
+    ids=["few columns", "many dense columns", "many sparse columns"],
+)
+def test_lensed_scores_match_the_definition_on_every_path(k, floor, path):
+    """s = softmax(x) H, its maximum and the first class reaching it, whichever way the scores are added."""
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(200, 8, generator=gen, dtype=torch.float64)
-    lens = torch.rand(8, 8, generator=gen, dtype=torch.float64) + 0.2
-    lens = lens / lens.sum(1, keepdim=True)
+    x = torch.randn(300, k, generator=gen, dtype=torch.float64) * 3
+    lens = _random_lens(k, gen, floor)
+    if floor == 0.0:  # many counted answers per row
+        lens = (lens + 0.5 * lens.amax(1, keepdim=True) * (torch.rand(k, k, generator=gen) < 0.5)).double()
+        lens = lens / lens.sum(1, keepdim=True)
     rule = M.lens_rule(lens)
-    assert rule.columns.sum() > 4 * 8  # the dense path
+    groups = rule.columns.shape[1]
+    dense = groups <= M._DENSE_GROUPS or rule.columns.sum() * 8 > k * groups
+    assert dense == (path == "product")
     probs = torch.softmax(x, 1)
     confidence, predicted = M.lensed_top_label(probs, rule)
     scores = probs @ A.lens_hits(lens).double()
@@ -349,3 +363,16 @@ def test_errors_users_can_cause():
         M.MetricSums.of(x, y, torch.eye(4))
     with pytest.raises(ld.InputError, match="int64"):
         M.MetricSums.of(x, y.int())
+
+
+# ------------------------------------------------------------ benchmark
+
+
+def test_metrics_benchmark_runs_at_a_tiny_size(capsys):
+    from benchmarks.__main__ import available, main
+
+    assert "metrics" in available()
+    main(["metrics", "--rows", "300", "--cols", "12", "--repeats", "1"])
+    out = capsys.readouterr().out
+    for lens in ("identity", "merge (3 groups of <= 5)", "smoothing 0.1", "hierarchy (soft)"):
+        assert f"MetricSums.update / analyze, {lens}" in out
