@@ -6,7 +6,8 @@ The report's stream computes both on every chunk, so the accumulator's update
 (:meth:`lensdash.metrics.MetricSums.update`: confusion counts, top-5, calibration
 bins of the top label and of the lensed prediction, lens-aware counts) should add
 little to :func:`lensdash.analysis.analyze` on the same logits. Ratios of medians
-over interleaved rounds, per lens.
+over interleaved rounds, per lens; the target (<= 0.75: the metrics add less than
+three quarters of the analysis to each chunk) keeps the stream one cheap pass.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def bench_metrics(rows: int, cols: int, repeats: int) -> list[tuple[str, str, fl
 
         times = compare({"analyze": core, "metrics": metrics}, repeats=repeats)
         print(f"# {name}: analyze + ClassSums {times['analyze']:.3f}s, MetricSums.update {times['metrics']:.3f}s")
-        out.append((shape, f"MetricSums.update / analyze, {name}", times["metrics"] / times["analyze"], 0.5))
+        out.append((shape, f"MetricSums.update / analyze, {name}", times["metrics"] / times["analyze"], 0.75))
     return out
 
 
