@@ -309,8 +309,9 @@ def lens_rule(lens: object, num_classes: int | None = None) -> LensRule:
     hits = lens_hits(matrix)
     k = hits.shape[0]
     unique, inverse = torch.unique(hits.T, dim=0, return_inverse=True)
-    first = torch.full((unique.shape[0],), k, dtype=torch.long).scatter_reduce_(
-        0, inverse, torch.arange(k), reduce="amin"
+    classes = torch.arange(k, device=hits.device)
+    first = torch.full((unique.shape[0],), k, dtype=torch.long, device=hits.device).scatter_reduce_(
+        0, inverse, classes, reduce="amin"
     )
     order = torch.argsort(first)
     is_identity = bool(torch.equal(hits, torch.eye(k, dtype=torch.bool, device=hits.device)))
