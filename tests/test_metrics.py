@@ -376,3 +376,19 @@ def test_metrics_benchmark_runs_at_a_tiny_size(capsys):
     out = capsys.readouterr().out
     for lens in ("identity", "merge (3 groups of <= 5)", "smoothing 0.1", "hierarchy (soft)"):
         assert f"MetricSums.update / analyze, {lens}" in out
+
+
+@given(predictions(min_classes=3), st.integers(0, 2**31 - 1))
+def test_lens_aware_counts_follow_the_rule_for_random_lenses(data, seed):
+    """Random lenses with exact zeros and ties: MetricSums' lens counts equal the rule applied sample by sample."""
+    logits, labels = data
+    k = logits.shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    lens = torch.randint(0, 4, (k, k), generator=gen).double().fill_diagonal_(1.0)  # ties and halves are common
+    lens = lens / lens.sum(1, keepdim=True)
+    predicted = torch.softmax(logits, 1).argmax(1)
+    hits = [bool(lens[y, p] >= 0.5 * lens[y].max()) for y, p in zip(labels.tolist(), predicted.tolist())]
+    credit = [float(lens[y, p] / lens[y].max()) for y, p in zip(labels.tolist(), predicted.tolist())]
+    sums = M.MetricSums.of(logits, labels, lens)
+    assert float(sums.lens_hit.sum()) == sum(hits)
+    assert float(sums.lens_score.sum()) == pytest.approx(sum(credit), rel=1e-12, abs=1e-12)
