@@ -5,17 +5,25 @@ writes the app's summary into a folder. Under ``torchrun`` each process reads
 its own share and the per-class sums are added with ``all_reduce``::
 
     torchrun --nproc-per-node 4 -m lensdash report big.csv --lens lens.csv --out report/
+
+--out must be a new path, an empty folder or a previous report (it holds a .lensdash-report.json marker and
+nothing else); anything else is refused before any data is read. Ctrl-C / SIGTERM leave --out as it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
+from typing import Any
 
-from lensdash.errors import LensdashError
+from lensdash.errors import InputError, LensdashError
 from lensdash.files import KINDS
+from lensdash.report import OutputFolder, all_reduce, check_label_count, check_output_folder, report
+from lensdash.report_folder import signals_deferred
 from lensdash.stream import CHUNK_ROWS
 
 
@@ -64,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         "--family", default="target", choices=["target", "prediction"], help="lens family (default: target, the seed's)"
     )
     rep.add_argument("--label-column", help="name of the label column, if not one of label/target/y/...")
-    rep.add_argument("--out", default="lensdash-report", help="output folder (default: lensdash-report)")
+    rep.add_argument(
+        "--out",
+        default="lensdash-report",
+        help="output folder: new, empty, or a previous report, which is replaced (default: lensdash-report)",
+    )
     rep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     rep.add_argument(
         "--chunk-rows",
@@ -76,69 +88,142 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from lensdash.report import all_reduce, check_label_count, check_output_folder, report
+class Stopped(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread so that the run unwinds and removes what it had made."""
 
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    distributed = world > 1
-    if distributed:
-        import torch
-        import torch.distributed as dist
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
-        if args.device == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend="nccl" if args.device == "cuda" else "gloo")
-    device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if args.device == "cuda" and distributed else args.device
-    prefix = f"rank {rank}/{world} " if distributed else ""
-    error: LensdashError | None = None
-    result = None
-    try:
-        check_output_folder(args.out)
-        progress = None if args.quiet or rank != 0 else ProgressBar(prefix=prefix)
-        result = report(
-            args.predictions,
-            args.lens,
-            labels=args.labels,
-            kind=args.kind,
-            family=args.family,
-            label_column=args.label_column,
-            device=device,
-            chunk_rows=args.chunk_rows,
-            shard=(rank, world),
-            progress=progress,
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).splitlines())
+
+
+def _user_error(exc: BaseException) -> LensdashError:
+    """What a user's machine or files can cause, as a one-line error instead of a traceback."""
+    if isinstance(exc, LensdashError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return InputError.build(
+            "data that fits in memory", "not enough memory", fix="Give a smaller --chunk-rows or use more memory."
         )
-    except LensdashError as exc:
-        error = exc
-    others_failed = False
-    if distributed:
-        failed = torch.tensor([0.0 if error is None else 1.0], device=device)
-        dist.all_reduce(failed)  # every process must learn that one failed, or the others would wait forever
-        others_failed = error is None and failed.item() > 0
-        if failed.item() == 0:
-            result = all_reduce(result)
-    if error is None and not others_failed:
+    filename, strerror = getattr(exc, "filename", None), getattr(exc, "strerror", None)  # an OSError
+    where = str(filename) if filename else None
+    return InputError.build(
+        "files that can be read and a report folder that can be written",
+        strerror or type(exc).__name__,
+        where=where,
+        fix="Check the path, its permissions and the free space.",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0, 2 for a user's error, 130/143 for SIGINT/SIGTERM)."""
+    args = _parser().parse_args(argv)
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    run = _Run(args)
+    try:
+        return run()
+    except (Stopped, KeyboardInterrupt) as stop:
+        with signals_deferred(deliver=False):  # a second Ctrl-C while this one is reported changes nothing
+            signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+            if run.folder is not None and run.folder.committed:
+                outcome = f"the report was written to {args.out}"
+            else:
+                outcome = "no report was written; --out is as it was"
+            print(f"{run.prefix}stopped by {signal.Signals(signum).name}: {outcome}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        with signals_deferred(deliver=False):
+            if run.folder is not None:
+                run.folder.discard()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+class _Run:
+    """One ``report`` command: its arguments, its process's place under ``torchrun``, and the folder it made."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        self.prefix = f"rank {self.rank}/{self.world} " if self.world > 1 else ""
+        self.folder: OutputFolder | None = None
+
+    def __call__(self) -> int:
+        args, rank, world = self.args, self.rank, self.world
+        distributed = world > 1
+        if distributed:
+            import torch
+            import torch.distributed as dist
+
+            if args.device == "cuda":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            dist.init_process_group(backend="nccl" if args.device == "cuda" else "gloo")
+        device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if args.device == "cuda" and distributed else args.device
+        inputs = [path for path in (args.predictions, args.labels, args.lens) if path]
+        error: LensdashError | None = None
+        result = None
         try:
-            check_label_count(result)
+            # Before any data is read: a refused --out costs nothing, and a new one is made now (or refused).
+            check_output_folder(args.out, inputs)
             if rank == 0:
-                paths = result.write(args.out)
-                s = result.summary()
-                print(
-                    f"{s['num_samples']:,} samples x {s['num_classes']} classes ({result.kind}): unlensed loss {s['unlensed_loss']:.4f}, "
-                    f"lensed {s['lensed_loss']:.4f} ({args.family}), accuracy {s['accuracy']:.1%}, lens-aware {s['lens_aware_accuracy']:.1%}"
-                )
-                print(f"wrote {len(paths)} files to {args.out}")
-        except LensdashError as exc:
-            error = exc
-    if distributed:
-        dist.destroy_process_group()
-    if error is not None:
-        print(f"{prefix}error: {error}", file=sys.stderr)
-        return 2
-    if others_failed:
-        print(f"{prefix}stopped: another process failed (see its message); no report was written", file=sys.stderr)
-        return 2
-    return 0
+                self.folder = OutputFolder.prepare(args.out, inputs)
+            progress = None if args.quiet or rank != 0 else ProgressBar(prefix=self.prefix)
+            result = report(
+                args.predictions,
+                args.lens,
+                labels=args.labels,
+                kind=args.kind,
+                family=args.family,
+                label_column=args.label_column,
+                device=device,
+                chunk_rows=args.chunk_rows,
+                shard=(rank, world),
+                progress=progress,
+            )
+        except (LensdashError, OSError, MemoryError) as exc:
+            error = _user_error(exc)
+        others_failed = False
+        if distributed:
+            failed = torch.tensor([0.0 if error is None else 1.0], device=device)
+            dist.all_reduce(failed)  # every process must learn that one failed, or the others would wait forever
+            others_failed = error is None and failed.item() > 0
+            if failed.item() == 0:
+                result = all_reduce(result)
+        if error is None and not others_failed:
+            try:
+                check_label_count(result)
+                if self.folder is not None:
+                    paths = self.folder.commit(result)
+                    s = result.summary()
+                    print(
+                        f"{s['num_samples']:,} samples x {s['num_classes']} classes ({result.kind}): "
+                        f"unlensed loss {s['unlensed_loss']:.4f}, lensed {s['lensed_loss']:.4f} ({args.family}), "
+                        f"accuracy {s['accuracy']:.1%}, lens-aware {s['lens_aware_accuracy']:.1%}"
+                    )
+                    print(f"wrote {len(paths)} files to {args.out}")
+            except (LensdashError, OSError, MemoryError) as exc:
+                error = _user_error(exc)
+        if distributed:
+            dist.destroy_process_group()
+        if error is not None:
+            print(f"{self.prefix}error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        if others_failed:
+            print(
+                f"{self.prefix}stopped: another process failed (see its message); no report was written",
+                file=sys.stderr,
+            )
+            return 2
+        return 0
 
 
 if __name__ == "__main__":

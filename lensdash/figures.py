@@ -7,21 +7,30 @@ the title when it shows a selection.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
+from lensdash.errors import InputError
+from lensdash.hierarchy import Hierarchy
 from lensdash.losses import lensed_cross_entropy, prediction_lensed_cross_entropy
 
 #: Most points a scatter sends; above it an evenly spaced, seeded sample is shown.
 MAX_POINTS = 5000
 #: Most classes a K×K heatmap shows; above it, the classes with the largest values.
 MAX_HEATMAP_CLASSES = 60
+#: Most classes a heatmap may be asked to show (``limit=``): 250² cells keep the JSON well under 2 MB.
+MAX_HEATMAP_LIMIT = 250
 DIVERGING = "RdBu_r"
 FONT = {"size": 13}
+#: Pixels a tick label needs along an axis; labels beyond what fits are left to the hover text.
+TICK_PX = 13
+#: Characters of a class name shown as a tick label (the full name is in the hover text).
+TICK_CHARS = 18
 
 
 def _np(values: Tensor | np.ndarray) -> np.ndarray:
@@ -80,35 +89,91 @@ def _diverging_heatmap(
         zmin=-bound,
         zmax=bound,
         hovertemplate=hovertemplate,
-        colorbar={"title": {"text": "gradient"}},
+        colorbar={"title": {"text": "gradient"}, "thickness": 12},
     )
 
 
 def gradient_heatmap(
-    matrix: Tensor | np.ndarray, names: Sequence[str], title: str, *, zmax: float | None = None
+    matrix: Tensor | np.ndarray,
+    names: Sequence[str],
+    title: str,
+    *,
+    zmax: float | None = None,
+    subset: Sequence[int] | np.ndarray | None = None,
+    diagonal: bool = True,
+    width: int | None = None,
 ) -> go.Figure:
-    """A K×K class-mean gradient matrix: rows true class, columns logit; diverging colours centred at 0."""
+    """A K×K class-mean gradient matrix: rows true class, columns logit; diverging colours centred at 0.
+
+    ``subset`` (class indices, in display order, e.g. from :func:`pick_classes` and :func:`class_order`) shows
+    the same classes in every panel; without it, up to :data:`MAX_HEATMAP_CLASSES` with the largest gradients.
+    The size grows with the classes shown and tick labels are thinned to what fits (all names are in the hover);
+    ``width`` (px) is the panel's width when known, so the column labels fit it. ``diagonal=False`` blanks the
+    diagonal (each class's own logit), which otherwise sets the colour range.
+    """
     values = _np(matrix)
-    keep = top_classes(values)
+    keep = top_classes(values) if subset is None else _checked_subset(subset, len(names))
     shown = [str(names[i]) for i in keep]
-    values = values[np.ix_(keep, keep)]
-    if len(keep) < len(names):
-        title += f" ({len(keep)} of {len(names)} classes with the largest gradients)"
-    bound = zmax if zmax is not None else float(np.abs(values).max() or 1.0)
+    values = values[np.ix_(keep, keep)].astype(float)
+    if not diagonal:
+        values[np.diag_indices_from(values)] = np.nan
+    note = f"{len(keep)} of {len(names):,} classes" if len(keep) < len(names) else ""
+    if note and subset is None:
+        note += " with the largest gradients"
+    if not diagonal:
+        note = ", ".join(filter(None, [note, "diagonal left out"]))
+    bound = zmax if zmax is not None else float(np.nanmax(np.abs(values), initial=0.0) or 1.0)
     trace = _diverging_heatmap(
         values, shown, shown, bound, "true class %{y}<br>logit %{x}<br>mean gradient %{z:.4f}<extra></extra>"
     )
-    ticks = (
-        {"tickmode": "array", "tickvals": shown} if len(shown) <= 30 else {}
-    )  # name every class, not every other one
+    height = _heatmap_height(len(shown))
+    sized = {"width": width} if width else {}
     return _figure(
         trace,
-        title,
+        _title(title, note),
         "gradient w.r.t. logit of class",
         "true class",
-        xaxis=ticks,
-        yaxis={"autorange": "reversed", **ticks},
+        height=height,
+        xaxis=_category_ticks(shown, (width or 420) - 170, TICK_PX + 5),  # rotated labels need more room
+        yaxis={"autorange": "reversed", **_category_ticks(shown, height - 150)},
+        margin={"l": 10, "r": 10, "t": 70 if note else 50, "b": 10},
+        **sized,
     )
+
+
+def _title(title: str, note: str) -> str:
+    """A title with its qualifier on a smaller second line, so narrow panels do not cut it."""
+    return f"{title}<br><sup>{note}</sup>" if note else title
+
+
+def _heatmap_height(n: int) -> int:
+    """Height in px for an n×n heatmap: roughly square cells of 6 to 16 px, between 360 and 900 px."""
+    return int(min(900, max(360, 150 + n * min(16, max(6, 700 // max(n, 1))))))
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= TICK_CHARS else name[: TICK_CHARS - 1] + "…"
+
+
+def _category_ticks(shown: Sequence[str], plot_px: int, px_per_label: int = TICK_PX) -> dict:
+    """A category axis labelling as many classes as fit (every m-th), names shortened; the rest is in the hover."""
+    fit = max(1, plot_px // px_per_label)
+    step = max(1, math.ceil(len(shown) / fit))
+    values = list(shown[::step])
+    return {"type": "category", "tickmode": "array", "tickvals": values, "ticktext": [_short(v) for v in values]}
+
+
+def _checked_subset(subset: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
+    keep = np.asarray(subset, dtype=np.int64).reshape(-1)
+    if keep.size == 0 or keep.min() < 0 or keep.max() >= k or len(np.unique(keep)) != keep.size:
+        raise InputError.build(
+            f"distinct class indices in 0..{k - 1}", f"{keep.tolist()[:5]}", fix="Pick classes that exist."
+        )
+    if keep.size > MAX_HEATMAP_LIMIT:
+        raise InputError.build(
+            f"at most {MAX_HEATMAP_LIMIT} classes in one heatmap", f"{keep.size}", fix="Roll up to groups or zoom."
+        )
+    return keep
 
 
 def sample_gradient_heatmap(
@@ -177,16 +242,38 @@ def loss_scatter(
     return _figure([points, diagonal], title, "unlensed loss (cross-entropy)", "lensed loss", showlegend=False)
 
 
-def delta_histogram(delta: Tensor, bins: int = 60) -> go.Figure:
-    """Histogram of lensed minus unlensed loss, binned here so the payload does not grow with N."""
+def delta_histogram(
+    delta: Tensor, bins: int = 60, *, unchanged_tol: float | None = 1e-6, log_y: bool = False
+) -> go.Figure:
+    """Histogram of lensed minus unlensed loss, binned here so the payload does not grow with N.
+
+    Samples the lens leaves unchanged (``|delta| < unchanged_tol``; all of a class the lens does not touch)
+    would make one tall bar at 0 that flattens the rest, so they are left out and counted in the title; pass
+    ``unchanged_tol=None`` to keep them. ``log_y`` puts the counts on a log scale.
+    """
     d = _np(delta)
     d = d[np.isfinite(d)]
-    if d.size == 0:
+    total = d.size
+    title = "Lensed − unlensed loss per sample"
+    if unchanged_tol is not None:
+        changed = np.abs(d) >= unchanged_tol
+        unchanged = int(total - changed.sum())
+        d = d[changed]
+        if unchanged:
+            title = _title(
+                title,
+                f"{unchanged:,} of {total:,} samples unchanged (|Δ| < {unchanged_tol:g}) left out"
+                + ("; every sample is unchanged" if d.size == 0 else ""),
+            )
+    empty = d.size == 0
+    if empty:
         d = np.zeros(1)
     lo, hi = float(d.min()), float(d.max())
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     counts, edges = np.histogram(d, bins=bins, range=(lo, hi))
+    if empty:
+        counts = np.zeros_like(counts)
     centres = (edges[:-1] + edges[1:]) / 2
     bars = go.Bar(
         x=np.round(centres, 5),
@@ -205,47 +292,346 @@ def delta_histogram(delta: Tensor, bins: int = 60) -> go.Figure:
         "yref": "y domain",
         "line": {"dash": "dash", "color": "#555"},
     }
-    return _figure(bars, "Lensed − unlensed loss per sample", "lensed − unlensed loss", "samples", shapes=[zero])
+    return _figure(
+        bars,
+        title,
+        "lensed − unlensed loss",
+        "samples",
+        shapes=[zero],
+        yaxis={"type": "log"} if log_y else None,
+        margin={"l": 10, "r": 10, "t": 70 if "<br>" in title else 50, "b": 10},
+    )
 
 
-def confusion_heatmap(counts: Tensor | np.ndarray, names: Sequence[str], *, normalize: bool = True) -> go.Figure:
-    """Confusion matrix, rows true class, columns predicted; row-normalised by default."""
+def confusion_heatmap(
+    counts: Tensor | np.ndarray,
+    names: Sequence[str],
+    *,
+    normalize: bool = True,
+    subset: Sequence[int] | np.ndarray | None = None,
+    diagonal: bool = True,
+    log: bool = False,
+    title: str | None = None,
+) -> go.Figure:
+    """Confusion matrix, rows true class, columns predicted; row-normalised by default.
+
+    Args:
+        counts: K×K counts (rows true class).
+        names: K class (or group) names.
+        normalize: divide each row by its total.
+        subset: class indices to show, in display order (:func:`class_order`, :func:`pick_classes`); default
+            the :data:`MAX_HEATMAP_CLASSES` most confused classes.
+        diagonal: ``False`` blanks the diagonal, so the colour scale spans the confusions alone.
+        log: colour by ``log10`` of the value (the hover still shows the value), so small confusions show
+            beside large ones.
+        title: replaces "Confusion matrix".
+    """
     values = _np(counts)
     if normalize:
         values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
-    trace, kept = _class_heatmap(values, names, "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>")
-    title = "Confusion matrix" + (" (row-normalised)" if normalize else "")
-    if kept < len(names):
-        title += f" ({kept} most confused of {len(names)} classes)"
-    return _figure(trace, title, "predicted class", "true class", yaxis={"autorange": "reversed"})
-
-
-def lens_heatmap(matrix: Tensor | np.ndarray, names: Sequence[str]) -> go.Figure:
-    """The lens itself: row = true label, column = target class."""
-    trace, _ = _class_heatmap(
-        _np(matrix), names, "true label %{y}<br>target class %{x}<br>weight %{z}<extra></extra>", zmax=1
+    hover = "true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>" if log else None
+    trace, kept = _class_heatmap(
+        values,
+        names,
+        hover or "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
+        subset=subset,
+        diagonal=diagonal,
+        log=log,
     )
+    qualifiers = ["row-normalised"] if normalize else []
+    if not diagonal:
+        qualifiers.append("diagonal left out")
+    if log:
+        qualifiers.append("log colour scale")
+    if kept < len(names):
+        qualifiers.append(f"{kept} of {len(names):,} classes" + (" most confused" if subset is None else ""))
+    height = _heatmap_height(kept)
+    axis = _category_ticks(trace.x, height - 150)
     return _figure(
-        trace, "Lens (rows are target distributions)", "target class", "true label", yaxis={"autorange": "reversed"}
+        trace,
+        _title(title or "Confusion matrix", ", ".join(qualifiers)),
+        "predicted class",
+        "true class",
+        height=height,
+        xaxis=axis,
+        yaxis={"autorange": "reversed", **axis},
+        margin={"l": 10, "r": 10, "t": 70 if qualifiers else 50, "b": 10},
+    )
+
+
+def lens_heatmap(
+    matrix: Tensor | np.ndarray, names: Sequence[str], *, subset: Sequence[int] | np.ndarray | None = None
+) -> go.Figure:
+    """The lens itself: row = true label, column = target class (``subset`` as in :func:`confusion_heatmap`)."""
+    trace, kept = _class_heatmap(
+        _np(matrix), names, "true label %{y}<br>target class %{x}<br>weight %{z}<extra></extra>", zmax=1, subset=subset
+    )
+    note = f"{kept} of {len(names):,} classes" if kept < len(names) else ""
+    height = _heatmap_height(kept)
+    axis = _category_ticks(trace.x, height - 150)
+    return _figure(
+        trace,
+        _title("Lens (rows are target distributions)", note),
+        "target class",
+        "true label",
+        height=height,
+        xaxis=axis,
+        yaxis={"autorange": "reversed", **axis},
     )
 
 
 def _class_heatmap(
-    values: np.ndarray, names: Sequence[str], hovertemplate: str, zmax: float | None = None
+    values: np.ndarray,
+    names: Sequence[str],
+    hovertemplate: str,
+    zmax: float | None = None,
+    *,
+    subset: Sequence[int] | np.ndarray | None = None,
+    diagonal: bool = True,
+    log: bool = False,
 ) -> tuple[go.Heatmap, int]:
-    """A K×K class-by-class heatmap, limited to the classes with the most off-diagonal weight; and how many it kept (draw row 0 on top)."""
-    keep = top_classes(values - np.diag(np.diag(values)))
+    """A class-by-class heatmap of ``subset`` and how many classes it kept.
+
+    Without ``subset``: the :data:`MAX_HEATMAP_CLASSES` classes with the most off-diagonal weight.
+    """
+    keep = top_classes(values - np.diag(np.diag(values))) if subset is None else _checked_subset(subset, len(names))
     shown = [str(names[i]) for i in keep]
+    z = values[np.ix_(keep, keep)].astype(float)
+    if not diagonal:  # rows and columns show the same classes, so the block's diagonal is theirs
+        z[np.diag_indices_from(z)] = np.nan
+    extra: dict = {}
+    if log:
+        positive = z[np.isfinite(z) & (z > 0)]
+        floor = float(positive.min()) if positive.size else 1.0
+        extra["customdata"] = np.round(z, 4)
+        z = np.log10(np.where(np.isfinite(z), np.maximum(z, floor), np.nan))
+        extra["colorbar"] = {"title": {"text": "log10"}, "thickness": 12}
+        zmin, zmax = None, None
+    else:
+        zmin = 0
     trace = go.Heatmap(
-        z=np.round(values[np.ix_(keep, keep)], 4),
+        z=np.round(z, 4),
         x=shown,
         y=shown,
         colorscale="Purples",
-        zmin=0,
+        zmin=zmin,
         zmax=zmax,
         hovertemplate=hovertemplate,
+        hoverongaps=False,
+        **{"colorbar": {"thickness": 12}, **extra},
     )
     return trace, len(keep)
+
+
+# ------------------------------------------------------------------------------------------- many classes
+
+
+def lens_groups(lens: Tensor | np.ndarray) -> np.ndarray:
+    """Group id per class: the connected blocks of the lens (classes that share target mass, in either direction).
+
+    Ids are numbered by each block's first class. A merge lens gives its groups; a soft hierarchy lens, which
+    spreads mass everywhere, gives one block (use the hierarchy's groups instead).
+
+    Example:
+        >>> lens_groups(np.array([[0.5, 0, 0.5], [0, 1, 0], [0.5, 0, 0.5]])).tolist()
+        [0, 1, 0]
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    values = _np(lens)
+    _, labels = connected_components(csr_matrix((values > 0) | (values.T > 0)), directed=False)
+    first: dict[int, int] = {}
+    for label in labels:
+        first.setdefault(int(label), len(first))
+    return np.array([first[int(label)] for label in labels], dtype=np.int64)
+
+
+def class_order(
+    names: Sequence[str],
+    *,
+    hierarchy: Hierarchy | None = None,
+    groups: Sequence[Hashable] | np.ndarray | None = None,
+    confusion: Tensor | np.ndarray | None = None,
+) -> np.ndarray:
+    """A permutation of the classes that makes structure show as blocks on a heatmap's diagonal.
+
+    Give one of:
+
+    * ``hierarchy``: the leaf order of a depth-first walk (classes under one node are contiguous);
+    * ``groups``: one group label per class (e.g. :func:`lens_groups` of a merge lens, or
+      ``hierarchy.ancestor_at(1, names)``); groups in order of their first class, classes in index order;
+    * ``confusion``: the data's own clustering, the leaf order of an average-linkage clustering of the
+      symmetrised row-normalised confusion (classes confused with each other end up next to each other).
+
+    Returns:
+        Class indices in display order (feed ``subset=`` of the heatmaps, or index a matrix with it).
+
+    Example:
+        >>> class_order(["a", "b", "c", "d"], groups=["x", "y", "x", "y"]).tolist()
+        [0, 2, 1, 3]
+    """
+    given = [v is not None for v in (hierarchy, groups, confusion)]
+    if sum(given) != 1:
+        raise InputError.build(
+            "exactly one of hierarchy, groups, confusion", f"{sum(given)}", fix="Pick one way to order the classes."
+        )
+    k = len(names)
+    if hierarchy is not None:
+        return np.asarray(hierarchy.order(list(names)), dtype=np.int64)
+    if groups is not None:
+        labels = list(groups)
+        if len(labels) != k:
+            raise InputError.build(f"{k} group labels", f"{len(labels)}", fix="Give one group per class.")
+        first: dict[Hashable, int] = {}
+        for i, g in enumerate(labels):
+            first.setdefault(g, i)
+        return np.array(sorted(range(k), key=lambda i: (first[labels[i]], i)), dtype=np.int64)
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    counts = _np(confusion)
+    if counts.shape != (k, k):
+        raise InputError.build(f"a {k}×{k} confusion matrix", f"shape {counts.shape}", fix="One row per class.")
+    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-300)
+    similarity = rows + rows.T
+    np.fill_diagonal(similarity, 0.0)
+    top = similarity.max() or 1.0
+    distance = 1.0 - similarity / top
+    np.fill_diagonal(distance, 0.0)
+    return leaves_list(linkage(squareform(distance, checks=False), method="average")).astype(np.int64)
+
+
+def pick_classes(
+    difference: Tensor | np.ndarray,
+    *,
+    limit: int = MAX_HEATMAP_CLASSES,
+    groups: Sequence[Hashable] | np.ndarray | None = None,
+    order: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """One class subset for all three gradient panels (unlensed, lensed, difference), so they can be compared.
+
+    Classes are taken by the size of their row and column in ``difference`` (``sum |d|``), largest first; with
+    ``groups``, each class brings its whole group while the group fits in ``limit``, so blocks stay whole.
+
+    Args:
+        difference: K×K matrix whose large entries matter (lensed − unlensed gradients, confusion counts).
+        limit: most classes returned (at most :data:`MAX_HEATMAP_LIMIT`).
+        groups: one group label per class, or ``None``.
+        order: display order of all K classes (:func:`class_order`); default index order.
+
+    Returns:
+        Class indices, in display order.
+
+    Example:
+        >>> d = np.zeros((5, 5)); d[3, 4] = 1.0
+        >>> pick_classes(d, limit=3, groups=[0, 0, 1, 1, 1]).tolist()
+        [2, 3, 4]
+    """
+    values = np.abs(_np(difference))
+    k = values.shape[0]
+    limit = max(1, min(int(limit), MAX_HEATMAP_LIMIT, k))
+    weight = values.sum(axis=0) + values.sum(axis=1)
+    ranked = np.argsort(-weight, kind="stable")
+    members: dict[Hashable, list[int]] = {}
+    labels = list(groups) if groups is not None else list(range(k))
+    for i, g in enumerate(labels):
+        members.setdefault(g, []).append(i)
+    chosen: list[int] = []
+    taken = np.zeros(k, dtype=bool)
+    for i in ranked:
+        if len(chosen) >= limit:
+            break
+        if taken[i]:
+            continue
+        block = members[labels[i]]
+        block = [j for j in block if not taken[j]] if len(chosen) + len(block) <= limit else [int(i)]
+        chosen.extend(block)
+        taken[block] = True
+    position = np.empty(k, dtype=np.int64)
+    position[np.asarray(order if order is not None else np.arange(k), dtype=np.int64)] = np.arange(k)
+    return np.array(sorted(chosen, key=lambda j: position[j]), dtype=np.int64)
+
+
+def rollup(
+    matrix: Tensor | np.ndarray,
+    groups: Sequence[Hashable] | np.ndarray,
+    *,
+    support: Tensor | np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    r"""A class×class matrix rolled up to groups (a hierarchy level, lens groups).
+
+    Counts (``support=None``) are summed: :math:`R_{ab} = \sum_{i \in a} \sum_{j \in b} M_{ij}`. Class means
+    (``support`` = samples per true class, as for the class-mean gradients) average the rows weighted by
+    support and sum the columns: :math:`R_{ab} = \sum_{i \in a} n_i \sum_{j \in b} M_{ij} / \sum_{i \in a} n_i`,
+    the mean over the group's samples of the gradient with respect to the group's summed logits.
+
+    Args:
+        matrix: K×K, rows true class.
+        groups: one group label per class (``hierarchy.ancestor_at(level, names)``, :func:`lens_groups`).
+        support: per-class sample counts for a matrix of means; ``None`` for counts.
+
+    Returns:
+        The G×G matrix and the G group names, groups in order of their first class.
+
+    Example:
+        >>> rollup(np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]]), ["a", "a", "b"])
+        (array([[11.,  1.],
+               [ 0.,  4.]]), ['a', 'b'])
+    """
+    values = _np(matrix)
+    labels = list(groups)
+    k = values.shape[0]
+    if values.shape != (k, k) or len(labels) != k:
+        raise InputError.build(
+            f"a K×K matrix and K = {k} group labels",
+            f"shape {values.shape}, {len(labels)} labels",
+            fix="One per class.",
+        )
+    ids: dict[Hashable, int] = {}
+    index = np.array([ids.setdefault(g, len(ids)) for g in labels], dtype=np.int64)
+    g = len(ids)
+    member = np.zeros((k, g))
+    member[np.arange(k), index] = 1.0
+    if support is None:
+        return member.T @ values @ member, [str(n) for n in ids]
+    weights = _np(support).reshape(-1)
+    if weights.shape != (k,) or (weights < 0).any():
+        raise InputError.build(f"{k} non-negative sample counts", f"{weights.shape}", fix="Pass the class supports.")
+    total = member.T @ weights
+    rolled = (member * weights[:, None]).T @ values @ member
+    return rolled / np.maximum(total, 1e-300)[:, None] * (total > 0)[:, None], [str(n) for n in ids]
+
+
+def zoom(
+    matrix: Tensor | np.ndarray, names: Sequence[str], chosen: Sequence[str | int]
+) -> tuple[np.ndarray, list[str]]:
+    """The sub-matrix of ``chosen`` classes (names or indices, in that order) and their names.
+
+    Raises:
+        InputError: a name that is not a class (first few named).
+
+    Example:
+        >>> zoom(np.arange(9).reshape(3, 3), ["a", "b", "c"], ["c", "a"])
+        (array([[8., 6.],
+               [2., 0.]]), ['c', 'a'])
+    """
+    values = _np(matrix)
+    position = {str(n): i for i, n in enumerate(names)}
+    index, unknown = [], []
+    for c in chosen:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            (index if 0 <= int(c) < len(names) else unknown).append(int(c) if 0 <= int(c) < len(names) else c)
+        elif str(c) in position:
+            index.append(position[str(c)])
+        else:
+            unknown.append(c)
+    if unknown or not index:
+        shown = ", ".join(repr(str(u)) for u in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        raise InputError.build("names or indices of classes", shown or "none", fix="Pick classes from the list.")
+    return values[np.ix_(index, index)], [str(names[i]) for i in index]
 
 
 def split_curve(lens: Tensor, label: int, a: int, b: int, mass: float = 0.98, points: int = 101) -> go.Figure:
@@ -324,7 +710,7 @@ def decision_regions(
     *,
     show: int | None = None,
 ) -> go.Figure:
-    """Over a 2-D grid: the predicted class (``show=None``) or the predicted probability of class ``show``, with the data points on top."""
+    """Over a 2-D grid: the predicted class (``show=None``) or the probability of class ``show``; data points on top."""
     confidence = probs.max(axis=-1)
     if show is None:
         z, colours, zrange = probs.argmax(axis=-1), "Viridis", {}

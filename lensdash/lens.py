@@ -378,14 +378,18 @@ def distance_lens(distances: object, beta: float, classes: Classes | None = None
     return _lens(torch.softmax(-float(beta) * d, dim=1), names)
 
 
-def hierarchy_distances(classes: Classes, hierarchy: Sequence[object]) -> Tensor:
-    r"""Distances from nested groups: the height of the lowest common ancestor.
+def hierarchy_distances(classes: Classes, hierarchy: object) -> Tensor:
+    r"""Class distances from a hierarchy: the height of the lowest common ancestor.
 
-    ``hierarchy`` is a nested list of class names, e.g.
-    ``[["cat", "dog"], ["car", ["bus", "truck"]]]``. Classes that appear
-    nowhere hang off the root. ``d(i, i) = 0``; two classes in the same
-    innermost group are at distance 1, and each level further up adds 1
-    (measured from the deeper of the two leaves, so ``d`` is symmetric).
+    The height of a node is the number of edges on the longest path from it down to a leaf; ``d(i, i) = 0``
+    (Bertinetto et al. 2020). ``hierarchy`` is a :class:`~lensdash.hierarchy.Hierarchy`
+    (:func:`~lensdash.read_hierarchy`) or nested lists of class names, e.g.
+    ``[["cat", "dog"], ["car", ["bus", "truck"]]]``, where each inner list is a group and classes that appear
+    nowhere hang off the root.
+
+    Raises:
+        LensError: nested lists naming an unknown class or a class twice.
+        InputError: a class missing from a :class:`~lensdash.hierarchy.Hierarchy`.
 
     Example:
         >>> hierarchy_distances(["a", "b", "c"], [["a", "b"]])
@@ -393,50 +397,38 @@ def hierarchy_distances(classes: Classes, hierarchy: Sequence[object]) -> Tensor
                 [1., 0., 2.],
                 [2., 2., 0.]], dtype=torch.float64)
     """
+    from lensdash.hierarchy import as_hierarchy  # lensdash.hierarchy imports this module
+
     names = class_names(classes)
-    paths: dict[int, tuple[int, ...]] = {}
-    counter = [0]
-
-    def walk(node: object, path: tuple[int, ...]) -> None:
-        if isinstance(node, (list, tuple)):
-            counter[0] += 1
-            here = (*path, counter[0])
-            for child in node:
-                walk(child, here)
-        else:
-            i = _index_of(names, node, "hierarchy")
-            if i in paths:
-                raise LensError.build(
-                    "each class once in the hierarchy", f"{names[i]!r} twice", fix="Remove the duplicate."
-                )
-            paths[i] = path
-
-    for top in hierarchy:
-        walk(top, (0,))
-    k = len(names)
-    full = [paths.get(i, (0,)) for i in range(k)]
-    d = torch.zeros(k, k, dtype=torch.float64)
-    for i in range(k):
-        for j in range(k):
-            if i == j:
-                continue
-            a, b = full[i], full[j]
-            common = 0
-            while common < min(len(a), len(b)) and a[common] == b[common]:
-                common += 1
-            d[i, j] = max(len(a), len(b)) - common + 1
-    return d
+    return as_hierarchy(hierarchy, names).distances(names)
 
 
-def hierarchy_lens(classes: Classes, hierarchy: Sequence[object], beta: float) -> Lens:
-    """:func:`distance_lens` over :func:`hierarchy_distances`.
+def hierarchy_lens(classes: Classes, hierarchy: object, beta: float) -> Lens:
+    r"""Soft labels from a hierarchy, exactly as Bertinetto et al. 2020 define them.
+
+    .. math:: C_{yj} = \frac{\exp(-\beta\, d(y,j)/d_{max})}{\sum_k \exp(-\beta\, d(y,k)/d_{max})}
+
+    with ``d`` the LCA height (:func:`hierarchy_distances`) and :math:`d_{max}` its largest value, so the paper's
+    β values (4–30) mean what they mean there. Row ``y`` is the target distribution when the true label is ``y``.
+    To choose β by the share of each row kept on the true class or its group, see
+    :func:`lensdash.hierarchy.beta_for_mass` and :func:`lensdash.hierarchy.default_beta`.
+
+    Args:
+        classes: K class names (or K).
+        hierarchy: a :class:`~lensdash.hierarchy.Hierarchy` or nested lists of class names.
+        beta: sharpness >= 0; 0 gives uniform rows, large β the identity.
+
+    Raises:
+        LensError: ``beta < 0`` or nested lists naming unknown classes.
+        InputError: a class missing from a :class:`~lensdash.hierarchy.Hierarchy`.
 
     Example:
-        >>> hierarchy_lens(["a", "b", "c"], [["a", "b"]], beta=50.0).matrix.diagonal()
-        tensor([1., 1., 1.], dtype=torch.float64)
+        >>> hierarchy_lens(["a", "b", "c"], [["a", "b"]], beta=4.0).matrix[0].round(decimals=3)
+        tensor([0.8670, 0.1170, 0.0160], dtype=torch.float64)
     """
     names = class_names(classes)
-    return distance_lens(hierarchy_distances(names, hierarchy), beta, names)
+    d = hierarchy_distances(names, hierarchy)
+    return distance_lens(d / d.max(), beta, names)
 
 
 def confusion_lens(confusion: object, alpha: float, classes: Classes | None = None) -> Lens:

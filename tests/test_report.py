@@ -17,6 +17,7 @@ from lensdash import files
 from lensdash.analysis import ClassSums, analyze, per_class_table
 from lensdash.cli import ProgressBar, main
 from lensdash.report import REPORT_FILES, report
+from lensdash.report_folder import MARKER
 from lensdash.stream import open_stream
 
 K, N = 5, 900
@@ -146,7 +147,7 @@ def test_separate_labels_file_with_a_sharded_csv(paths, data, tmp_path):
 def test_cli_writes_every_file_and_the_numbers(paths, data, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(out)]) == 0
-    assert sorted(os.listdir(out)) == sorted(REPORT_FILES)
+    assert sorted(os.listdir(out)) == sorted([*REPORT_FILES, MARKER])
     summary = json.loads((out / "summary.json").read_text())
     want = expected(data).summary()
     assert summary["complete"] and summary["lensed_loss"] == pytest.approx(want["lensed_loss"], rel=1e-6)
@@ -164,7 +165,8 @@ def test_cli_writes_every_file_and_the_numbers(paths, data, tmp_path, capsys):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(tmp_path / "other")]) == 2
-    assert "a new or empty output folder" in capsys.readouterr().err
+    assert "a folder with other content ('notes.txt')" in capsys.readouterr().err
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
 def test_bad_row_in_the_middle_stops_with_its_row_and_writes_nothing(paths, tmp_path, capsys):
@@ -194,7 +196,7 @@ def test_later_rows_must_keep_the_detected_kind(tmp_path):
         small_parts(),
         pytest.raises(
             ld.InputError,
-            match=r"probs.csv, row 6002: expected probabilities summing to 1.*found a sum of 0.8.*stopped after reading",
+            match=r"probs.csv, row 6002: expected probabilities summing to 1.*found a sum of 0.8.*stopped after",
         ),
     ):
         report(path, torch.eye(2))
