@@ -60,5 +60,9 @@ def digits_lenses() -> dict[str, ld.Lens]:
         "identity": ld.identity_lens(DIGITS),
         "merge": ld.merge_lens(DIGITS, [["3", "5", "8"], ["1", "7"], ["4", "9"]]),
         "smoothing": ld.smoothing_lens(DIGITS, 0.1),
-        "hierarchy": ld.hierarchy_lens(DIGITS, hierarchy, beta=0.5),
+        # β / d_max = 1/2 per unit of LCA height: siblings keep e^{-1/2} > 1/2 of the diagonal (the lens-aware
+        # rule counts them), classes further away e^{-1} < 1/2 (it does not).
+        "hierarchy": ld.hierarchy_lens(
+            DIGITS, hierarchy, beta=0.5 * float(ld.hierarchy_distances(DIGITS, hierarchy).max())
+        ),
     }

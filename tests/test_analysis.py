@@ -201,7 +201,8 @@ def _hand_built_lenses() -> dict[str, torch.Tensor]:
         "smoothing 0.7": ld.smoothing_lens(names, 0.7).matrix,
         "uniform": ld.uniform_lens(names).matrix,
         "merge": ld.merge_lens(names, [["a", "b", "c"]]).matrix,
-        "hierarchy soft": ld.hierarchy_lens(names, [["a", "b"], ["c", "d"]], beta=0.5).matrix,
+        # exp(-β d / d_max) with d_max = 2: siblings keep e^{-1/2} > 1/2 of the diagonal, cousins e^{-1} < 1/2.
+        "hierarchy soft": ld.hierarchy_lens(names, [["a", "b"], ["c", "d"]], beta=1.0).matrix,
         "hierarchy sharp": ld.hierarchy_lens(names, [["a", "b"], ["c", "d"]], beta=50.0).matrix,
         # Row a: a tie for the maximum and an entry of exactly half of it; row d: just under half.
         "ties": torch.tensor(
