@@ -54,6 +54,16 @@ from lensdash.losses import (
     prediction_lensed_cross_entropy,
     soft_target_cross_entropy,
 )
+from lensdash.metrics import (
+    MetricSums,
+    averaged_scores,
+    calibration_bins,
+    calibration_error,
+    lens_rule,
+    precision_recall_f1,
+    reliability_table,
+    top_k_hits,
+)
 from lensdash.slices import SliceAccumulator, Slices, slice_table
 
 __version__ = "0.1.0"
@@ -68,6 +78,7 @@ __all__ = [
     "LensError",
     "LensdashError",
     "LensedCrossEntropyLoss",
+    "MetricSums",
     "PairedCounts",
     "PairedPredictions",
     "PredictionLensedCrossEntropyLoss",
@@ -75,7 +86,10 @@ __all__ = [
     "SliceAccumulator",
     "Slices",
     "align_lens",
+    "averaged_scores",
     "beta_for_mass",
+    "calibration_bins",
+    "calibration_error",
     "comparison_from_counts",
     "comparison_summary",
     "confusion_difference",
@@ -88,6 +102,7 @@ __all__ = [
     "hierarchy_lens",
     "hierarchy_metrics",
     "identity_lens",
+    "lens_rule",
     "lens_to_bytes",
     "lensed_cross_entropy",
     "mass_kept",
@@ -98,15 +113,18 @@ __all__ = [
     "paired_bootstrap",
     "paired_counts",
     "per_class_comparison",
+    "precision_recall_f1",
     "prediction_lensed_cross_entropy",
     "read_hierarchy",
     "read_lens",
     "read_predictions",
+    "reliability_table",
     "save_lens",
     "slice_table",
     "smoothing_lens",
     "soft_target_cross_entropy",
     "top1_correct",
+    "top_k_hits",
     "uniform_lens",
     "validate_lens",
 ]
