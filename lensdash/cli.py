@@ -15,6 +15,7 @@ import sys
 import time
 
 from lensdash.errors import LensdashError
+from lensdash.families import FAMILY_NAMES
 from lensdash.files import KINDS
 from lensdash.stream import CHUNK_ROWS
 
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--kind", default="auto", choices=KINDS, help="what the numbers are (default: detect)")
     rep.add_argument(
-        "--family", default="target", choices=["target", "prediction"], help="lens family (default: target, the seed's)"
+        "--family", default="target", choices=FAMILY_NAMES, help="lens family (default: target, the seed's)"
     )
     rep.add_argument("--label-column", help="name of the label column, if not one of label/target/y/...")
     rep.add_argument("--out", default="lensdash-report", help="output folder (default: lensdash-report)")
