@@ -35,6 +35,8 @@ from lensdash.lens import Lens, lens_matrix
 _REDUCTIONS = ("mean", "sum", "none")
 _HALF = (torch.float16, torch.bfloat16)
 _COMPILE_DEVICES = ("cpu", "cuda")
+#: Widest lens-row support subtracted by fused compares in compiled kernels (wider: a scatter).
+_FUSED_SUPPORT = 8
 
 # --------------------------------------------------------------- validation
 
@@ -180,11 +182,28 @@ def _check_labels(target: Tensor, k: int, ignore_index: int | None) -> None:
 # is the smoothing term's per-class weight.
 
 
-def _column_term(x: Tensor, lse: Tensor, v: Tensor | None, v_uniform: float) -> tuple[Tensor, Tensor | float]:
-    """``sum_j v_j * (lse - x_j)`` per row (0 * -inf counted as 0), and ``sum_j v_j``."""
+def _log_softmax(x: Tensor, fusing: bool) -> Tensor:
+    # Eager: one buffer that later becomes the gradient in place. Compiled: an expression inductor fuses away.
+    return x - torch.logsumexp(x, dim=1, keepdim=True) if fusing else torch.log_softmax(x, dim=1)
+
+
+def _subtract_at(grad: Tensor, cols: Tensor, amounts: Tensor, fusing: bool) -> Tensor:
+    """``grad[n, cols[n, j]] -= amounts[n, j]``: in place when eager, as fusable compares when compiled."""
+    if not fusing:
+        return grad.scatter_add_(1, cols, amounts.neg())
+    if cols.shape[1] > _FUSED_SUPPORT:
+        return grad.scatter_add(1, cols, amounts.neg())
+    classes = torch.arange(grad.shape[1], device=grad.device)
+    for j in range(cols.shape[1]):
+        grad = grad - torch.where(cols[:, j : j + 1] == classes, amounts[:, j : j + 1], 0.0)
+    return grad
+
+
+def _column_term(logp: Tensor, v: Tensor | None, v_uniform: float) -> tuple[Tensor, Tensor | float]:
+    """``sum_j v_j * -log p_j`` per row (0 * -inf counted as 0), and ``sum_j v_j``."""
     if v is not None:
-        return v.sum() * lse - torch.nansum(x * v, dim=1), v.sum()
-    return v_uniform * (x.shape[1] * lse - x.sum(dim=1)), v_uniform * x.shape[1]
+        return -torch.nansum(logp * v, dim=1), v.sum()
+    return -v_uniform * logp.sum(dim=1), v_uniform * logp.shape[1]
 
 
 def _target_index_kernel(
@@ -205,22 +224,22 @@ def _target_index_kernel(
 ) -> tuple[Tensor, Tensor | None]:
     if a is None:  # unweighted: every counted sample weighs 1 (autograd.Function refuses one tensor twice)
         a = keep
-    lse = torch.logsumexp(x, dim=1)
+    fusing = torch.compiler.is_compiling()
+    logp = _log_softmax(x, fusing)
     if dense is not None:
         rows = dense.index_select(0, y)
-        dot = torch.where(rows > 0, rows * x, 0.0).sum(dim=1)  # 0 * -inf counts as 0
+        dot = torch.where(rows > 0, rows * logp, 0.0).sum(dim=1)  # 0 * -inf counts as 0
     else:
         assert idx is not None and val is not None
         cols, vals = idx.index_select(0, y), val.index_select(0, y)
-        dot = torch.where(vals > 0, vals * x.gather(1, cols), 0.0).sum(dim=1)
+        dot = torch.where(vals > 0, vals * logp.gather(1, cols), 0.0).sum(dim=1)
         if background is not None:
             bg = background.index_select(0, y)
-            dot = dot + torch.where(bg > 0, bg * x.sum(dim=1), 0.0)
-    rs = rowsum.index_select(0, y)
-    loss = a * (rs * lse - dot)
-    s = a * rs
+            dot = dot + torch.where(bg > 0, bg * logp.sum(dim=1), 0.0)
+    loss = a * -dot
+    s = a * rowsum.index_select(0, y)
     if v is not None or v_uniform:
-        column, v_sum = _column_term(x, lse, v, v_uniform)
+        column, v_sum = _column_term(logp, v, v_uniform)
         loss = loss + keep * column
         s = s + keep * v_sum
     if entropy is not None:  # the KL form's sum_j T'_j log T_j, per sample
@@ -228,14 +247,15 @@ def _target_index_kernel(
     loss = torch.where(keep > 0, loss, 0.0)
     if not need_grad:
         return loss, None
-    grad = torch.exp(x - lse.unsqueeze(1)) * (scale * s).unsqueeze(1)
+    # grad = s * softmax - T' (times the reduction's scale); eager reuses the log-softmax buffer.
+    grad = torch.exp(logp) * (scale * s).unsqueeze(1) if fusing else logp.exp_().mul_((scale * s).unsqueeze(1))
     sa = scale * a
     if dense is not None:
-        grad = grad - sa.unsqueeze(1) * rows
+        grad = grad - sa.unsqueeze(1) * rows if fusing else grad.sub_(sa.unsqueeze(1) * rows)
     else:
         if background is not None:
-            grad = grad - (sa * bg).unsqueeze(1)
-        grad = grad.scatter_add(1, cols, -(sa.unsqueeze(1) * vals))
+            grad = grad - (sa * bg).unsqueeze(1) if fusing else grad.sub_((sa * bg).unsqueeze(1))
+        grad = _subtract_at(grad, cols, sa.unsqueeze(1) * vals, fusing)
     if v is not None:
         grad = grad - (scale * keep).unsqueeze(1) * v
     elif v_uniform:
@@ -257,41 +277,45 @@ def _prediction_index_kernel(
     v_uniform: float,
     need_grad: bool,
 ) -> tuple[Tensor, Tensor | None]:
-    lse = torch.logsumexp(x, dim=1)
+    fusing = torch.compiler.is_compiling()
+    logp = _log_softmax(x, fusing)
     if log_columns is not None:
         prior = log_columns.index_select(0, y)  # log C[:, y]
-        terms = x + prior
+        terms = logp + prior
     else:
         assert col_idx is not None and col_logval is not None
         cols, prior = col_idx.index_select(0, y), col_logval.index_select(0, y)
-        terms = x.gather(1, cols) + prior
-    lq = torch.logsumexp(terms, dim=1)  # log sum_j exp(x_j) C[j, y]
-    logq = lq - lse
+        terms = logp.gather(1, cols) + prior
+    logq = torch.logsumexp(terms, dim=1)  # log (softmax(x) C)[y] without the background
+    dead = torch.isneginf(logq).unsqueeze(1)
     if log_beta is not None:  # sum_j p_j * beta = beta
         logq = torch.logaddexp(logq, log_beta)
     loss = a * -logq
     s = a
     if v is not None or v_uniform:
-        column, v_sum = _column_term(x, lse, v, v_uniform)
+        column, v_sum = _column_term(logp, v, v_uniform)
         loss = loss + keep * column
         s = s + keep * v_sum
     loss = torch.where(keep > 0, loss, 0.0)
     if not need_grad:
         return loss, None
     # d/dx_k = p_k - r_k with r_k = p_k C[k, y] / q the posterior of the clean class.
-    p = torch.exp(x - lse.unsqueeze(1))
     if log_beta is None:
         # Where q underflows to 0 (the true class has probability 0) the posterior is
         # the limit of equal logits on the lens's support: C[:, y] normalised (the
         # identity lens gives F.cross_entropy's -1), never 0 / 0.
-        dead = torch.isneginf(lq).unsqueeze(1)
         posterior = torch.softmax(torch.where(dead, prior, terms), dim=1)
-        grad = p * (scale * s).unsqueeze(1)
+        coefficient = scale * s
     else:
-        posterior = torch.exp(terms - (lse + logq).unsqueeze(1))
-        grad = p * (scale * (s - a * torch.exp(log_beta - logq))).unsqueeze(1)
+        posterior = torch.exp(terms - logq.unsqueeze(1))
+        coefficient = scale * (s - a * torch.exp(log_beta - logq))
+    del terms
+    grad = torch.exp(logp) * coefficient.unsqueeze(1) if fusing else logp.exp_().mul_(coefficient.unsqueeze(1))
     sa = (scale * a).unsqueeze(1)
-    grad = grad - sa * posterior if log_columns is not None else grad.scatter_add(1, cols, -(sa * posterior))
+    if log_columns is not None:
+        grad = grad - sa * posterior if fusing else grad.sub_(sa * posterior)
+    else:
+        grad = _subtract_at(grad, cols, sa * posterior, fusing)
     if v is not None:
         grad = grad - (scale * keep).unsqueeze(1) * v
     elif v_uniform:
@@ -329,7 +353,7 @@ def _prediction_probability_kernel(
     loss = -torch.where(coef > 0, coef * torch.log(q), 0.0).sum(dim=1)
     s = coef.sum(dim=1)
     if v is not None or v_uniform:
-        column, v_sum = _column_term(x, lse, v, v_uniform)
+        column, v_sum = _column_term(x - lse.unsqueeze(1), v, v_uniform)
         loss = loss + column
         s = s + v_sum
     if not need_grad:
@@ -395,7 +419,12 @@ class _FusedLoss(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
         (grad,) = ctx.saved_tensors
-        grad = grad * (grad_output.unsqueeze(1) if ctx.reduction == "none" else grad_output)
+        if ctx.reduction == "none":
+            grad = grad * grad_output.unsqueeze(1)
+        elif grad.device.type != "cpu" or torch.compiler.is_compiling() or grad_output.item() != 1.0:
+            # Reading a CPU scalar is no device synchronisation; elsewhere, always scale.
+            grad = grad * grad_output
+        # else: loss.backward() of a scalar loss: the saved gradient is the answer, with no further pass over it.
         return (grad, *([None] * (len(ctx.needs_input_grad) - 1)))
 
 
