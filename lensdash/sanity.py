@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lensdash.lens import merge_lens
+from lensdash.lens import lens_matrix, merge_lens
 from lensdash.losses import (
     check_loss_inputs,
     lensed_cross_entropy,
@@ -162,8 +162,7 @@ def lens_checks(logits: Tensor, labels: Tensor, lens: object | None = None, *, t
     check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
     x = logits.detach().to(torch.float64)
     k = x.shape[1]
-    matrix = merge_lens(k, [[0, 1]]).matrix if lens is None else getattr(lens, "matrix", lens)
-    matrix = torch.as_tensor(matrix, dtype=torch.float64).to(x.device)
+    matrix = lens_matrix(merge_lens(k, [[0, 1]]) if lens is None else lens, dtype=torch.float64, device=x.device)
     # Zero probabilities (-inf logits) make the seed's formula NaN; move them far
     # below every finite logit instead, which changes neither side's softmax.
     neginf = torch.isneginf(x)

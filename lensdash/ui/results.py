@@ -20,7 +20,7 @@ from lensdash.analysis import (
     per_sample_table,
 )
 from lensdash.families import FAMILIES as FAMILY_REGISTRY
-from lensdash.lens import Lens
+from lensdash.lens import Lens, lens_matrix
 from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.data import Dataset
 
@@ -32,7 +32,7 @@ SANITY_ROWS = 5000
 
 
 def lens_key(lens: Lens) -> str:
-    return hashlib.sha1(lens.matrix.detach().cpu().double().numpy().tobytes()).hexdigest()
+    return hashlib.sha1(lens_matrix(lens, dtype=torch.float64, device="cpu").numpy().tobytes()).hexdigest()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
