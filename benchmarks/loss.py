@@ -1,6 +1,6 @@
 """Lensed loss forward + backward against PyTorch's cross-entropy, side by side in one process.
 
-python -m benchmarks.loss [--device cpu|cuda] [--quick] [--scale F] [--no-compiled]
+python -m benchmarks.loss [--device cpu|cuda] [--quick] [--scale F] [--no-compiled | --only-compiled]
 
 Two tables: eager (lensdash's eager path against eager ``F.cross_entropy``) and compiled (``compiled=True``, the
 process-wide cached ``torch.compile`` kernel, against ``torch.compile``'d ``F.cross_entropy`` and against one
@@ -94,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="one tenth of the rows")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the rows (and of the repeats) to run")
     parser.add_argument("--no-compiled", action="store_true", help="skip the compiled table (no torch.compile)")
+    parser.add_argument("--only-compiled", action="store_true", help="skip the eager table")
 
 
 def _lenses(k: int, device: str, gen: torch.Generator) -> dict[str, object]:
@@ -211,8 +212,9 @@ def backward_peak(n: int, k: int) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> None:
     header(args.device)
-    print("## eager")
-    print_rows(bench_loss(args.device, args.quick, args.scale))
+    if not args.only_compiled:
+        print("## eager")
+        print_rows(bench_loss(args.device, args.quick, args.scale))
     if not args.no_compiled:
         print("## compiled (compiled=True against torch.compile)")
         rows, first_calls = bench_compiled(args.device, args.quick, args.scale)
