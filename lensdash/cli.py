@@ -15,7 +15,7 @@ import sys
 import time
 
 from lensdash.errors import LensdashError
-from lensdash.files import KINDS
+from lensdash.files import DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, KINDS
 from lensdash.stream import CHUNK_ROWS
 
 
@@ -72,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
         default=CHUNK_ROWS,
         help=f"rows per chunk for Parquet and .npy (default {CHUNK_ROWS:,})",
     )
+    rep.add_argument(
+        "--max-cells",
+        type=int,
+        default=DEFAULT_MAX_CELLS,
+        help=f"refuse predictions of more rows x classes, before reading them (default {DEFAULT_MAX_CELLS:,})",
+    )
+    rep.add_argument(
+        "--max-classes",
+        type=int,
+        default=DEFAULT_MAX_CLASSES,
+        help=f"refuse predictions of more classes (default {DEFAULT_MAX_CLASSES:,})",
+    )
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -107,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             chunk_rows=args.chunk_rows,
             shard=(rank, world),
             progress=progress,
+            max_cells=args.max_cells,
+            max_classes=args.max_classes,
         )
     except LensdashError as exc:
         error = exc

@@ -25,7 +25,10 @@ import json
 import math
 import mmap
 import os
+import struct
+import tokenize
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,8 +41,8 @@ import pyarrow.csv as pacsv
 import torch
 from torch import Tensor
 
-from lensdash.errors import InputError, LensError
-from lensdash.lens import Lens, align_lens
+from lensdash.errors import InputError, LensdashError, LensError
+from lensdash.lens import Lens, align_lens, validate_lens
 
 #: Row sums of probabilities may differ from 1 by this much (files written with
 #: 4-6 decimals); also the tolerance on ``logsumexp`` of log-probability rows.
@@ -49,6 +52,12 @@ MAX_UPLOAD_MB = 400
 #: Header names recognised as the label column, compared case-insensitively.
 LABEL_NAMES = ("label", "labels", "target", "targets", "y", "true", "class", "y_true", "true_label")
 KINDS = ("auto", "logits", "probs", "log_probs")
+#: Default bound on rows × classes of predictions: 200 million cells decode to 800 MB of float32, under 1 GB.
+DEFAULT_MAX_CELLS = 200_000_000
+#: Default bound on the number of classes (prediction columns) of predictions and lenses.
+DEFAULT_MAX_CLASSES = 100_000
+#: Default bound on a lens's K × K cells: 25 million (K up to 5,000) are 200 MB as float64.
+DEFAULT_MAX_LENS_CELLS = 25_000_000
 
 Source = str | os.PathLike | bytes | BinaryIO
 
@@ -164,6 +173,89 @@ def _check_size(name: str, size: int, max_bytes: int | None) -> None:
             where=name,
             fix="Use the command line (python -m lensdash report FILE) for large files, or Parquet/.npy to save space.",
         )
+
+
+# ------------------------------------------------------------------ limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a file may decode to, checked before anything that size is allocated.
+
+    ``max_cells`` bounds rows × classes, ``max_classes`` the classes; ``None`` lifts a bound.
+    Refusals name the keyword argument and the command line's flag that raise the bound.
+    """
+
+    max_cells: int | None = DEFAULT_MAX_CELLS
+    max_classes: int | None = DEFAULT_MAX_CLASSES
+
+    def check_classes(self, name: str, k: int, what: str = "classes", slack: int = 0) -> None:
+        if self.max_classes is not None and k > self.max_classes + slack:
+            raise InputError.build(
+                f"at most {self.max_classes:,} {what} (the limit max_classes)",
+                f"{k:,}",
+                where=name,
+                fix="Raise the limit if the memory allows: max_classes=N (command line: --max-classes N).",
+            )
+
+    def check_cells(self, name: str, rows: int, k: int, *, estimated: bool = False) -> None:
+        self.check_classes(name, k)
+        if self.max_cells is not None and rows * k > self.max_cells:
+            about = "about " if estimated else ""
+            raise InputError.build(
+                f"at most {self.max_cells:,} values, rows × classes (the limit max_cells)",
+                f"{about}{rows:,} rows × {k:,} classes = {about}{rows * k:,}",
+                where=name,
+                fix="Raise the limit if the memory allows (4 bytes per value): max_cells=N "
+                "(command line: --max-cells N), or split the file.",
+            )
+
+
+def _limits(max_cells: int | None, max_classes: int | None) -> Limits:
+    for arg, value in (("max_cells", max_cells), ("max_classes", max_classes)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise InputError.build(f"{arg} a positive integer or None", repr(value), fix=f"Pass {arg}=N.")
+    return Limits(max_cells, max_classes)
+
+
+#: What decoders raise on malformed input besides ValueError: turned into :class:`InputError` at the boundary.
+_DECODE_ERRORS = (
+    EOFError,
+    OverflowError,
+    RecursionError,
+    SyntaxError,
+    UnicodeError,
+    struct.error,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    pa.ArrowException,
+)
+
+
+@contextlib.contextmanager
+def _decoding(name_of: Callable[[], str], what: str) -> Iterator[None]:
+    """Turn decoder errors and allocation failures into :class:`InputError` (the public readers' boundary)."""
+    try:
+        yield
+    except LensdashError:
+        raise
+    except MemoryError:
+        raise InputError.build(
+            f"{what} that fits in memory",
+            "one that does not",
+            where=name_of(),
+            fix="Lower max_cells / max_classes (CLI: --max-cells / --max-classes) so such files are refused, "
+            "or use a machine with more memory.",
+        ) from None
+    except (ValueError, *_DECODE_ERRORS) as exc:
+        raise InputError.build(
+            f"a readable {what} file",
+            f"one that cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
+            where=name_of(),
+            fix="Save the file again (CSV, Parquet, .npy or .npz; a lens as CSV, JSON or .pt).",
+        ) from None
 
 
 # --------------------------------------------------------------------- CSV
@@ -490,6 +582,7 @@ class _CsvLayout:
     #: (pyarrow's cost per block and column dominates when its default 1 MB block
     #: holds few rows: 1,000 classes, ~100 rows, read 1.5x slower).
     block_size: int
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def first_row(self) -> int:
@@ -503,11 +596,30 @@ class _CsvLayout:
         return f"{self.name}, row {r + self.first_row}, column {self.float_cols[c] + 1}"
 
 
-def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | None) -> _CsvLayout:
+def _check_width(name: str, data: bytes | memoryview, limits: Limits) -> None:
+    """Refuse a first line with far more cells than ``max_classes`` before it is split (two passes of C code).
+
+    Any of the three delimiters may be the file's, and a ``;`` file may write decimal commas: refused only
+    when even the least frequent delimiter that occurs is over twice the limit.
+    """
+    if limits.max_classes is None:
+        return
+    line = bytes(data[: _line_end(data[:_MAX_HEAD_BYTES], 0)])
+    counts = [c for c in (line.count(d) for d in (b",", b";", b"\t")) if c]
+    if counts and min(counts) + 1 > 2 * limits.max_classes + 2:
+        limits.check_classes(f"{name}, row 1", min(counts) + 1, "columns", slack=limits.max_classes + 2)
+
+
+def _csv_layout(
+    name: str, data: bytes | memoryview, label_column: str | int | None, limits: Limits | None = None
+) -> _CsvLayout:
+    limits = limits or Limits()
+    _check_width(name, data, limits)
     text = _decode_head(name, data)
     delim, rows = _sniff(name, text)
     header = [h.strip() for h in rows[0]] if _has_header(rows) else None
     width = len(rows[0])
+    limits.check_classes(f"{name}, row 1", width, "columns", slack=2)  # a label and an index column
     if header is not None and len(rows) == 1:
         raise InputError.build(
             "data rows below the header",
@@ -526,9 +638,10 @@ def _csv_layout(name: str, data: bytes | memoryview, label_column: str | int | N
         notes.append("The first column is a pandas index (0, 1, 2, …) and was ignored.")
     row_bytes = len(text) / max(1, text.count("\n"))
     block_size = int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
-    return _CsvLayout(
-        name, delim, header, width, [i for i in range(width) if i not in skip], label_idx, notes, block_size
-    )
+    float_cols = [i for i in range(width) if i not in skip]
+    # Rows estimated from the first lines' length; the parts count the real rows as they are read.
+    limits.check_cells(name, int(len(data) / max(row_bytes, 1.0)), len(float_cols), estimated=True)
+    return _CsvLayout(name, delim, header, width, float_cols, label_idx, notes, block_size, limits)
 
 
 def _csv_parts(
@@ -592,6 +705,7 @@ def _csv_parts(
                     first_line,
                 )
             values, labels, null = parsed
+            layout.limits.check_cells(layout.name, row + len(values), len(layout.float_cols))
             if null is not None:
                 raise _empty_cell(layout.name, layout.first_row + row + null[0], layout.float_cols[null[1]] + 1)
             yield row, stop, values, labels
@@ -635,13 +749,17 @@ def _line_end(data: memoryview, pos: int) -> int:
 
 
 def _csv(
-    inp: _Input, label_column: str | int | None
+    inp: _Input, label_column: str | int | None, limits: Limits
 ) -> tuple[np.ndarray, tuple[pa.ChunkedArray | None, int, int | None], list[str] | None, list[str], Locate]:
     """(values N×K float32, (label column or None, its first row, its index), class names or None, notes, locate)."""
-    layout = _csv_layout(inp.name, inp.data, label_column)
+    layout = _csv_layout(inp.name, inp.data, label_column, limits)
     k = len(layout.float_cols)
-    # Every row holds at least ``width`` bytes, so this bounds N; untouched pages cost no memory.
-    out = np.empty((len(inp.data) // layout.width + 1, k), dtype=np.float32)
+    # Every row holds at least ``width`` bytes, and the parts stop at max_cells, so this bounds N;
+    # untouched pages cost no memory.
+    rows = len(inp.data) // layout.width + 1
+    if limits.max_cells is not None:
+        rows = min(rows, limits.max_cells // k + 1)
+    out = np.empty((rows, k), dtype=np.float32)
     n, labels = 0, []
     for row, _stop, values, label_part in _csv_parts(inp, layout):
         n = row + len(values)
@@ -672,41 +790,128 @@ def _concat_labels(parts: list[pa.ChunkedArray]) -> pa.ChunkedArray:
 # -------------------------------------------------------------- other formats
 
 
-def _npy(name: str, data: bytes) -> np.ndarray:
+def _npy_header(name: str, handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from a ``.npy`` header, read without touching the data."""
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError) as exc:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:  # 3.0 only differs for structured dtypes with non-Latin-1 names, which are refused anyway
+            raise ValueError(f"format version {version}")
+    except (ValueError, OSError, *_DECODE_ERRORS) as exc:
         raise InputError.build(
             "a numeric .npy array",
-            f"a file numpy cannot read ({exc})",
+            f"a file numpy cannot read ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
             where=name,
             fix="Save it with numpy.save(path, array).",
         ) from None
+    if dtype.hasobject or dtype.kind not in "fiubUS" or dtype.itemsize == 0 or dtype.fields is not None:
+        raise InputError.build(
+            "a numeric .npy array",
+            f"dtype {dtype}",
+            where=name,
+            fix="Save numbers (float or int) with numpy.save(path, array).",
+        )
+    return tuple(int(d) for d in shape), bool(fortran), dtype
+
+
+def _check_array_shape(name: str, shape: tuple[int, ...], dtype: np.dtype, limits: Limits, ndim: int) -> None:
+    """Refuse an array whose header declares more than ``limits`` allow, before its data is read."""
+    if ndim == 1 and len(shape) == 2 and shape[1] == 1:
+        shape = (shape[0],)
+    if len(shape) != ndim:
+        raise InputError.build(
+            "an N×K numeric array" if ndim == 2 else "labels as one column",
+            f"shape {shape}, dtype {dtype}",
+            where=name,
+            fix="One row per sample, one column per class." if ndim == 2 else "Give one label per row.",
+        )
+    rows, k = (shape[0], shape[1]) if ndim == 2 else (shape[0], 2)
+    limits.check_cells(name, rows, k)
+    if dtype.kind in "US":  # text labels: bound their bytes as the cells' (4 bytes each) are bounded
+        budget = None if limits.max_cells is None else 4 * limits.max_cells
+        if budget is not None and rows * dtype.itemsize > budget:
+            raise InputError.build(
+                f"at most {budget:,} bytes of text labels (4 × max_cells)",
+                f"{rows:,} × {dtype.itemsize:,} bytes",
+                where=name,
+                fix="Raise max_cells=N (command line: --max-cells N), or write labels as integers 0..K-1.",
+            )
+
+
+def _array_from(
+    name: str, data: bytes | memoryview, shape: tuple[int, ...], fortran: bool, dtype: np.dtype
+) -> np.ndarray:
+    """The array from its raw bytes (a copy: the source's memory may be released)."""
+    count = math.prod(shape)
+    if len(data) < count * dtype.itemsize:
+        raise InputError.build(
+            f"{count * dtype.itemsize:,} bytes of data for shape {shape}",
+            f"{len(data):,}",
+            where=name,
+            fix="The file is truncated; save it again.",
+        )
+    flat = np.frombuffer(data, dtype=dtype, count=count)
+    return (flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)).copy(order="C")
+
+
+def _npy(name: str, data: bytes | memoryview, limits: Limits, ndim: int = 2) -> np.ndarray:
+    handle = io.BytesIO(data[: 1 << 20])  # the header; numpy refuses headers over 10 KB anyway
+    shape, fortran, dtype = _npy_header(name, handle)
+    _check_array_shape(name, shape, dtype, limits, ndim)
+    return _array_from(name, data[handle.tell() :], shape, fortran, dtype)
 
 
 _NPZ_PREDICTIONS = ("logits", "probs", "log_probs", "predictions", "scores", "outputs")
 _NPZ_LABELS = ("labels", "label", "targets", "target", "y")
 
 
-def _npz(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, str | None]:
+def _npz_member(name: str, archive: zipfile.ZipFile, key: str, limits: Limits, ndim: int) -> np.ndarray:
+    """One array of an archive, its header checked against ``limits`` before its data is decompressed.
+
+    The zip directory's sizes can lie: only as many bytes as the array's header declares are
+    decompressed (``ZipExtFile.read(n)`` stops there), and a member that ends sooner is truncated.
+    """
+    where = f"{name}, array {key!r}"
+    with archive.open(key + ".npy") as member:
+        shape, fortran, dtype = _npy_header(where, member)  # type: ignore[arg-type]
+        _check_array_shape(where, shape, dtype, limits, ndim)
+        return _array_from(where, member.read(math.prod(shape) * dtype.itemsize), shape, fortran, dtype)
+
+
+def _npz(
+    name: str, data: bytes | memoryview, limits: Limits
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, str | None]:
     try:
-        archive = np.load(io.BytesIO(data), allow_pickle=False)
-        keys = list(archive.keys())
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        keys = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
         pred_key = next((k for k in _NPZ_PREDICTIONS if k in keys), keys[0] if len(keys) == 1 else None)
         if pred_key is None:
             raise InputError.build(
                 f"an array named one of {list(_NPZ_PREDICTIONS)}",
-                f"the arrays {keys}",
+                f"the arrays {keys[:8]}",
                 where=name,
                 fix="Save with numpy.savez(path, logits=..., labels=...).",
             )
         label_key = next((k for k in _NPZ_LABELS if k in keys), None)
-        names = [str(c) for c in archive["class_names"]] if "class_names" in keys else None
+        values = _npz_member(name, archive, pred_key, limits, 2)
+        labels = _npz_member(name, archive, label_key, limits, 1) if label_key else None
+        names = None
+        if "class_names" in keys:
+            class_limits = Limits(2 * (limits.max_classes or values.shape[1]), limits.max_classes)
+            names = [str(c) for c in _npz_member(name, archive, "class_names", class_limits, 1)]
         kind = pred_key if pred_key in ("logits", "probs", "log_probs") else None
-        return archive[pred_key], (archive[label_key] if label_key else None), names, kind
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        return values, labels, names, kind
+    except (ValueError, OSError, RuntimeError, NotImplementedError, *_DECODE_ERRORS) as exc:
+        if isinstance(exc, InputError):
+            raise
         raise InputError.build(
-            "a numeric .npz archive", f"a file numpy cannot read ({exc})", where=name, fix="Save it with numpy.savez."
+            "a numeric .npz archive",
+            f"a file numpy cannot read ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
+            where=name,
+            fix="Save it with numpy.savez.",
         ) from None
 
 
@@ -730,22 +935,43 @@ def _parquet_columns(
     return float_cols, label_idx, header
 
 
-def _parquet(name: str, data: bytes, label_column: str | int | None) -> tuple[np.ndarray, object, list[str]]:
+def _parquet_file(name: str, source: object) -> object:
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowInvalid, OSError) as exc:
+    try:  # memory: one row group's pages at a time, not the file
+        return pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
+    except (pa.ArrowException, OSError) as exc:
         raise InputError.build(
             "a Parquet file",
-            f"one pyarrow cannot read ({exc})",
+            f"one pyarrow cannot read ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
             where=name,
             fix="Write it with DataFrame.to_parquet().",
         ) from None
-    float_cols, label_idx, header = _parquet_columns(name, table.schema, label_column)
-    table = table.select(float_cols + ([label_idx] if label_idx is not None else []))
-    values = _float_matrix(name, table, list(range(len(float_cols))), 1)
-    labels = (table.column(len(float_cols)), 1, label_idx) if label_idx is not None else None
+
+
+def _parquet(
+    name: str, data: bytes | memoryview, label_column: str | int | None, limits: Limits
+) -> tuple[np.ndarray, object, list[str]]:
+    """Rows × classes from the footer checked before reading; then read a batch at a time into one float32 array."""
+    handle = _parquet_file(name, pa.BufferReader(pa.py_buffer(data)))
+    limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
+    float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
+    n, k = handle.metadata.num_rows, len(float_cols)
+    limits.check_cells(name, n, k)
+    columns = [header[i] for i in float_cols] + ([header[label_idx]] if label_idx is not None else [])
+    values = np.empty((n, k), dtype=np.float32)
+    label_parts, row = [], 0
+    for batch in handle.iter_batches(batch_size=max(1, (1 << 22) // max(k, 1)), columns=columns):
+        table = pa.Table.from_batches([batch])
+        if row + table.num_rows > n:
+            raise InputError.build(f"{n:,} rows, as the footer says", "more", where=name, fix="Write the file again.")
+        values[row : row + table.num_rows] = _float_matrix(name, table, list(range(k)), row + 1)
+        if label_idx is not None:
+            label_parts.append(table.column(k))
+        row += table.num_rows
+    if row != n:
+        raise InputError.build(f"{n:,} rows, as the footer says", f"{row:,}", where=name, fix="Write the file again.")
+    labels = (_concat_labels(label_parts), 1, label_idx) if label_idx is not None and label_parts else None
     return values, labels, [header[i] for i in float_cols]
 
 
@@ -766,15 +992,15 @@ def _label_values(
                 where=f"{name}, row {row + first_row}{where_col}",
                 fix="Every row needs its true label.",
             )
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
-            arr = np.asarray(column.to_pylist(), dtype=object)
-            if pa.types.is_binary(column.type):
-                raise InputError.build(
-                    "UTF-8 text labels",
-                    "bytes that are not UTF-8",
-                    where=f"{name}{where_col}",
-                    fix="Save the file as UTF-8.",
-                )
+        if pa.types.is_binary(column.type):
+            raise InputError.build(
+                "UTF-8 text labels",
+                "bytes that are not UTF-8",
+                where=f"{name}{where_col}",
+                fix="Save the file as UTF-8.",
+            )
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            return _string_labels(name, column, names, k, first_row, col, notes)
         else:
             arr = column.to_numpy()
     else:
@@ -786,7 +1012,16 @@ def _label_values(
                 "labels as one column", f"shape {arr.shape}", where=name, fix="Give one label per row."
             )
     if arr.dtype == object or arr.dtype.kind in "US":
-        return _string_labels(name, arr.astype(str), names, k, first_row, col, notes)
+        try:
+            text = pa.array(arr.astype(str) if arr.dtype.kind != "U" else arr, type=pa.string())
+        except (pa.ArrowException, UnicodeError, TypeError):
+            raise InputError.build(
+                "UTF-8 text labels",
+                "bytes that are not UTF-8",
+                where=f"{name}{where_col}",
+                fix="Save the file as UTF-8.",
+            ) from None
+        return _string_labels(name, text, names, k, first_row, col, notes)
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
@@ -804,61 +1039,78 @@ def _label_values(
             where=f"{name}{where_col}",
             fix="Write labels as 0..K-1 or as class names.",
         )
-    labels = arr.astype(np.int64)
-    bad = (labels < 0) | (labels >= k)
+    # Range checked in the file's own type: a cast first would wrap 2**63 to a negative number.
+    bad = (arr < 0) | (arr >= k)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        hint = " They look 1-based: subtract 1." if labels.min() >= 1 and labels.max() == k else ""
+        hint = " They look 1-based: subtract 1." if arr.min() >= 1 and arr.max() == k else ""
+        shown = arr[row].item()
         raise InputError.build(
             f"a class index in 0..{k - 1}",
-            f"{labels[row]}",
+            f"{int(shown) if float(shown).is_integer() else shown}",
             where=f"{name}, row {row + first_row}{where_col}",
             fix=f"Labels are 0-based indices into the {k} prediction columns.{hint}",
         )
-    return labels, None
+    return arr.astype(np.int64), None
 
 
 def _string_labels(
-    name: str, arr: np.ndarray, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]
+    name: str,
+    column: pa.Array | pa.ChunkedArray,
+    names: list[str] | None,
+    k: int,
+    first_row: int,
+    col: int | None,
+    notes: list[str],
 ) -> tuple[np.ndarray, list[str] | None]:
+    """Class names as labels, mapped in arrow's C++ (distinct names once in Python, not every row)."""
+    import pyarrow.compute as pc
+
     where_col = f", column {col + 1}" if col is not None else ""
-    arr = np.char.strip(arr)
-    unique = sorted(set(arr.tolist()))
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded = pc.utf8_trim_whitespace(column.cast(pa.string())).dictionary_encode()
+    distinct = encoded.dictionary.to_pylist()  # in order of first appearance
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
     numeric_names = names is None or names == [str(i) for i in range(len(names))]
     if not numeric_names:
         lookup = {n: i for i, n in enumerate(names)}
-        out = np.fromiter((lookup.get(v, -1) for v in arr), dtype=np.int64, count=len(arr))
+        out = np.array([lookup.get(v, -1) for v in distinct], dtype=np.int64)[indices]
         if (out < 0).any():
             row = int(np.flatnonzero(out < 0)[0])
             raise InputError.build(
                 f"a class name from the header {names[:8]}{'…' if len(names) > 8 else ''}",
-                repr(str(arr[row])),
+                repr(str(distinct[indices[row]])),
                 where=f"{name}, row {row + first_row}{where_col}",
                 fix="Labels must match the prediction columns' names exactly.",
             )
         return out, None
-    if len(unique) != k:
+    if len(distinct) != k:
+        shown = sorted(distinct[: 10 * k + 100])[:8]
         raise InputError.build(
             f"{k} distinct label names (one per prediction column) to name the classes",
-            f"{len(unique)}: {unique[:8]}{'…' if len(unique) > 8 else ''}",
+            f"{len(distinct)}: {shown}{'…' if len(distinct) > 8 else ''}",
             where=f"{name}{where_col}",
             fix="Add a header row with the class names to the predictions file.",
         )
+    unique = sorted(distinct)
     notes.append(
         f"No class names in the header: classes are the sorted label names {unique[:8]}{'…' if k > 8 else ''}."
     )
-    lookup = {n: i for i, n in enumerate(unique)}
-    return np.fromiter((lookup[v] for v in arr), dtype=np.int64, count=len(arr)), unique
+    rank = {v: i for i, v in enumerate(unique)}
+    return np.array([rank[v] for v in distinct], dtype=np.int64)[indices], unique
 
 
-def _labels_file(source: Source, max_bytes: int | None) -> tuple[str, object, int, int | None]:
-    with _open(source, "labels", max_bytes) as inp:
-        return _labels(inp.name, inp.data)
+def _labels_file(
+    source: Source, max_bytes: int | None, limits: Limits | None = None
+) -> tuple[str, object, int, int | None]:
+    with _open(source, "labels", max_bytes) as inp, _decoding(lambda: inp.name, "labels"):
+        return _labels(inp.name, inp.data, limits or Limits())
 
 
-def _labels(name: str, data: memoryview) -> tuple[str, object, int, int | None]:
+def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, int, int | None]:
     if data[:6] == b"\x93NUMPY":
-        return name, _npy(name, data), 1, None
+        return name, _npy(name, data, limits, ndim=1), 1, None
     text = _decode_head(name, data)
     lines = [ln for ln in text.splitlines() if ln.strip()][:6]
     delim = ","
@@ -958,19 +1210,37 @@ def _detect_kind(x: Tensor, lo: float, hi: float, locate: Locate) -> str:
                 fix="Normalise the rows, or choose kind='logits' if these are logits.",
             )
         return "probs"
-    if hi <= 0 and (torch.logsumexp(x.double(), dim=1).abs() <= PROB_SUM_ATOL).all():
+    if hi <= 0 and _off_logsumexp_row(x) is None:
         return "log_probs"
     return "logits"
 
 
 def _off_sum_row(x: Tensor) -> tuple[int, float] | None:
     """The first row whose sum is not 1 (within :data:`PROB_SUM_ATOL`), and its sum."""
-    sums = x.sum(dim=1, dtype=torch.float64)
-    off = (sums - 1).abs() > PROB_SUM_ATOL
-    if not off.any():
-        return None
-    r = int(off.nonzero()[0, 0])
-    return r, sums[r].item()
+    for start, block in _row_blocks(x):
+        sums = block.numpy().sum(axis=1, dtype=np.float64)  # numpy's sum is several times torch's on narrow rows
+        off = np.flatnonzero(np.abs(sums - 1) > PROB_SUM_ATOL)
+        if len(off):
+            return start + int(off[0]), float(sums[off[0]])
+    return None
+
+
+def _off_logsumexp_row(x: Tensor) -> tuple[int, float] | None:
+    """The first row whose ``logsumexp`` is not 0 (within :data:`PROB_SUM_ATOL`), and its ``exp`` (the row's sum)."""
+    for start, block in _row_blocks(x):
+        lse = torch.logsumexp(block.double(), dim=1)
+        off = (lse.abs() > PROB_SUM_ATOL).nonzero()
+        if len(off):
+            r = int(off[0, 0])
+            return start + r, lse[r].exp().item()
+    return None
+
+
+def _row_blocks(x: Tensor) -> Iterator[tuple[int, Tensor]]:
+    """Blocks of about 4 million cells: float64 temporaries stay at 32 MB whatever the file's size."""
+    step = max(1, (1 << 22) // max(1, x.shape[1]))
+    for start in range(0, x.shape[0], step):
+        yield start, x[start : start + step]
 
 
 def _check_probs(x: Tensor, locate: Locate) -> None:
@@ -1012,14 +1282,12 @@ def _check_log_probs(x: Tensor, locate: Locate) -> None:
             where=locate(r, c),
             fix="Choose kind='logits' if these are logits.",
         )
-    lse = torch.logsumexp(x.double(), dim=1)
-    off = lse.abs() > PROB_SUM_ATOL
-    if off.any():
-        r = int(off.nonzero()[0, 0])
+    off = _off_logsumexp_row(x)
+    if off is not None:
         raise InputError.build(
             "log-probabilities whose exp sums to 1",
-            f"a sum of {lse[r].exp().item():.4g}",
-            where=_row(locate, r),
+            f"a sum of {off[1]:.4g}",
+            where=_row(locate, off[0]),
             fix="Choose kind='logits' if these are unnormalised scores.",
         )
 
@@ -1028,7 +1296,7 @@ def _check_log_probs(x: Tensor, locate: Locate) -> None:
 
 
 def _read_values(
-    inp: _Input, kind: str, label_column: str | int | None
+    inp: _Input, kind: str, label_column: str | int | None, limits: Limits
 ) -> tuple[np.ndarray, tuple[object, int, int | None] | None, list[str] | None, list[str], Locate, str]:
     """(values, (labels, first row, column) or None, class names, notes, locate, kind) by the file's format."""
     name, data = inp.name, inp.data
@@ -1037,15 +1305,15 @@ def _read_values(
         return f"{name}, row {r + 1}, column {c + 1}"
 
     if data[:4] == b"PAR1":
-        values, label_info, names = _parquet(name, data, label_column)
+        values, label_info, names = _parquet(name, data, label_column, limits)
         return values, label_info, names, [], locate, kind
     if data[:6] == b"\x93NUMPY":
-        return _npy(name, data), None, None, [], locate, kind
+        return _npy(name, data, limits), None, None, [], locate, kind
     if data[:4] == b"PK\x03\x04":
-        values, npz_labels, names, npz_kind = _npz(name, data)
+        values, npz_labels, names, npz_kind = _npz(name, data, limits)
         kind = npz_kind if kind == "auto" and npz_kind is not None else kind
         return values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind
-    values, label_info, names, notes, locate = _csv(inp, label_column)
+    values, label_info, names, notes, locate = _csv(inp, label_column, limits)
     return values, label_info if label_info[0] is not None else None, names, notes, locate, kind
 
 
@@ -1056,6 +1324,8 @@ def read_predictions(
     kind: str = "auto",
     label_column: str | int | None = None,
     max_bytes: int | None = None,
+    max_cells: int | None = DEFAULT_MAX_CELLS,
+    max_classes: int | None = DEFAULT_MAX_CLASSES,
 ) -> Predictions:
     r"""Read predictions (and labels) from CSV, Parquet, ``.npy`` or ``.npz``.
 
@@ -1072,6 +1342,9 @@ def read_predictions(
             ``'probs'`` or ``'log_probs'``.
         label_column: name or 0-based index of the label column.
         max_bytes: refuse larger files before parsing them.
+        max_cells: refuse files of more rows × classes (from the header, footer or first line, before
+            decoding; default :data:`DEFAULT_MAX_CELLS`, 800 MB as float32). ``None``: no limit.
+        max_classes: refuse files of more classes (default :data:`DEFAULT_MAX_CLASSES`). ``None``: no limit.
 
     Returns:
         :class:`Predictions` with ``logits`` (N, K) float32 (for probabilities
@@ -1090,8 +1363,15 @@ def read_predictions(
         raise InputError.build(
             f"kind in {KINDS}", repr(kind), fix="'auto' detects probabilities, log-probabilities and logits."
         )
-    with _open(source, "predictions", max_bytes) as inp:
-        name, (values, label_info, names, notes, locate, kind) = inp.name, _read_values(inp, kind, label_column)
+    limits = _limits(max_cells, max_classes)
+    with _open(source, "predictions", max_bytes) as inp, _decoding(lambda: inp.name, "predictions"):
+        return _predictions(inp, labels, kind, label_column, max_bytes, limits)
+
+
+def _predictions(
+    inp: _Input, labels: Source | None, kind: str, label_column: str | int | None, max_bytes: int | None, limits: Limits
+) -> Predictions:
+    name, (values, label_info, names, notes, locate, kind) = inp.name, _read_values(inp, kind, label_column, limits)
     values = np.asarray(values)
     if values.ndim != 2 or values.dtype.kind not in "fiu":
         raise InputError.build(
@@ -1110,7 +1390,7 @@ def read_predictions(
     if labels is not None:
         if label_info is not None:
             notes.append(f"The label column in {name} was ignored in favour of the labels file.")
-        label_name, column, first_row, col = _labels_file(labels, max_bytes)
+        label_name, column, first_row, col = _labels_file(labels, max_bytes, limits)
     elif label_info is not None:
         label_name, (column, first_row, col) = name, label_info
     else:
@@ -1140,7 +1420,12 @@ def read_predictions(
 
 
 def read_lens(
-    source: Source, class_names_: Sequence[str] | None = None, *, max_bytes: int | None = 10_000_000
+    source: Source,
+    class_names_: Sequence[str] | None = None,
+    *,
+    max_bytes: int | None = 10_000_000,
+    max_classes: int | None = DEFAULT_MAX_CLASSES,
+    max_cells: int | None = DEFAULT_MAX_LENS_CELLS,
 ) -> tuple[Lens, list[str]]:
     """Read a lens: headerless CSV, CSV with class names, JSON or a torch ``.pt`` file.
 
@@ -1150,39 +1435,51 @@ def read_lens(
     upload runs. With ``class_names_`` the lens is matched by name (reordered,
     or expanded with identity rows when it covers a subset).
 
+    Args:
+        source: a path, ``bytes`` or a binary file object.
+        class_names_: the classes of the predictions, to match the lens to.
+        max_bytes: refuse larger files before reading them.
+        max_classes: refuse a lens of more classes K (checked before its K × K cells are built).
+        max_cells: refuse a lens of more than this many cells K × K (default :data:`DEFAULT_MAX_LENS_CELLS`).
+
     Returns:
         The lens and notes about what was done.
 
     Raises:
-        InputError: unreadable file. LensError: not a valid lens, or unknown classes.
+        InputError: unreadable file, or over the limits. LensError: not a valid lens, or unknown classes.
 
     Example:
         >>> lens, notes = read_lens(b'{"classes": ["a", "b"], "lens": [[0.5, 0.5], [0, 1]]}')
         >>> lens.classes
         ('a', 'b')
     """
-    with _open(source, "lens", max_bytes) as inp:
-        name, data = inp.name, bytes(inp.data)
-    try:
-        return _read_lens(name, data, class_names_)
-    except LensError as exc:
-        raise LensError(f"{name}: {exc}") from None
+    limits = _limits(max_cells, max_classes)
+    with _open(source, "lens", max_bytes) as inp, _decoding(lambda: inp.name, "lens"):
+        try:
+            return _read_lens(inp.name, inp.data, class_names_, limits)
+        except LensError as exc:
+            raise LensError(f"{inp.name}: {exc}") from None
 
 
-def _read_lens(name: str, data: bytes, class_names_: Sequence[str] | None) -> tuple[Lens, list[str]]:
+def _read_lens(
+    name: str, data: memoryview, class_names_: Sequence[str] | None, limits: Limits
+) -> tuple[Lens, list[str]]:
     notes: list[str] = []
     if data[:4] == b"PK\x03\x04" or name.endswith((".pt", ".pth")):
-        lens = _lens_pt(name, data)
-    elif data.lstrip()[:1] == b"{":
+        lens = _lens_pt(name, data, limits)
+    elif bytes(data[:64]).lstrip()[:1] == b"{":
         try:
-            obj = json.loads(data.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            obj = json.loads(bytes(data).decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise InputError.build(
-                "JSON text", f"invalid JSON ({exc})", where=name, fix='Write {"classes": [...], "lens": [[...]]}.'
+                "JSON text",
+                f"invalid JSON ({'nested too deeply' if isinstance(exc, RecursionError) else exc})",
+                where=name,
+                fix='Write {"classes": [...], "lens": [[...]]}.',
             ) from None
-        lens = _lens_from_obj(name, obj)
+        lens = _lens_from_obj(name, obj, limits)
     else:
-        lens = _lens_csv(name, data)
+        lens = _lens_csv(name, data, limits)
     if class_names_ is not None:
         lens, note = align_lens(lens, class_names_)
         if note:
@@ -1190,11 +1487,20 @@ def _read_lens(name: str, data: bytes, class_names_: Sequence[str] | None) -> tu
     return lens, notes
 
 
-def _lens_from_obj(name: str, obj: object) -> Lens:
+def _lens_from_obj(name: str, obj: object, limits: Limits) -> Lens:
     if isinstance(obj, dict) and "lens" in obj:
-        return Lens(obj["lens"], obj.get("classes"))
+        classes = obj.get("classes")
+        if classes is not None and not (
+            isinstance(classes, (list, tuple)) and all(isinstance(c, (str, int)) for c in classes)
+        ):
+            raise InputError.build(
+                "classes as a list of names", type(classes).__name__, where=name, fix="Export the lens from the app."
+            )
+        if classes is not None:
+            limits.check_classes(name, len(classes))
+        return Lens(_lens_matrix(name, obj["lens"], limits), classes)
     if isinstance(obj, (list, Tensor)):
-        return Lens(obj)
+        return Lens(_lens_matrix(name, obj, limits))
     raise InputError.build(
         'a lens: {"classes": [...], "lens": [[...]]} or a K×K matrix',
         type(obj).__name__,
@@ -1203,24 +1509,75 @@ def _lens_from_obj(name: str, obj: object) -> Lens:
     )
 
 
-def _lens_pt(name: str, data: bytes) -> Lens:
+def _lens_matrix(name: str, matrix: object, limits: Limits) -> Tensor:
+    """A float64 K×K tensor from a loaded tensor or nested lists, its size checked before it is built."""
+    if isinstance(matrix, Tensor):
+        shape = tuple(matrix.shape)
+    elif isinstance(matrix, list) and all(isinstance(row, list) for row in matrix):
+        shape = (len(matrix), max((len(row) for row in matrix), default=0))
+    elif isinstance(matrix, list):
+        shape = (len(matrix),)
+    else:
+        raise InputError.build("a K×K matrix", type(matrix).__name__, where=name, fix="Export the lens from the app.")
+    if len(shape) != 2:
+        raise LensError.build(
+            "a square K×K matrix", f"shape {shape}", fix="A lens has one row and one column per class."
+        )
+    limits.check_classes(name, max(shape))
+    limits.check_cells(name, shape[0], shape[1])
+    if not isinstance(matrix, Tensor):
+        return validate_lens(matrix)  # converts nested lists, refusing what is not numbers
+    if matrix.is_complex() or matrix.dtype == torch.bool or not (matrix.is_floating_point() or _is_int(matrix)):
+        raise InputError.build(
+            "a tensor of real numbers",
+            f"dtype {str(matrix.dtype).removeprefix('torch.')}",
+            where=name,
+            fix="Save the lens as a float tensor.",
+        )
+    if matrix.layout != torch.strided:  # sparse: its dense size was checked above
+        matrix = matrix.to_dense()
+    return matrix.detach().to(torch.float64).contiguous()
+
+
+def _is_int(tensor: Tensor) -> bool:
+    return tensor.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _lens_pt(name: str, data: memoryview, limits: Limits) -> Lens:
+    # torch's files are zips: the directory's sizes bound what loading allocates (8 bytes a cell, and 1 MB more).
+    if limits.max_cells is not None:
+        try:
+            declared = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(data)).infolist())
+        except (zipfile.BadZipFile, *_DECODE_ERRORS, ValueError, OSError):
+            declared = 0  # torch.load refuses it below, with its own message
+        if declared > 8 * limits.max_cells + (1 << 20):
+            raise InputError.build(
+                f"a torch file of at most {8 * limits.max_cells + (1 << 20):,} bytes unpacked (the limit max_cells)",
+                f"{declared:,}",
+                where=name,
+                fix="Raise the limit if the memory allows: max_cells=N.",
+            )
     try:
         obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many types for bad or unsafe pickles
         raise InputError.build(
             "a torch file holding only tensors, lists and strings",
-            f"one that cannot be loaded safely ({str(exc).splitlines()[0][:120]})",
+            f"one that cannot be loaded safely ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
             where=name,
             fix="Save with torch.save({'classes': names, 'lens': tensor}, path).",
         ) from None
-    return _lens_from_obj(name, obj)
+    return _lens_from_obj(name, obj, limits)
 
 
-def _lens_csv(name: str, data: bytes) -> Lens:
+def _lens_csv(name: str, data: memoryview, limits: Limits) -> Lens:
+    _check_width(name, data, limits)
     text = _decode_head(name, data)
     delim, rows = _sniff(name, text)
     width = len(rows[0])
     named = not all(_is_number(t) for t in rows[0])
+    limits.check_classes(f"{name}, row 1", width - named)
+    row_bytes = len(text) / max(1, text.count("\n"))
+    limits.check_cells(name, int(len(data) / max(row_bytes, 1.0)), width - named, estimated=True)
     float_cols = list(range(1 if named else 0, width))
     table = _csv_table(name, data, delim, named, width, float_cols, pa.float64())
     values = _float_matrix(name, table, float_cols, 2 if named else 1, np.float64)

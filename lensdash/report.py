@@ -24,7 +24,7 @@ import torch
 from lensdash import figures
 from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table
 from lensdash.errors import InputError, LensdashError
-from lensdash.files import lens_to_bytes, read_lens
+from lensdash.files import DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, lens_to_bytes, read_lens
 from lensdash.lens import Lens, align_lens
 from lensdash.stream import CHUNK_ROWS, open_stream
 
@@ -148,6 +148,8 @@ def report(
     chunk_rows: int = CHUNK_ROWS,
     shard: tuple[int, int] = (0, 1),
     progress: Progress | None = None,
+    max_cells: int | None = DEFAULT_MAX_CELLS,
+    max_classes: int | None = DEFAULT_MAX_CLASSES,
 ) -> Report:
     r"""Stream a predictions file and sum, per true class, what :func:`~lensdash.analysis.analyze` computes.
 
@@ -165,6 +167,7 @@ def report(
         chunk_rows: rows per chunk for Parquet and ``.npy``.
         shard: (rank, world size).
         progress: called after each chunk with (done, total, rows read).
+        max_cells, max_classes: as for :func:`~lensdash.stream.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
 
     Returns:
         A :class:`Report`.
@@ -189,7 +192,16 @@ def report(
         )
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError.build("a CUDA device", "none available", fix="Use --device cpu.")
-    stream = open_stream(predictions, labels, kind=kind, label_column=label_column, shard=shard, chunk_rows=chunk_rows)
+    stream = open_stream(
+        predictions,
+        labels,
+        kind=kind,
+        label_column=label_column,
+        shard=shard,
+        chunk_rows=chunk_rows,
+        max_cells=max_cells,
+        max_classes=max_classes,
+    )
     names = stream.class_names
     the_lens, notes = _lens(lens, names)
     matrix = the_lens.matrix.to(device=device, dtype=torch.float32)

@@ -24,19 +24,26 @@ from torch import Tensor
 from lensdash import files
 from lensdash.errors import InputError
 from lensdash.files import (
+    DEFAULT_MAX_CELLS,
+    DEFAULT_MAX_CLASSES,
     KINDS,
+    Limits,
     _check_filled,
     _csv_layout,
     _csv_parts,
     _csv_table,
     _CsvLayout,
+    _decoding,
     _head,
     _Input,
     _label_values,
     _labels_file,
+    _limits,
     _line_end,
+    _npy_header,
     _open,
     _parquet_columns,
+    _parquet_file,
     _row_major,
     _to_logits,
     _unique_names,
@@ -77,6 +84,8 @@ def open_stream(
     label_column: str | int | None = None,
     shard: tuple[int, int] = (0, 1),
     chunk_rows: int = CHUNK_ROWS,
+    max_cells: int | None = DEFAULT_MAX_CELLS,
+    max_classes: int | None = DEFAULT_MAX_CLASSES,
 ) -> Stream:
     """Open predictions for chunked reading; see the module docstring.
 
@@ -84,7 +93,9 @@ def open_stream(
     :func:`~lensdash.read_predictions`) and then enforced on every chunk, so a
     file whose later rows are not probabilities stops with the row that is not.
     Labels come from a label column, or a separate ``labels`` file that is read
-    whole (N integers) and sliced.
+    whole (N integers) and sliced. ``max_cells`` and ``max_classes`` bound the
+    file's rows × classes and classes as for :func:`~lensdash.read_predictions`
+    (checked before reading, from the header, footer or first line, and again as rows are read).
 
     Raises:
         InputError: unreadable files; in the chunks, bad rows with their row and column.
@@ -110,14 +121,27 @@ def open_stream(
         )
     if chunk_rows < 1:
         raise InputError.build("chunk_rows >= 1", str(chunk_rows), fix="Give a positive number of rows per chunk.")
+    limits = _limits(max_cells, max_classes)
     inp = _open(path, "predictions", None)
+    with _decoding(lambda: inp.name, "predictions"):
+        stream = _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits)
+    stream.chunks = _guarded(stream.name, stream.chunks)
+    return stream
+
+
+def _guarded(name: str, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    with _decoding(lambda: name, "predictions"):
+        yield from chunks
+
+
+def _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits) -> Stream:
     head = bytes(inp.data[:8])
     if head[:4] == b"PAR1":
         inp.close()
-        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows)
+        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows, limits)
     if head[:6] == b"\x93NUMPY":
         inp.close()
-        return _npy_stream(path, labels, kind, rank, world, chunk_rows)
+        return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits)
     if head[:4] == b"PK\x03\x04":
         inp.close()
         raise InputError.build(
@@ -126,7 +150,7 @@ def open_stream(
             where=inp.name,
             fix="Save the logits with numpy.save (one .npy) and pass the labels with --labels.",
         )
-    return _csv_stream(inp, labels, kind, label_column, rank, world)
+    return _csv_stream(inp, labels, kind, label_column, rank, world, limits)
 
 
 # ------------------------------------------------------------------ shared
@@ -135,10 +159,12 @@ def open_stream(
 class _Labels:
     """Labels of a separate file, read whole and handed out by row range."""
 
-    def __init__(self, path: str | os.PathLike | None, names: list[str] | None, k: int, notes: list[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike | None, names: list[str] | None, k: int, notes: list[str], limits: Limits
+    ) -> None:
         self.values = None
         if path is not None:
-            name, column, first_row, col = _labels_file(path, None)
+            name, column, first_row, col = _labels_file(path, None, limits)
             self.values = _known_labels(name, column, names, k, first_row, col, notes)
             self.name = name
 
@@ -191,15 +217,15 @@ def _shard_range(total: int, rank: int, world: int) -> tuple[int, int]:
 # --------------------------------------------------------------------- CSV
 
 
-def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, world: int) -> Stream:
+def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, world: int, limits: Limits) -> Stream:
     name, data = inp.name, inp.data
-    layout = _csv_layout(name, data, label_column)
+    layout = _csv_layout(name, data, label_column, limits)
     notes = list(layout.notes)
     names = layout.class_names
     k = len(layout.float_cols)
     size = len(data)
     lo, hi = (_line_end(data, b) if b else 0 for b in _shard_range(size, rank, world))
-    separate = _Labels(labels_path, names, k, notes) if labels_path is not None else None
+    separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
     if separate is None and layout.label_idx is None:
         raise InputError.build(
             "a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE."
@@ -275,25 +301,17 @@ def _csv_chunk(
 # ----------------------------------------------------------------- Parquet
 
 
-def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world: int, chunk_rows: int) -> Stream:
-    import pyarrow.parquet as pq
-
+def _parquet_stream(
+    path, labels_path, kind: str, label_column, rank: int, world: int, chunk_rows: int, limits: Limits
+) -> Stream:
     name = os.path.basename(os.fspath(path))
-    try:
-        handle = pq.ParquetFile(
-            os.fspath(path), pre_buffer=False, buffer_size=1 << 20
-        )  # memory: one row group, not the file
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError.build(
-            "a Parquet file",
-            f"one pyarrow cannot read ({exc})",
-            where=name,
-            fix="Write it with DataFrame.to_parquet().",
-        ) from None
+    handle = _parquet_file(name, os.fspath(path))
+    limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
     float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
     names = [header[i] for i in float_cols]
     k, notes = len(float_cols), []
-    separate = _Labels(labels_path, names, k, notes) if labels_path is not None else None
+    limits.check_cells(name, handle.metadata.num_rows, k)
+    separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
     if separate is None and label_idx is None:
         raise InputError.build(
             "a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE."
@@ -338,21 +356,14 @@ def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world
 # -------------------------------------------------------------------- .npy
 
 
-def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows: int) -> Stream:
+def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows: int, limits: Limits) -> Stream:
     name = os.path.basename(os.fspath(path))
     handle = open(path, "rb")  # noqa: SIM115  (closed when the chunks are done)
     try:
-        version = np.lib.format.read_magic(handle)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(handle)
-    except ValueError as exc:
+        shape, fortran, dtype = _npy_header(name, handle)
+    except InputError:
         handle.close()
-        raise InputError.build(
-            "a numeric .npy array",
-            f"a file numpy cannot read ({exc})",
-            where=name,
-            fix="Save it with numpy.save(path, array).",
-        ) from None
+        raise
     if len(shape) != 2 or dtype.kind not in "fiu" or shape[1] < 2:
         handle.close()
         raise InputError.build(
@@ -370,8 +381,13 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
             fix="A .npy holds numbers only; save the labels separately.",
         )
     n, k = shape
+    try:
+        limits.check_cells(name, n, k)
+    except InputError:
+        handle.close()
+        raise
     offset, notes = handle.tell(), []
-    separate = _Labels(labels_path, None, k, notes)
+    separate = _Labels(labels_path, None, k, notes, limits)
     if len(separate.values) != n:
         handle.close()
         raise InputError.build(
