@@ -249,7 +249,7 @@ def _decoding(name_of: Callable[[], str], what: str) -> Iterator[None]:
             fix="Lower max_cells / max_classes (CLI: --max-cells / --max-classes) so such files are refused, "
             "or use a machine with more memory.",
         ) from None
-    except (ValueError, *_DECODE_ERRORS) as exc:
+    except (ValueError, OSError, *_DECODE_ERRORS) as exc:  # pyarrow raises OSError for corrupt pages
         raise InputError.build(
             f"a readable {what} file",
             f"one that cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
@@ -1412,7 +1412,9 @@ def _predictions(
     if label_names is not None:
         names = label_names
     final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
-    logits, kind = _to_logits(name, values.astype(np.float32, copy=False), kind, notes, locate)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused with its cell
+        as_float32 = values.astype(np.float32, copy=False)
+    logits, kind = _to_logits(name, as_float32, kind, notes, locate)
     return Predictions(logits, torch.from_numpy(label_array), final_names, kind, name, notes)
 
 
