@@ -4,10 +4,10 @@ CI runs ``LENSDASH_FUZZ_EXAMPLES`` (default 900) derandomized examples per forma
 a longer run by hand: ``LENSDASH_FUZZ_EXAMPLES=20000 python -m pytest -q tests/test_readers_fuzz.py``.
 """
 
+import contextlib
 import io
 import json
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -149,13 +149,8 @@ def test_mutated_files_raise_only_lensdash_errors(fmt):
     )
     @given(st.sampled_from(SEEDS[fmt]), st.lists(mutation, min_size=1, max_size=4))
     def check(seed, edits):
-        data = mutate(seed, edits)
-        start = time.perf_counter()
-        try:
-            _read(fmt, data)
-        except LensdashError:
-            pass
-        assert time.perf_counter() - start < SLOWEST
+        with contextlib.suppress(LensdashError):  # anything else fails; hypothesis's deadline fails a slow read
+            _read(fmt, mutate(seed, edits))
 
     check()
 
