@@ -468,7 +468,8 @@ def _diagnose_csv(
     first_line: int = 1,
 ) -> InputError:
     """Find the first offending row and column with the slow reader (only on the error path)."""
-    text = bytes(data).decode("utf-8-sig", errors="replace")
+    # Pure Python: bounded, so that a hostile file cannot hold the process (a part is at most 24 MB anyway).
+    text = bytes(data[:_DIAGNOSE_BYTES]).decode("utf-8-sig", errors="replace")
     floats = set(float_cols)
     rows = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     try:
@@ -487,10 +488,24 @@ def _diagnose_csv(
         )
 
 
+#: The error diagnosis reads at most this many bytes and cells with the slow reader (a second or two).
+_DIAGNOSE_BYTES = 32 << 20
+_DIAGNOSE_CELLS = 2_000_000
+
+
 def _first_bad_row(
     name: str, rows: Iterator[list[str]], has_header: bool, width: int, floats: set[int], first_line: int
 ) -> InputError | None:
+    cells = 0
     for line_no, row in enumerate(rows, start=first_line):
+        cells += len(row)
+        if cells > _DIAGNOSE_CELLS:
+            return InputError.build(
+                "a CSV table",
+                f"a cell the CSV parser rejects, after row {line_no} (not located further, to stay quick)",
+                where=name,
+                fix="Check the rows after this one for a text cell, a missing delimiter or a line end.",
+            )
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != width:
@@ -666,28 +681,19 @@ def _csv_parts(
     lo, hi = span if span is not None else (0, len(data))
     if part_bytes is None:
         part_bytes = min(PART_BYTES, max((hi - lo) // (_PARTS_PER_THREAD * _THREADS), 1 << 20))
+    if layout.width > WIDE_COLUMNS:  # the split path holds about 3 copies of a part: keep parts small
+        part_bytes = min(part_bytes, _WIDE_PART_BYTES)
     bounds = _part_bounds(data, lo, hi, part_bytes)
     skip = layout.header is not None
 
     def parse(bound: tuple[int, int]) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None] | str:
         start, stop = bound
         try:
-            table = _parse_csv(
-                data[start:stop],
-                layout.delim,
-                start == 0 and skip,
-                layout.width,
-                layout.float_cols,
-                pa.float64(),
-                use_threads=False,
-                block_size=layout.block_size,
-            )
+            return _parse_values(data[start:stop], layout, start == 0 and skip)
         except _ARROW_ERRORS as exc:
             return str(exc)
         finally:
-            inp.release(start, stop)  # the table holds its own copy; a diagnosis re-reads the file
-        labels = table.column(layout.label_idx) if layout.label_idx is not None else None
-        return _row_major(table, layout.float_cols), labels, _first_null(table, layout.float_cols)
+            inp.release(start, stop)  # the values are a copy; a diagnosis re-reads the file
 
     row = first_row
     with contextlib.closing(_in_order(parse, bounds)) as results:  # on an error, stop the pool before the file closes
@@ -710,6 +716,86 @@ def _csv_parts(
                 raise _empty_cell(layout.name, layout.first_row + row + null[0], layout.float_cols[null[1]] + 1)
             yield row, stop, values, labels
             row += len(values)
+
+
+#: Files with more columns than this are split in arrow's compute kernels rather than parsed by its CSV
+#: reader, whose cost of about 9 KB per column and block would exceed the memory rule on wide, short files.
+WIDE_COLUMNS = 2_000
+_WIDE_PART_BYTES = 4 << 20
+
+
+def _parse_values(
+    part: bytes | memoryview, layout: _CsvLayout, skip_header: bool
+) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None]:
+    """(float columns row-major float64, label column, first empty cell (row, j) or None) of a part of whole lines.
+
+    Raises pyarrow's errors for what it cannot parse (the caller diagnoses them with row and column).
+    """
+    if layout.width > WIDE_COLUMNS:
+        return _parse_wide(part, layout, skip_header)
+    table = _parse_csv(
+        part,
+        layout.delim,
+        skip_header,
+        layout.width,
+        layout.float_cols,
+        pa.float64(),
+        use_threads=False,
+        block_size=layout.block_size,
+    )
+    labels = table.column(layout.label_idx) if layout.label_idx is not None else None
+    return _row_major(table, layout.float_cols), labels, _first_null(table, layout.float_cols)
+
+
+def _parse_wide(
+    part: bytes | memoryview, layout: _CsvLayout, skip_header: bool
+) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None]:
+    """A wide part split at its delimiters by arrow's string kernels: memory is a few copies of the part.
+
+    Quoted cells are unquoted, but a quoted delimiter is not supported here (numbers and labels need none).
+    """
+    import pyarrow.compute as pc
+
+    raw = np.frombuffer(part, dtype=np.uint8)
+    starts = np.concatenate(([0], np.flatnonzero(raw == 10) + 1)).astype(np.int64)
+    if starts[-1] == len(raw):
+        starts = starts[:-1]
+    offsets = pa.py_buffer(np.append(starts, len(raw)))
+    lines = pa.LargeStringArray.from_buffers(len(starts), offsets, pa.py_buffer(part))
+    lines.validate(full=True)  # UTF-8
+    lines = pc.utf8_trim_whitespace(lines)
+    lines = lines.filter(pc.greater(pc.utf8_length(lines), 0))  # blank lines, as the CSV reader skips them
+    if skip_header:
+        lines = lines[1:]
+    width, n = layout.width, len(lines)
+    cells = pc.split_pattern(lines, pattern=layout.delim)
+    lengths = pc.list_value_length(cells).to_numpy(zero_copy_only=False)
+    if (lengths != width).any():
+        raise pa.ArrowInvalid(f"Expected {width} columns, got {int(lengths[lengths != width][0])}")
+    flat = pc.utf8_trim(pc.list_flatten(cells), characters=' \t\r"')
+    labels = None
+    if layout.label_idx is not None:
+        labels = _typed_labels(flat.take(pa.array(np.arange(n, dtype=np.int64) * width + layout.label_idx)))
+    k = len(layout.float_cols)
+    if k < width:
+        keep = np.zeros(width, dtype=bool)
+        keep[layout.float_cols] = True
+        flat = flat.filter(pa.array(np.tile(keep, n)))
+    null = pc.is_in(flat, value_set=pa.array(_NULLS, pa.large_string()))
+    if pc.any(null).as_py():
+        first = int(np.flatnonzero(null.to_numpy(zero_copy_only=False))[0])
+        return np.zeros((0, k)), labels, divmod(first, k)
+    return flat.cast(pa.float64()).to_numpy().reshape(n, k), labels, None
+
+
+def _typed_labels(labels: pa.Array) -> pa.ChunkedArray:
+    """Text labels as the CSV reader would type them: integers, else floats, else text."""
+    for target in (pa.int64(), pa.float64(), pa.string()):
+        try:
+            return pa.chunked_array([labels.cast(target)])
+        except pa.ArrowInvalid:
+            continue
+    raise pa.ArrowInvalid("labels that are not text")
 
 
 def _part_bounds(data: memoryview, lo: int, hi: int, part_bytes: int) -> list[tuple[int, int]]:

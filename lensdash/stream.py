@@ -24,6 +24,7 @@ from torch import Tensor
 from lensdash import files
 from lensdash.errors import InputError
 from lensdash.files import (
+    _ARROW_ERRORS,
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
     KINDS,
@@ -31,9 +32,10 @@ from lensdash.files import (
     _check_filled,
     _csv_layout,
     _csv_parts,
-    _csv_table,
     _CsvLayout,
     _decoding,
+    _diagnose_csv,
+    _empty_cell,
     _head,
     _Input,
     _label_values,
@@ -44,6 +46,7 @@ from lensdash.files import (
     _open,
     _parquet_columns,
     _parquet_file,
+    _parse_values,
     _row_major,
     _to_logits,
     _unique_names,
@@ -231,17 +234,15 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
             "a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE."
         )
     # The kind is decided on the first rows of the file, the same for every shard.
-    first = _csv_table(
-        name,
-        _head(data, lines=3, min_bytes=1 << 14),
-        layout.delim,
-        layout.header is not None,
-        layout.width,
-        layout.float_cols,
-        pa.float64(),
-        block_size=layout.block_size,
-    )
-    checker = _Checker(name, kind, _row_major(first, layout.float_cols), layout.locate, notes)
+    head = _head(data, lines=3, min_bytes=1 << 14)
+    skip = layout.header is not None
+    try:
+        first, _, null = _parse_values(head, layout, skip)
+    except _ARROW_ERRORS as exc:
+        raise _diagnose_csv(name, head, layout.delim, skip, layout.width, layout.float_cols, str(exc)) from None
+    if null is not None:
+        raise _empty_cell(name, layout.first_row + null[0], layout.float_cols[null[1]] + 1)
+    checker = _Checker(name, kind, first, layout.locate, notes)
     class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
 
     def chunks() -> Iterator[Chunk]:

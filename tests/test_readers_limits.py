@@ -202,3 +202,75 @@ def test_a_corrupt_deflate_stream_is_an_input_error():
     data[60:70] = b"\xff" * 10  # inside the deflated data: zlib.error
     with pytest.raises(InputError, match="while decompressing data"):
         read_predictions(bytes(data))
+
+
+# ------------------------------------------------------------ memory rule
+
+_MEMORY_CHILD = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    import lensdash, pyarrow.csv, pyarrow.compute
+    path = sys.argv[1]
+    def mb(key):
+        return int([l for l in open("/proc/self/status") if l.startswith(key)][0].split()[1]) / 1024
+    base = mb("VmRSS")
+    p = lensdash.read_predictions(path)
+    print(base, mb("VmHWM"), p.logits.numel() * 4 / 2**20, os.path.getsize(path) / 2**20)
+    """
+)
+#: The reader's fixed overhead: arrow's parts in flight on its threads, the header's Python objects.
+OVERHEAD_MB = 200
+
+
+@pytest.mark.parametrize(("rows", "k"), [(30, 50_000), (200_000, 10)])
+def test_memory_rule_on_a_wide_and_a_narrow_file(tmp_path, rows, k):
+    """Peak RSS over the imported baseline < 3 × the decoded float32 + the file's bytes + OVERHEAD_MB."""
+    x = np.random.default_rng(0).standard_normal((rows, k)).astype(np.float32)
+    path = tmp_path / "p.csv"
+    header = ",".join(f"c{i}" for i in range(k)) + ",label\n"
+    body = "\n".join(",".join(r) + f",{i % k}" for i, r in enumerate(np.char.mod("%.4f", x)))
+    path.write_text(header + body + "\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    base, peak, decoded, file_mb = map(float, done.stdout.split())
+    assert peak - base < 3 * decoded + file_mb + OVERHEAD_MB, (base, peak, decoded, file_mb)
+    path.unlink()
+
+
+def test_wide_path_reads_what_the_csv_reader_reads(monkeypatch):
+    from lensdash import files
+
+    cases = [
+        (b'index,"a","b",label\r\n0,"0.5",0.5,1\r\n\r\n1, 0.25 ,0.75,0\r\n', {}),
+        (b"a;b;label\n0.1;0.9;b\n0.8;0.2;a\n", {}),
+        (b"1,2\n3,4\n", {"labels": b"0\n1\n"}),
+        (b"a,b,y\n1,2,0\n3,4,1.0\n", {}),
+    ]
+    expected = [read_predictions(data, **kw) for data, kw in cases]
+    monkeypatch.setattr(files, "WIDE_COLUMNS", 1)
+    for (data, kw), want in zip(cases, expected, strict=True):
+        got = read_predictions(data, **kw)
+        torch.testing.assert_close(got.logits, want.logits)
+        assert got.labels.tolist() == want.labels.tolist() and got.class_names == want.class_names
+    with pytest.raises(InputError, match=r"row 3, column 2: expected a number, found an empty or NaN cell"):
+        read_predictions(b"a,b,label\n1,2,0\n3,,1\n")
+    with pytest.raises(InputError, match=r"row 3, column 2: expected a number, found 'x'"):
+        read_predictions(b"a,b,label\n1,2,0\n3,x,1\n")
+    with pytest.raises(InputError, match=r"row 3: expected 3 cells per row, like row 1, found 2"):
+        read_predictions(b"a,b,label\n1,2,0\n3,1\n")
+
+
+def test_error_diagnosis_is_bounded(monkeypatch):
+    from lensdash import files
+
+    monkeypatch.setattr(files, "_DIAGNOSE_CELLS", 30)
+    data = b"a,b,label\n" + b"1,2,0\n" * 20 + b"1,x,0\n"
+    with pytest.raises(InputError, match=r"after row 11 \(not located further"):
+        read_predictions(data)
