@@ -19,7 +19,7 @@ def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
     import pandas as pd
     import pyarrow.csv as pacsv
 
-    from lensdash.files import read_predictions
+    from lensdash.io import read_predictions
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,9 +48,9 @@ def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
             f"medians of {repeats} rounds: pandas.read_csv {med['pandas']:.3f}s, pyarrow.csv.read_csv {med['pyarrow']:.3f}s, read_predictions {med['lensdash']:.3f}s"
         )
         print(f"read_predictions / faster engine of the same round, median over rounds: {ratio:.2f} (target <= 1.2)")
-        imports = "import lensdash.files, pyarrow.csv, pandas"
+        imports = "import lensdash.io, pyarrow.csv, pandas"
         base = peak_rss_of(imports)
-        peak = peak_rss_of(f"{imports}; lensdash.files.read_predictions({path!r})")
+        peak = peak_rss_of(f"{imports}; lensdash.io.read_predictions({path!r})")
         engine = peak_rss_of(f"{imports}; pyarrow.csv.read_csv({path!r})")
         budget = 3 * rows * cols * 4 + size
         print(

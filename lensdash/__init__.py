@@ -6,7 +6,7 @@ sum to 1. The identity lens is ordinary cross-entropy.
 """
 
 from lensdash.errors import InputError, LensdashError, LensError
-from lensdash.files import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
+from lensdash.io import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.lens import (
     ROW_SUM_ATOL,
     Lens,

@@ -15,8 +15,7 @@ import sys
 import time
 
 from lensdash.errors import LensdashError
-from lensdash.files import DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, KINDS
-from lensdash.stream import CHUNK_ROWS
+from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, KINDS
 
 
 class ProgressBar:

@@ -24,9 +24,8 @@ import torch
 from lensdash import figures
 from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table
 from lensdash.errors import InputError, LensdashError
-from lensdash.files import DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, lens_to_bytes, read_lens
+from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, lens_to_bytes, open_stream, read_lens
 from lensdash.lens import Lens, align_lens
-from lensdash.stream import CHUNK_ROWS, open_stream
 
 #: Files of a report, written together or not at all.
 REPORT_FILES = (
@@ -167,7 +166,7 @@ def report(
         chunk_rows: rows per chunk for Parquet and ``.npy``.
         shard: (rank, world size).
         progress: called after each chunk with (done, total, rows read).
-        max_cells, max_classes: as for :func:`~lensdash.stream.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
+        max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
 
     Returns:
         A :class:`Report`.

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from lensdash import InputError, LensError
-from lensdash.files import DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, read_lens, read_predictions
-from lensdash.stream import open_stream
+from lensdash.io import DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, open_stream, read_lens, read_predictions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHILD = textwrap.dedent(
     """
     import io, json, resource, sys
-    import lensdash, lensdash.files, lensdash.stream, pyarrow.parquet, torch
+    import lensdash, lensdash.io, pyarrow.parquet, torch
     size = int([l for l in open("/proc/self/status") if l.startswith("VmSize")][0].split()[1]) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (size + (3 << 29), size + (3 << 29)))
     results = []
@@ -32,7 +31,7 @@ _CHILD = textwrap.dedent(
             if call == "lens":
                 lensdash.read_lens(path, **kwargs)
             elif call == "stream":
-                for _ in lensdash.stream.open_stream(path, **kwargs).chunks:
+                for _ in lensdash.io.open_stream(path, **kwargs).chunks:
                     pass
             else:
                 lensdash.read_predictions(path, **kwargs)
@@ -245,7 +244,7 @@ def test_memory_rule_on_a_wide_and_a_narrow_file(tmp_path, rows, k):
 
 
 def test_wide_path_reads_what_the_csv_reader_reads(monkeypatch):
-    from lensdash import files
+    from lensdash.io import _csv_parse as files
 
     cases = [
         (b'index,"a","b",label\r\n0,"0.5",0.5,1\r\n\r\n1, 0.25 ,0.75,0\r\n', {}),
@@ -268,7 +267,7 @@ def test_wide_path_reads_what_the_csv_reader_reads(monkeypatch):
 
 
 def test_error_diagnosis_is_bounded(monkeypatch):
-    from lensdash import files
+    from lensdash.io import _csv_parse as files
 
     monkeypatch.setattr(files, "_DIAGNOSE_CELLS", 30)
     data = b"a,b,label\n" + b"1,2,0\n" * 20 + b"1,x,0\n"

@@ -10,7 +10,7 @@ import streamlit as st
 from lensdash.analysis import Baseline, baseline
 from lensdash.errors import LensdashError
 from lensdash.examples import EXAMPLES, demo_frame, example_bytes
-from lensdash.files import KINDS, MAX_UPLOAD_MB, Predictions, read_predictions
+from lensdash.io import KINDS, MAX_UPLOAD_MB, Predictions, read_predictions
 
 KIND_LABELS = {
     "auto": "detect automatically",

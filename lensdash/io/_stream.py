@@ -3,7 +3,7 @@ r"""Predictions too large to hold: read chunk by chunk, each process of a sharde
 :func:`open_stream` reads CSV, Parquet or ``.npy`` files (paths) with the same
 rules and the same :class:`~lensdash.InputError` messages as
 :func:`~lensdash.read_predictions`, but yields :class:`Chunk`\ s whose size is
-bounded by ``chunk_rows`` (or one CSV part of ``files.PART_BYTES``), so memory does not grow with the file.
+bounded by ``chunk_rows`` (or one CSV part of ``_csv_parse.PART_BYTES``), so memory does not grow with the file.
 With ``shard=(rank, world_size)`` a process reads only its share: a byte range
 cut at line ends (CSV), a range of row groups (Parquet) or of rows (``.npy``).
 Parquet is read a row group at a time, so its memory is bounded by the writer's row-group size.
@@ -21,36 +21,22 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from lensdash import files
 from lensdash.errors import InputError
-from lensdash.files import (
+from lensdash.io import _csv_parse
+from lensdash.io._binary import _npy_header, _parquet_columns, _parquet_file
+from lensdash.io._csv_layout import _csv_layout, _CsvLayout, _head, _line_end
+from lensdash.io._csv_parse import (
     _ARROW_ERRORS,
-    DEFAULT_MAX_CELLS,
-    DEFAULT_MAX_CLASSES,
-    KINDS,
-    Limits,
     _check_filled,
-    _csv_layout,
     _csv_parts,
-    _CsvLayout,
-    _decoding,
     _diagnose_csv,
     _empty_cell,
-    _head,
-    _Input,
-    _label_values,
-    _labels_file,
-    _limits,
-    _line_end,
-    _npy_header,
-    _open,
-    _parquet_columns,
-    _parquet_file,
     _parse_values,
     _row_major,
-    _to_logits,
-    _unique_names,
 )
+from lensdash.io._kinds import _to_logits
+from lensdash.io._labels import _label_values, _labels_file, _unique_names
+from lensdash.io._source import DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, KINDS, Limits, _decoding, _Input, _limits, _open
 
 #: Rows per chunk for Parquet and ``.npy`` (CSV chunks are parts of about ``PART_BYTES``).
 CHUNK_ROWS = 100_000
@@ -189,7 +175,7 @@ def _count(separate: _Labels | None) -> int | None:
 def _known_labels(
     name: str, column: object, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]
 ) -> np.ndarray:
-    """Labels as 0..K-1 (see ``files._label_values``), refusing class names that no header defines."""
+    """Labels as 0..K-1 (see ``_labels._label_values``), refusing class names that no header defines."""
     values, mapped = _label_values(name, column, names, k, first_row, col, notes)
     if mapped is not None:
         raise InputError.build(
@@ -249,7 +235,7 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
         try:
             # Closing the parts stops their threads before the file closes, when the caller stops early.
             with contextlib.closing(
-                _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), files.PART_BYTES)
+                _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), _csv_parse.PART_BYTES)
             ) as parts:
                 for row, stop, values, label_part in parts:
                     yield _csv_chunk(name, layout, row, values, label_part, separate, checker, stop - lo)
@@ -263,7 +249,7 @@ def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
     """Data rows before a byte offset at a line start (a later shard's first row number)."""
     if offset == 0:
         return 0
-    step = files.PART_BYTES
+    step = _csv_parse.PART_BYTES
     lines = sum(bytes(data[s : min(offset, s + step)]).count(b"\n") for s in range(0, offset, step))
     return lines - (1 if layout.header is not None else 0)
 
