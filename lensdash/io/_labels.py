@@ -27,6 +27,7 @@ from lensdash.io._source import (
     Source,
     _decoding,
     _open,
+    file_format,
 )
 
 
@@ -161,7 +162,7 @@ def _labels_file(
 
 
 def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, int, int | None]:
-    if data[:6] == b"\x93NUMPY":
+    if file_format(data) == "npy":
         return name, _npy(name, data, limits, ndim=1), 1, None
     text = _decode_head(name, data)
     lines = [ln for ln in text.splitlines() if ln.strip()][:6]

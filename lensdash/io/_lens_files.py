@@ -34,6 +34,7 @@ from lensdash.io._source import (
     _decoding,
     _limits,
     _open,
+    file_format,
 )
 from lensdash.lens import Lens, align_lens, validate_lens
 
@@ -84,7 +85,7 @@ def _read_lens(
     name: str, data: memoryview, class_names_: Sequence[str] | None, limits: Limits
 ) -> tuple[Lens, list[str]]:
     notes: list[str] = []
-    if data[:4] == b"PK\x03\x04" or name.endswith((".pt", ".pth")):
+    if file_format(data) == "zip" or name.endswith((".pt", ".pth")):
         lens = _lens_pt(name, data, limits)
     elif bytes(data[:64]).lstrip()[:1] == b"{":
         try:

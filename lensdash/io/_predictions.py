@@ -33,6 +33,7 @@ from lensdash.io._source import (
     _Input,
     _limits,
     _open,
+    file_format,
 )
 
 
@@ -65,12 +66,13 @@ def _read_values(
     def locate(r: int, c: int) -> str:
         return f"{name}, row {r + 1}, column {c + 1}"
 
-    if data[:4] == b"PAR1":
+    fmt = file_format(data)
+    if fmt == "parquet":
         values, label_info, names = _parquet(name, data, label_column, limits)
         return values, label_info, names, [], locate, kind
-    if data[:6] == b"\x93NUMPY":
+    if fmt == "npy":
         return _npy(name, data, limits), None, None, [], locate, kind
-    if data[:4] == b"PK\x03\x04":
+    if fmt == "zip":
         values, npz_labels, names, npz_kind = _npz(name, data, limits)
         kind = npz_kind if kind == "auto" and npz_kind is not None else kind
         return values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind

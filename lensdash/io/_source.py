@@ -129,6 +129,21 @@ def _open(source: Source, what: str, max_bytes: int | None) -> _Input:
     )
 
 
+def file_format(data: bytes | memoryview) -> str:
+    """``'parquet'``, ``'npy'``, ``'zip'`` (``.npz`` or a torch file) or ``'text'``, from the first bytes.
+
+    The one place where magic bytes are checked.
+    """
+    head = bytes(data[:8])
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:6] == b"\x93NUMPY":
+        return "npy"
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    return "text"
+
+
 def _check_size(name: str, size: int, max_bytes: int | None) -> None:
     if max_bytes is not None and size > max_bytes:
         raise InputError.build(

@@ -36,7 +36,17 @@ from lensdash.io._csv_parse import (
 )
 from lensdash.io._kinds import _to_logits
 from lensdash.io._labels import _label_values, _labels_file, _unique_names
-from lensdash.io._source import DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, KINDS, Limits, _decoding, _Input, _limits, _open
+from lensdash.io._source import (
+    DEFAULT_MAX_CELLS,
+    DEFAULT_MAX_CLASSES,
+    KINDS,
+    Limits,
+    _decoding,
+    _Input,
+    _limits,
+    _open,
+    file_format,
+)
 
 #: Rows per chunk for Parquet and ``.npy`` (CSV chunks are parts of about ``PART_BYTES``).
 CHUNK_ROWS = 100_000
@@ -124,14 +134,14 @@ def _guarded(name: str, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
 
 
 def _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits) -> Stream:
-    head = bytes(inp.data[:8])
-    if head[:4] == b"PAR1":
+    fmt = file_format(inp.data)
+    if fmt == "parquet":
         inp.close()
         return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows, limits)
-    if head[:6] == b"\x93NUMPY":
+    if fmt == "npy":
         inp.close()
         return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits)
-    if head[:4] == b"PK\x03\x04":
+    if fmt == "zip":
         inp.close()
         raise InputError.build(
             "CSV, Parquet or .npy for streaming",
