@@ -175,7 +175,7 @@ def _predictions(
     if label_names is not None:
         names = label_names
     final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused with its cell
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused with its cell
         as_float32 = values.astype(np.float32, copy=False)
     logits, kind = _to_logits(name, as_float32, kind, notes, locate)
     return Predictions(logits, torch.from_numpy(label_array), final_names, kind, name, notes)
