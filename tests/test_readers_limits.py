@@ -110,7 +110,7 @@ def test_limits_are_arguments_and_none_lifts_them():
     data = b"a,b,c,label\n1,2,3,0\n4,5,6,1\n"
     with pytest.raises(InputError, match=r"at most 2 classes \(the limit max_classes\), found 3"):
         read_predictions(data, max_classes=2, max_cells=None)
-    with pytest.raises(InputError, match=r"at most 5 values.*found about 3 rows × 3 classes"):
+    with pytest.raises(InputError, match=r"at most 5 values.*found about 2 rows × 3 classes"):
         read_predictions(data, max_cells=5, kind="logits")
     assert read_predictions(data, max_cells=None, max_classes=None).num_classes == 3
     with pytest.raises(InputError, match="max_cells a positive integer"):
@@ -273,3 +273,17 @@ def test_error_diagnosis_is_bounded(monkeypatch):
     data = b"a,b,label\n" + b"1,2,0\n" * 20 + b"1,x,0\n"
     with pytest.raises(InputError, match=r"after row 11 \(not located further"):
         read_predictions(data)
+
+
+def test_cli_flags_pass_the_limits_to_the_stream(tmp_path, capsys):
+    from lensdash.cli import main
+
+    preds, lens = tmp_path / "p.csv", tmp_path / "lens.csv"
+    preds.write_bytes(b"a,b,label\n0.9,0.1,a\n0.2,0.8,b\n")
+    lens.write_bytes(b"1,0\n0,1\n")
+    out = tmp_path / "report"
+    assert main(["report", str(preds), "--lens", str(lens), "--out", str(out), "--quiet", "--max-cells", "3"]) == 2
+    assert "the limit max_cells" in capsys.readouterr().err and not out.exists()
+    assert main(["report", str(preds), "--lens", str(lens), "--out", str(out), "--quiet", "--max-classes", "1"]) == 2
+    assert "--max-classes N" in capsys.readouterr().err
+    assert main(["report", str(preds), "--lens", str(lens), "--out", str(out), "--quiet", "--max-cells", "4"]) == 0

@@ -224,7 +224,10 @@ def _csv_layout(
     block_size = int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
     float_cols = [i for i in range(width) if i not in skip]
     # Rows estimated from the first lines' length; the parts count the real rows as they are read.
-    limits.check_cells(name, int(len(data) / max(row_bytes, 1.0)), len(float_cols), estimated=True)
+    header_bytes = len(text.split("\n", 1)[0]) + 1 if header is not None else 0
+    data_row_bytes = (len(text) - header_bytes) / max(1, text.count("\n") - (header is not None))
+    rows = int((len(data) - header_bytes) / max(data_row_bytes, 1.0))
+    limits.check_cells(name, rows, len(float_cols), estimated=True)
     return _CsvLayout(name, delim, header, width, float_cols, label_idx, notes, block_size, limits)
 
 
