@@ -584,7 +584,7 @@ def lens_pairs(lens: object, names: Sequence[str] | None = None, top: int = 10) 
         0          a      b     0.3
     """
     matrix = torch.as_tensor(getattr(lens, "matrix", lens), dtype=torch.float64)
-    names = class_names(names if names is not None else getattr(lens, "classes", matrix.shape[0]))
+    names = class_names(names if names is not None else getattr(lens, "classes", None) or matrix.shape[0])
     off = matrix.clone()
     off.fill_diagonal_(0)
     flat = off.reshape(-1)

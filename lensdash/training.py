@@ -151,6 +151,9 @@ class TrainConfig:
     family: str = "target"
 
 
+METRICS = ("train_loss", "test_accuracy", "test_lens_aware_accuracy", "test_group_mass")
+
+
 @dataclass
 class Run:
     """One trained model and its history: per epoch ``train_loss``, ``test_accuracy``, ``test_lens_aware_accuracy``, ``test_group_mass``."""
@@ -162,9 +165,6 @@ class Run:
 
     def final(self) -> dict[str, float]:
         return {m: values[-1] for m, values in self.history.items() if values}
-
-
-METRICS = ("train_loss", "test_accuracy", "test_lens_aware_accuracy", "test_group_mass")
 
 
 def make_model(num_features: int, num_classes: int, hidden: int) -> nn.Module:
@@ -286,4 +286,6 @@ def probability_grid(
 
 def confusion_of(run: Run, problem: Problem) -> Tensor:
     """K×K counts of the run's test predictions: row = true class, column = predicted."""
+    if run.test_logits is None:
+        raise ValueError(f"the {run.name} run has no test predictions yet")
     return confusion_counts(run.test_logits.argmax(dim=1), problem.y_test, problem.num_classes)
