@@ -546,7 +546,7 @@ def confused_pairs(confusion: Tensor, names: Sequence[str], top: int = 10) -> pd
 def suggest_groups(
     confusion: Tensor, names: Sequence[str], *, threshold: float = 0.1, top: int = 5, min_samples: int = 5
 ) -> list[list[str]]:
-    """Groups of interchangeable classes: pairs whose mutual confusion rate is at least ``threshold``, joined transitively.
+    """Groups of interchangeable classes: pairs confused at a rate of at least ``threshold``, joined transitively.
 
     ``confusion`` holds counts (row = true class). Classes with fewer than
     ``min_samples`` samples are left out: their rates are noise.
