@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CLASSES,
         help=f"refuse predictions of more classes (default {DEFAULT_MAX_CLASSES:,})",
     )
+    rep.add_argument(
+        "--meta-columns",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        default=None,
+        help="comma-separated columns kept aside as metadata even when numeric (text columns and "
+        "id/sample_id/index/idx/filename/path are kept aside without it)",
+    )
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -202,6 +209,7 @@ class _Run:
                 progress=progress,
                 max_cells=args.max_cells,
                 max_classes=args.max_classes,
+                meta_columns=args.meta_columns,
             )
         except (LensdashError, OSError, MemoryError) as exc:
             error = _user_error(exc)

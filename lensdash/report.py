@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +164,7 @@ def report(
     progress: Progress | None = None,
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
+    meta_columns: Sequence[str | int] | None = None,
 ) -> Report:
     r"""Stream a predictions file and sum, per true class, what :func:`~lensdash.analysis.analyze` computes.
 
@@ -182,6 +183,7 @@ def report(
         shard: (rank, world size).
         progress: called after each chunk with (done, total, rows read).
         max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
+        meta_columns: columns kept aside as metadata, as for :func:`~lensdash.io.open_stream` (``--meta-columns``).
 
     Returns:
         A :class:`Report`.
@@ -215,6 +217,7 @@ def report(
         chunk_rows=chunk_rows,
         max_cells=max_cells,
         max_classes=max_classes,
+        meta_columns=meta_columns,
     )
     names = stream.class_names
     the_lens, notes = _lens(lens, names)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import torch
 from torch import Tensor
 
@@ -47,6 +50,8 @@ class Predictions:
     kind: str
     source: str = "predictions"
     notes: list[str] = field(default_factory=list)
+    #: columns kept aside (text, ids, ``meta_columns=``), one row per sample, or None
+    metadata: pd.DataFrame | None = None
 
     @property
     def num_samples(self) -> int:
@@ -57,10 +62,23 @@ class Predictions:
         return int(self.logits.shape[1])
 
 
+@dataclass
+class _Read:
+    """What a file's format reader found, before labels and kinds are settled."""
+
+    values: np.ndarray
+    labels: tuple[object, int, int | None] | None  # (label values, first row, column) or None
+    names: list[str] | None
+    notes: list[str]
+    locate: Locate
+    kind: str
+    metadata: pa.Table | None = None
+
+
 def _read_values(
-    inp: _Input, kind: str, label_column: str | int | None, limits: Limits
-) -> tuple[np.ndarray, tuple[object, int, int | None] | None, list[str] | None, list[str], Locate, str]:
-    """(values, (labels, first row, column) or None, class names, notes, locate, kind) by the file's format."""
+    inp: _Input, kind: str, label_column: str | int | None, limits: Limits, meta_columns: Sequence[str | int] | None
+) -> _Read:
+    """The values, labels, class names, notes, locator, kind and metadata, by the file's format."""
     name, data = inp.name, inp.data
 
     def locate(r: int, c: int) -> str:
@@ -68,16 +86,25 @@ def _read_values(
 
     fmt = file_format(data)
     if fmt == "parquet":
-        values, label_info, names = _parquet(name, data, label_column, limits)
-        return values, label_info, names, [], locate, kind
+        values, label_info, names, meta, notes = _parquet(name, data, label_column, limits, meta_columns)
+        return _Read(values, label_info, names, notes, locate, kind, meta)  # type: ignore[arg-type]
     if fmt == "npy":
-        return _npy(name, data, limits), None, None, [], locate, kind
+        return _Read(_npy(name, data, limits), None, None, [], locate, kind)
     if fmt == "zip":
         values, npz_labels, names, npz_kind = _npz(name, data, limits)
         kind = npz_kind if kind == "auto" and npz_kind is not None else kind
-        return values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind
-    values, label_info, names, notes, locate = _csv(inp, label_column, limits)
-    return values, label_info if label_info[0] is not None else None, names, notes, locate, kind
+        return _Read(values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind)
+    values, label_info, names, notes, locate, meta = _csv(inp, label_column, limits, meta_columns)
+    return _Read(values, label_info if label_info[0] is not None else None, names, notes, locate, kind, meta)
+
+
+def _frame(table: pa.Table | None) -> pd.DataFrame | None:
+    """Metadata as pandas: text as pandas' string dtype, numbers as read."""
+    if table is None:
+        return None
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
+    frame.columns = list(table.column_names)
+    return frame
 
 
 def read_predictions(
@@ -89,6 +116,7 @@ def read_predictions(
     max_bytes: int | None = None,
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
+    meta_columns: Sequence[str | int] | None = None,
 ) -> Predictions:
     r"""Read predictions (and labels) from CSV, Parquet, ``.npy`` or ``.npz``.
 
@@ -108,6 +136,9 @@ def read_predictions(
         max_cells: refuse files of more rows × classes (from the header, footer or first line, before
             decoding; default :data:`DEFAULT_MAX_CELLS`, 800 MB as float32). ``None``: no limit.
         max_classes: refuse files of more classes (default :data:`DEFAULT_MAX_CLASSES`). ``None``: no limit.
+        meta_columns: columns (names or 0-based indices) to keep aside as metadata even when numeric.
+            Text columns, and columns named ``id``, ``sample_id``, ``index``, ``idx``, ``filename`` or
+            ``path`` (any case) are metadata without it (CSV with a header, Parquet); at most 64.
 
     Returns:
         :class:`Predictions` with ``logits`` (N, K) float32 (for probabilities
@@ -128,13 +159,28 @@ def read_predictions(
         )
     limits = _limits(max_cells, max_classes)
     with _open(source, "predictions", max_bytes) as inp, _decoding(lambda: inp.name, "predictions"):
-        return _predictions(inp, labels, kind, label_column, max_bytes, limits)
+        return _predictions(inp, labels, kind, label_column, max_bytes, limits, meta_columns)
 
 
 def _predictions(
-    inp: _Input, labels: Source | None, kind: str, label_column: str | int | None, max_bytes: int | None, limits: Limits
+    inp: _Input,
+    labels: Source | None,
+    kind: str,
+    label_column: str | int | None,
+    max_bytes: int | None,
+    limits: Limits,
+    meta_columns: Sequence[str | int] | None = None,
 ) -> Predictions:
-    name, (values, label_info, names, notes, locate, kind) = inp.name, _read_values(inp, kind, label_column, limits)
+    read = _read_values(inp, kind, label_column, limits, meta_columns)
+    name, values, label_info, names, notes, locate, kind = (
+        inp.name,
+        read.values,
+        read.labels,
+        read.names,
+        read.notes,
+        read.locate,
+        read.kind,
+    )
     values = np.asarray(values)
     if values.ndim != 2 or values.dtype.kind not in "fiu":
         raise InputError.build(
@@ -178,4 +224,4 @@ def _predictions(
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused with its cell
         as_float32 = values.astype(np.float32, copy=False)
     logits, kind = _to_logits(name, as_float32, kind, notes, locate)
-    return Predictions(logits, torch.from_numpy(label_array), final_names, kind, name, notes)
+    return Predictions(logits, torch.from_numpy(label_array), final_names, kind, name, notes, _frame(read.metadata))

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import torch
 from torch import Tensor
 
 from lensdash.errors import InputError
 from lensdash.io import _csv_parse
-from lensdash.io._binary import _npy_header, _parquet_columns, _parquet_file
+from lensdash.io._binary import _check_meta_bytes, _npy_header, _parquet_columns, _parquet_file
 from lensdash.io._csv_layout import _csv_layout, _CsvLayout, _head, _line_end
 from lensdash.io._csv_parse import (
     _ARROW_ERRORS,
@@ -36,6 +37,7 @@ from lensdash.io._csv_parse import (
 )
 from lensdash.io._kinds import _to_logits
 from lensdash.io._labels import _label_values, _labels_file, _unique_names
+from lensdash.io._predictions import _frame
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
@@ -44,6 +46,7 @@ from lensdash.io._source import (
     _decoding,
     _Input,
     _limits,
+    _meta_note,
     _open,
     file_format,
 )
@@ -60,6 +63,8 @@ class Chunk:
     logits: Tensor
     labels: Tensor
     done: int  # progress units (bytes or rows of this shard) read so far
+    #: the chunk's rows of the columns kept aside (text, ids, ``meta_columns=``), or None
+    metadata: pd.DataFrame | None = None
 
 
 @dataclass
@@ -85,6 +90,7 @@ def open_stream(
     chunk_rows: int = CHUNK_ROWS,
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
+    meta_columns: Sequence[str | int] | None = None,
 ) -> Stream:
     """Open predictions for chunked reading; see the module docstring.
 
@@ -95,6 +101,8 @@ def open_stream(
     whole (N integers) and sliced. ``max_cells`` and ``max_classes`` bound the
     file's rows × classes and classes as for :func:`~lensdash.read_predictions`
     (checked before reading, from the header, footer or first line, and again as rows are read).
+    Metadata columns (``meta_columns=``, text, common id names) are kept aside as for
+    :func:`~lensdash.read_predictions`, each chunk's rows in :attr:`Chunk.metadata`.
 
     Raises:
         InputError: unreadable files; in the chunks, bad rows with their row and column.
@@ -123,7 +131,7 @@ def open_stream(
     limits = _limits(max_cells, max_classes)
     inp = _open(path, "predictions", None)
     with _decoding(lambda: inp.name, "predictions"):
-        stream = _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits)
+        stream = _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits, meta_columns)
     stream.chunks = _guarded(stream.name, stream.chunks)
     return stream
 
@@ -133,11 +141,13 @@ def _guarded(name: str, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         yield from chunks
 
 
-def _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits) -> Stream:
+def _open_stream(
+    inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits, meta_columns=None
+) -> Stream:
     fmt = file_format(inp.data)
     if fmt == "parquet":
         inp.close()
-        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows, limits)
+        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows, limits, meta_columns)
     if fmt == "npy":
         inp.close()
         return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits)
@@ -149,7 +159,7 @@ def _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows,
             where=inp.name,
             fix="Save the logits with numpy.save (one .npy) and pass the labels with --labels.",
         )
-    return _csv_stream(inp, labels, kind, label_column, rank, world, limits)
+    return _csv_stream(inp, labels, kind, label_column, rank, world, limits, meta_columns)
 
 
 # ------------------------------------------------------------------ shared
@@ -216,9 +226,11 @@ def _shard_range(total: int, rank: int, world: int) -> tuple[int, int]:
 # --------------------------------------------------------------------- CSV
 
 
-def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, world: int, limits: Limits) -> Stream:
+def _csv_stream(
+    inp: _Input, labels_path, kind: str, label_column, rank: int, world: int, limits: Limits, meta_columns=None
+) -> Stream:
     name, data = inp.name, inp.data
-    layout = _csv_layout(name, data, label_column, limits)
+    layout = _csv_layout(name, data, label_column, limits, meta_columns)
     notes = list(layout.notes)
     names = layout.class_names
     k = len(layout.float_cols)
@@ -233,7 +245,8 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
     head = _head(data, lines=3, min_bytes=1 << 14)
     skip = layout.header is not None
     try:
-        first, _, null = _parse_values(head, layout, skip)
+        first_part = _parse_values(head, layout, skip)
+        first, null = first_part.values, first_part.null
     except _ARROW_ERRORS as exc:
         raise _diagnose_csv(name, head, layout.delim, skip, layout.width, layout.float_cols, str(exc)) from None
     if null is not None:
@@ -247,8 +260,10 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
             with contextlib.closing(
                 _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), _csv_parse.PART_BYTES)
             ) as parts:
-                for row, stop, values, label_part in parts:
-                    yield _csv_chunk(name, layout, row, values, label_part, separate, checker, stop - lo)
+                for row, stop, part in parts:
+                    chunk = _csv_chunk(name, layout, row, part.values, part.labels, separate, checker, stop - lo)
+                    chunk.metadata = _frame(part.meta)
+                    yield chunk
         finally:
             inp.close()
 
@@ -299,15 +314,24 @@ def _csv_chunk(
 
 
 def _parquet_stream(
-    path, labels_path, kind: str, label_column, rank: int, world: int, chunk_rows: int, limits: Limits
+    path,
+    labels_path,
+    kind: str,
+    label_column,
+    rank: int,
+    world: int,
+    chunk_rows: int,
+    limits: Limits,
+    meta_columns=None,
 ) -> Stream:
     name = os.path.basename(os.fspath(path))
     handle = _parquet_file(name, os.fspath(path))
     limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
-    float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
+    float_cols, label_idx, header, meta_cols = _parquet_columns(name, handle.schema_arrow, label_column, meta_columns)
     names = [header[i] for i in float_cols]
-    k, notes = len(float_cols), []
+    k, notes = len(float_cols), [_meta_note([header[i] for i in meta_cols])] if meta_cols else []
     limits.check_cells(name, handle.metadata.num_rows, k)
+    _check_meta_bytes(name, handle, meta_cols, limits)
     separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
     if separate is None and label_idx is None:
         raise InputError.build(
@@ -319,6 +343,8 @@ def _parquet_stream(
     columns = [header[i] for i in float_cols] + (
         [header[label_idx]] if label_idx is not None and separate is None else []
     )
+    first_meta = len(columns)
+    columns += [header[i] for i in meta_cols]
 
     def locate(r: int, c: int) -> str:
         return f"{name}, row {r + 1}, column {float_cols[c] + 1}"
@@ -343,7 +369,8 @@ def _parquet_stream(
             else:
                 labels = torch.from_numpy(_known_labels(name, table.column(k), names, k, row + 1, label_idx, []))
             done += len(logits)
-            yield Chunk(row, logits, labels, done)
+            meta = _frame(table.select(list(range(first_meta, table.num_columns)))) if meta_cols else None
+            yield Chunk(row, logits, labels, done, meta)
             row += len(logits)
 
     total = sum(sizes[g] for g in groups)
