@@ -23,7 +23,7 @@ from lensdash.io._csv_parse import (
 from lensdash.io._kinds import (
     _to_logits,
 )
-from lensdash.io._labels import _label_values, _labels_file, _unique_names
+from lensdash.io._labels import _label_values, _labels_file, _soft_targets, _SoftLabels, _unique_names
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
@@ -52,6 +52,9 @@ class Predictions:
     notes: list[str] = field(default_factory=list)
     #: columns kept aside (text, ids, ``meta_columns=``), one row per sample, or None
     metadata: pd.DataFrame | None = None
+    #: per-sample target distributions (N, K) float32 from a soft-label file (``labels`` is then their
+    #: majority label: the argmax, ties to the lowest index), or None
+    targets: Tensor | None = None
 
     @property
     def num_samples(self) -> int:
@@ -128,7 +131,10 @@ def read_predictions(
 
     Args:
         source: predictions: a path, ``bytes`` or a binary file object.
-        labels: a separate labels file (one column, with or without a header).
+        labels: a separate labels file: one column, with or without a header; or soft labels, one
+            numeric column per class (named as the prediction columns, or in their order), each row a
+            distribution (values >= 0 summing to 1 within ``SOFT_LABEL_ATOL`` = 1e-3), returned as
+            ``targets`` with ``labels`` their majority label.
         kind: ``'auto'`` (see the module's detection rule), ``'logits'``,
             ``'probs'`` or ``'log_probs'``.
         label_column: name or 0-based index of the label column.
@@ -217,11 +223,17 @@ def _predictions(
             where=label_name,
             fix="The labels and predictions must have the same rows, in the same order.",
         )
-    label_array, label_names = _label_values(label_name, column, names, k, first_row, col, notes)
+    targets = None
+    if isinstance(column, _SoftLabels):
+        soft_targets, label_array, label_names = _soft_targets(label_name, column, names, k, notes)
+        targets = torch.from_numpy(soft_targets)
+    else:
+        label_array, label_names = _label_values(label_name, column, names, k, first_row, col, notes)
     if label_names is not None:
         names = label_names
     final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused with its cell
         as_float32 = values.astype(np.float32, copy=False)
     logits, kind = _to_logits(name, as_float32, kind, notes, locate)
-    return Predictions(logits, torch.from_numpy(label_array), final_names, kind, name, notes, _frame(read.metadata))
+    labels_tensor = torch.from_numpy(label_array)
+    return Predictions(logits, labels_tensor, final_names, kind, name, notes, _frame(read.metadata), targets)

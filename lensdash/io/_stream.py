@@ -36,7 +36,7 @@ from lensdash.io._csv_parse import (
     _row_major,
 )
 from lensdash.io._kinds import _to_logits
-from lensdash.io._labels import _label_values, _labels_file, _unique_names
+from lensdash.io._labels import _label_values, _labels_file, _SoftLabels, _unique_names
 from lensdash.io._predictions import _frame
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
@@ -174,6 +174,13 @@ class _Labels:
         self.values = None
         if path is not None:
             name, column, first_row, col = _labels_file(path, None, limits)
+            if isinstance(column, _SoftLabels):
+                raise InputError.build(
+                    "one label per row for streaming",
+                    "soft labels (one column per class)",
+                    where=name,
+                    fix="Read the file with read_predictions (in memory), or pass the majority labels.",
+                )
             self.values = _known_labels(name, column, names, k, first_row, col, notes)
             self.name = name
 
