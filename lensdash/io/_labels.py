@@ -286,6 +286,11 @@ def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, i
     return name, table.column(col), 2 if header is not None else 1, col if width > 1 else None
 
 
+def _has_index(first: list[str], width: int) -> bool:
+    """pandas' unnamed index column before the classes of a soft-label file."""
+    return first[0] in ("", "Unnamed: 0") and width > 2
+
+
 def _soft_labels(
     name: str, data: memoryview, delim: str, first: list[str], rows: list[list[str]], width: int, limits: Limits
 ) -> _SoftLabels | None:
@@ -294,7 +299,9 @@ def _soft_labels(
     header = None if data_rows is rows else first
     if not data_rows or not all(_is_number(t) for r in data_rows for t in r):
         return None
-    skip_index = header is not None and header[0] in ("", "Unnamed: 0") and width > 2
+    if any(float(t.strip().strip('"')) > 1 for r in data_rows for t in r[1 if _has_index(first, width) else 0 :]):
+        return None  # not shares of a whole (e.g. an id and a label): refused as a labels file with many columns
+    skip_index = _has_index(first, width)
     cols = list(range(1 if skip_index else 0, width))
     limits.check_classes(name, len(cols), "columns")
     table = _csv_table(name, data, delim, header is not None, width, cols)
