@@ -165,6 +165,7 @@ def report(
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
     meta_columns: Sequence[str | int] | None = None,
+    class_names: Sequence[str] | str | os.PathLike | None = None,
 ) -> Report:
     r"""Stream a predictions file and sum, per true class, what :func:`~lensdash.analysis.analyze` computes.
 
@@ -172,7 +173,7 @@ def report(
     only this process's share is read; combine shares with :func:`all_reduce`.
 
     Args:
-        predictions: CSV, Parquet or ``.npy`` path.
+        predictions: CSV, Parquet, ``.npy`` or ``.npz`` path.
         lens: a lens file (CSV, JSON, ``.pt``), a K×K tensor or a :class:`~lensdash.Lens`;
             rows are target distributions, rows sum to 1. Matched to the classes by name.
         labels: a separate labels file (one per prediction row).
@@ -184,6 +185,7 @@ def report(
         progress: called after each chunk with (done, total, rows read).
         max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
         meta_columns: columns kept aside as metadata, as for :func:`~lensdash.io.open_stream` (``--meta-columns``).
+        class_names: names of ``.npy`` / ``.npz`` columns, a list or a file of one name a line (``--class-names``).
 
     Returns:
         A :class:`Report`.
@@ -218,6 +220,7 @@ def report(
         max_cells=max_cells,
         max_classes=max_classes,
         meta_columns=meta_columns,
+        class_names=class_names,
     )
     names = stream.class_names
     the_lens, notes = _lens(lens, names)

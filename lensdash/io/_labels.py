@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -310,6 +312,44 @@ def _soft_labels(
     values = _float_matrix(name, table, cols, first_row, dtype=np.float64)
     names = [header[i] for i in cols] if header is not None else None
     return _SoftLabels(values, names, first_row, cols[0])
+
+
+ClassNames = Sequence[str] | str | os.PathLike | bytes
+
+
+def _given_names(
+    given: ClassNames | None, file_names: list[str] | None, k: int, where: str, limits: Limits
+) -> list[str] | None:
+    """The class names to use: ``given`` (a list, or a file with one name per line) or the file's own.
+
+    ``given`` must have K names; when the file names its columns too, they must be the same.
+    """
+    if given is None:
+        return file_names
+    if isinstance(given, (str, os.PathLike, bytes)):
+        with _open(given, "class names", None) as inp, _decoding(lambda: inp.name, "class names"):
+            limits.check_classes(inp.name, bytes(inp.data[: 1 << 26]).count(b"\n"), "lines", slack=1)
+            text = bytes(inp.data).decode("utf-8-sig")
+            source = inp.name
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        names, source = [str(n) for n in given], "class_names"
+    if len(names) != k:
+        raise InputError.build(
+            f"{k} class names (one per prediction column)",
+            f"{len(names)}",
+            where=source,
+            fix="Give one name per line, in the order of the prediction columns.",
+        )
+    if file_names is not None and list(file_names) != names:
+        first = next(i for i, (a, b) in enumerate(zip(file_names, names, strict=True)) if a != b)
+        raise InputError.build(
+            "class names equal to the file's own column names",
+            f"{names[first][:40]!r} for column {first + 1} named {file_names[first][:40]!r}",
+            where=f"{where} and {source}",
+            fix="Leave class_names out for files that name their columns, or give the same names.",
+        )
+    return names
 
 
 def _unique_names(name: str, names: list[str]) -> tuple[str, ...]:

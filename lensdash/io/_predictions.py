@@ -23,7 +23,15 @@ from lensdash.io._csv_parse import (
 from lensdash.io._kinds import (
     _to_logits,
 )
-from lensdash.io._labels import _label_values, _labels_file, _soft_targets, _SoftLabels, _unique_names
+from lensdash.io._labels import (
+    ClassNames,
+    _given_names,
+    _label_values,
+    _labels_file,
+    _soft_targets,
+    _SoftLabels,
+    _unique_names,
+)
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
@@ -120,6 +128,7 @@ def read_predictions(
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
     meta_columns: Sequence[str | int] | None = None,
+    class_names: ClassNames | None = None,
 ) -> Predictions:
     r"""Read predictions (and labels) from CSV, Parquet, ``.npy`` or ``.npz``.
 
@@ -145,6 +154,9 @@ def read_predictions(
         meta_columns: columns (names or 0-based indices) to keep aside as metadata even when numeric.
             Text columns, and columns named ``id``, ``sample_id``, ``index``, ``idx``, ``filename`` or
             ``path`` (any case) are metadata without it (CSV with a header, Parquet); at most 64.
+        class_names: names of the prediction columns, for files without them (``.npy``, a headerless CSV):
+            a list, or a file (path or bytes) with one name per line. A file that names its columns must
+            name them the same.
 
     Returns:
         :class:`Predictions` with ``logits`` (N, K) float32 (for probabilities
@@ -165,7 +177,7 @@ def read_predictions(
         )
     limits = _limits(max_cells, max_classes)
     with _open(source, "predictions", max_bytes) as inp, _decoding(lambda: inp.name, "predictions"):
-        return _predictions(inp, labels, kind, label_column, max_bytes, limits, meta_columns)
+        return _predictions(inp, labels, kind, label_column, max_bytes, limits, meta_columns, class_names)
 
 
 def _predictions(
@@ -176,6 +188,7 @@ def _predictions(
     max_bytes: int | None,
     limits: Limits,
     meta_columns: Sequence[str | int] | None = None,
+    class_names: ClassNames | None = None,
 ) -> Predictions:
     read = _read_values(inp, kind, label_column, limits, meta_columns)
     name, values, label_info, names, notes, locate, kind = (
@@ -202,6 +215,7 @@ def _predictions(
         )
     if n == 0:
         raise InputError.build("at least one data row", "none", where=name, fix="The file has no predictions.")
+    names = _given_names(class_names, names, k, name, limits)
     if labels is not None:
         if label_info is not None:
             notes.append(f"The label column in {name} was ignored in favour of the labels file.")

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from lensdash.errors import InputError
 from lensdash.io import _csv_parse
-from lensdash.io._binary import _check_meta_bytes, _npy_header, _parquet_columns, _parquet_file
+from lensdash.io._binary import _check_meta_bytes, _npy_header, _npz, _parquet_columns, _parquet_file
 from lensdash.io._csv_layout import _csv_layout, _CsvLayout, _head, _line_end
 from lensdash.io._csv_parse import (
     _ARROW_ERRORS,
@@ -36,7 +36,7 @@ from lensdash.io._csv_parse import (
     _row_major,
 )
 from lensdash.io._kinds import _to_logits
-from lensdash.io._labels import _label_values, _labels_file, _SoftLabels, _unique_names
+from lensdash.io._labels import ClassNames, _given_names, _label_values, _labels_file, _SoftLabels, _unique_names
 from lensdash.io._predictions import _frame
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
@@ -91,6 +91,7 @@ def open_stream(
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
     meta_columns: Sequence[str | int] | None = None,
+    class_names: ClassNames | None = None,
 ) -> Stream:
     """Open predictions for chunked reading; see the module docstring.
 
@@ -102,7 +103,9 @@ def open_stream(
     file's rows × classes and classes as for :func:`~lensdash.read_predictions`
     (checked before reading, from the header, footer or first line, and again as rows are read).
     Metadata columns (``meta_columns=``, text, common id names) are kept aside as for
-    :func:`~lensdash.read_predictions`, each chunk's rows in :attr:`Chunk.metadata`.
+    :func:`~lensdash.read_predictions`, each chunk's rows in :attr:`Chunk.metadata`. ``class_names``
+    (a list, or a file with one name per line) names the columns of files without names (``.npy``).
+    An ``.npz`` archive is decompressed whole (bounded by ``max_cells``) and handed out in chunks.
 
     Raises:
         InputError: unreadable files; in the chunks, bad rows with their row and column.
@@ -131,7 +134,9 @@ def open_stream(
     limits = _limits(max_cells, max_classes)
     inp = _open(path, "predictions", None)
     with _decoding(lambda: inp.name, "predictions"):
-        stream = _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits, meta_columns)
+        stream = _open_stream(
+            inp, path, labels, kind, label_column, rank, world, chunk_rows, limits, meta_columns, class_names
+        )
     stream.chunks = _guarded(stream.name, stream.chunks)
     return stream
 
@@ -142,24 +147,23 @@ def _guarded(name: str, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
 
 
 def _open_stream(
-    inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits, meta_columns=None
+    inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits, meta_columns=None, class_names=None
 ) -> Stream:
     fmt = file_format(inp.data)
     if fmt == "parquet":
         inp.close()
-        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows, limits, meta_columns)
+        return _parquet_stream(
+            path, labels, kind, label_column, rank, world, chunk_rows, limits, meta_columns, class_names
+        )
     if fmt == "npy":
         inp.close()
-        return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits)
+        return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits, class_names)
     if fmt == "zip":
-        inp.close()
-        raise InputError.build(
-            "CSV, Parquet or .npy for streaming",
-            "an .npz archive",
-            where=inp.name,
-            fix="Save the logits with numpy.save (one .npy) and pass the labels with --labels.",
-        )
-    return _csv_stream(inp, labels, kind, label_column, rank, world, limits, meta_columns)
+        try:
+            return _npz_stream(inp, labels, kind, rank, world, chunk_rows, limits, class_names)
+        finally:
+            inp.close()
+    return _csv_stream(inp, labels, kind, label_column, rank, world, limits, meta_columns, class_names)
 
 
 # ------------------------------------------------------------------ shared
@@ -234,13 +238,21 @@ def _shard_range(total: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def _csv_stream(
-    inp: _Input, labels_path, kind: str, label_column, rank: int, world: int, limits: Limits, meta_columns=None
+    inp: _Input,
+    labels_path,
+    kind: str,
+    label_column,
+    rank: int,
+    world: int,
+    limits: Limits,
+    meta_columns=None,
+    class_names=None,
 ) -> Stream:
     name, data = inp.name, inp.data
     layout = _csv_layout(name, data, label_column, limits, meta_columns)
     notes = list(layout.notes)
-    names = layout.class_names
     k = len(layout.float_cols)
+    names = _given_names(class_names, layout.class_names, k, name, limits)
     size = len(data)
     lo, hi = (_line_end(data, b) if b else 0 for b in _shard_range(size, rank, world))
     separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
@@ -268,7 +280,7 @@ def _csv_stream(
                 _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), _csv_parse.PART_BYTES)
             ) as parts:
                 for row, stop, part in parts:
-                    chunk = _csv_chunk(name, layout, row, part.values, part.labels, separate, checker, stop - lo)
+                    chunk = _csv_chunk(name, layout, names, row, part.values, part.labels, separate, checker, stop - lo)
                     chunk.metadata = _frame(part.meta)
                     yield chunk
         finally:
@@ -289,6 +301,7 @@ def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
 def _csv_chunk(
     name: str,
     layout: _CsvLayout,
+    names: list[str] | None,
     row: int,
     values: np.ndarray,
     label_part: pa.ChunkedArray | None,
@@ -307,7 +320,7 @@ def _csv_chunk(
             _known_labels(
                 name,
                 label_part,
-                layout.class_names,
+                names,
                 len(layout.float_cols),
                 layout.first_row + row,
                 layout.label_idx,
@@ -330,12 +343,13 @@ def _parquet_stream(
     chunk_rows: int,
     limits: Limits,
     meta_columns=None,
+    class_names=None,
 ) -> Stream:
     name = os.path.basename(os.fspath(path))
     handle = _parquet_file(name, os.fspath(path))
     limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
     float_cols, label_idx, header, meta_cols = _parquet_columns(name, handle.schema_arrow, label_column, meta_columns)
-    names = [header[i] for i in float_cols]
+    names = _given_names(class_names, [header[i] for i in float_cols], len(float_cols), name, limits) or []
     k, notes = len(float_cols), [_meta_note([header[i] for i in meta_cols])] if meta_cols else []
     limits.check_cells(name, handle.metadata.num_rows, k)
     _check_meta_bytes(name, handle, meta_cols, limits)
@@ -387,7 +401,9 @@ def _parquet_stream(
 # -------------------------------------------------------------------- .npy
 
 
-def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows: int, limits: Limits) -> Stream:
+def _npy_stream(
+    path, labels_path, kind: str, rank: int, world: int, chunk_rows: int, limits: Limits, class_names=None
+) -> Stream:
     name = os.path.basename(os.fspath(path))
     handle = open(path, "rb")  # noqa: SIM115  (closed when the chunks are done)
     try:
@@ -418,7 +434,12 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
         handle.close()
         raise
     offset, notes = handle.tell(), []
-    separate = _Labels(labels_path, None, k, notes, limits)
+    try:
+        names = _given_names(class_names, None, k, name, limits)
+        separate = _Labels(labels_path, names, k, notes, limits)
+    except InputError:
+        handle.close()
+        raise
     if len(separate.values) != n:
         handle.close()
         raise InputError.build(
@@ -452,7 +473,64 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
         finally:
             handle.close()
 
-    return Stream(name, tuple(str(i) for i in range(k)), checker.kind, hi - lo, chunks(), notes, n)
+    final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
+    return Stream(name, final_names, checker.kind, hi - lo, chunks(), notes, n)
+
+
+# -------------------------------------------------------------------- .npz
+
+
+def _npz_stream(
+    inp: _Input, labels_path, kind: str, rank: int, world: int, chunk_rows: int, limits: Limits, class_names=None
+) -> Stream:
+    """An archive's members are compressed whole: decompressed at once (bounded by ``limits``), then chunked."""
+    name = inp.name
+    values, npz_labels, file_names, npz_kind = _npz(name, inp.data, limits)
+    kind = npz_kind if kind == "auto" and npz_kind is not None else kind
+    if values.ndim != 2 or values.dtype.kind not in "fiu" or values.shape[1] < 2:
+        raise InputError.build(
+            "an N×K numeric array with K >= 2",
+            f"shape {values.shape}, dtype {values.dtype}",
+            where=name,
+            fix="One row per sample, one column per class.",
+        )
+    n, k = values.shape
+    notes: list[str] = []
+    names = _given_names(class_names, file_names, k, name, limits)
+    separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
+    if separate is None:
+        if npz_labels is None:
+            raise InputError.build(
+                "labels: an array named 'labels' in the archive, or --labels FILE",
+                "neither",
+                where=name,
+                fix="Save with numpy.savez(path, logits=..., labels=...).",
+            )
+        known = _known_labels(name, npz_labels, names, k, 1, None, notes)
+    else:
+        known = separate.values
+    if len(known) != n:
+        raise InputError.build(
+            f"{n} labels (one per prediction row)",
+            f"{len(known)}",
+            where=separate.name if separate is not None else name,
+            fix="The labels and predictions must have the same rows.",
+        )
+    lo, hi = _shard_range(n, rank, world)
+
+    def locate(r: int, c: int) -> str:
+        return f"{name}, row {r + 1}, column {c + 1}"
+
+    checker = _Checker(name, kind, values[: min(n, 10_000)], locate, notes)
+
+    def chunks() -> Iterator[Chunk]:
+        for start in range(lo, hi, chunk_rows):
+            stop = min(hi, start + chunk_rows)
+            logits = checker(values[start:stop], lambda r, c, start=start: locate(r + start, c))
+            yield Chunk(start, logits, torch.from_numpy(known[start:stop]), stop - lo)
+
+    final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
+    return Stream(name, final_names, checker.kind, hi - lo, chunks(), notes, _count(separate))
 
 
 def _read_exactly(handle, position: int, dtype: np.dtype, count: int, name: str) -> np.ndarray:
