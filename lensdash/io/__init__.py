@@ -42,8 +42,10 @@ Layout of the package (private modules by job; this module is the public face):
 * ``_predictions``: :func:`read_predictions`, :class:`Predictions`.
 * ``_stream``: :func:`open_stream`, :class:`Chunk`, :class:`Stream`.
 * ``_lens_files``: :func:`read_lens`, :func:`save_lens`, :func:`lens_to_bytes`.
+* ``_hierarchy_files``: :func:`read_hierarchy` (edge lists, ancestor rows, nested JSON).
 """
 
+from lensdash.io._hierarchy_files import read_hierarchy
 from lensdash.io._lens_files import lens_to_bytes, read_lens, save_lens
 from lensdash.io._predictions import Predictions, read_predictions
 from lensdash.io._source import (
@@ -79,6 +81,7 @@ __all__ = [
     "Stream",
     "lens_to_bytes",
     "open_stream",
+    "read_hierarchy",
     "read_lens",
     "read_predictions",
     "save_lens",
