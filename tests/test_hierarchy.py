@@ -408,3 +408,19 @@ def test_tree_walk_costs_on_random_trees(h, data):
     p = torch.softmax(torch.randn(7, len(classes), dtype=torch.float64), dim=1)
     got = torch.from_numpy(_PathCosts(h, classes)(p.numpy())).T
     torch.testing.assert_close(got, p @ ref_distances(h, classes))
+
+
+def test_hierarchy_preset_defaults_to_half_the_mass_on_the_true_class_at_any_k():
+    from lensdash.examples import example_bytes
+    from lensdash.presets import build_preset
+
+    h = ld.read_hierarchy(example_bytes("cifar100_hierarchy.csv"))
+    assert h == cifar()
+    lens = build_preset("hierarchy soft labels", CIFAR_CLASSES, hierarchy=h)
+    assert float(lens.matrix.diagonal().mean()) == pytest.approx(0.5, rel=1e-6)
+    expected = paper_lens(ref_distances(h, CIFAR_CLASSES).numpy(), ld.default_beta(h.distances(CIFAR_CLASSES)))
+    np.testing.assert_allclose(lens.matrix.numpy(), expected, rtol=1e-9)
+    fixed = build_preset("hierarchy soft labels", CIFAR_CLASSES, hierarchy=h, beta=2.0)
+    assert float(fixed.matrix.diagonal().mean()) < 0.1  # what the old fixed β = 2 did at K = 100
+    typed = build_preset("hierarchy soft labels", list("abcdef"), groups=[["a", "b"], ["c", "d", "e"]])
+    assert float(typed.matrix.diagonal().mean()) == pytest.approx(0.5, rel=1e-6)
