@@ -24,6 +24,7 @@ from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
+from lensdash.ui.hierarchy import class_view, confusion_view, usable_hierarchy
 
 FAMILY_LABELS = {
     "target": "target-side (seed): KL(C[y] ‖ softmax)",
@@ -143,10 +144,8 @@ def tables_section(analysis: Analysis) -> None:
         on_click="ignore",
     )
     with st.expander("Confusion matrix"):
-        normalise = st.toggle("Row-normalised", value=True, key="confusion_normalised")
-        st.plotly_chart(
-            figures.confusion_heatmap(analysis.confusion, analysis.class_names, normalize=normalise), key="confusion"
-        )
+        confusion_view(analysis)  # ordered, rolled up, zoomed (lensdash.ui.hierarchy)
+        normalise = st.session_state.get("confusion_normalised", True)
         st.dataframe(confusion_table(analysis, normalize=normalise), width="stretch", key="confusion_table")
 
 
@@ -156,15 +155,44 @@ def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
         "Class-mean gradient of the loss with respect to the logits: row = true class, column = logit. "
         "Red pushes the logit down, blue pushes it up. Unlensed rows are softmax − one-hot; lensed rows softmax − C[y]."
     )
-    bound = float(max(analysis.grad_unlensed.abs().max(), analysis.grad_lensed.abs().max()))
-    cols = st.columns(3)
-    cols[0].plotly_chart(
-        figures.gradient_heatmap(analysis.grad_unlensed, names, "Unlensed", zmax=bound), key="grad_unlensed"
+    # One subset (or roll-up) for the three panels, so they can be compared cell by cell.
+    view = class_view(
+        "gradients",
+        names,
+        analysis.grad_difference.double().numpy(),
+        confusion=analysis.confusion,
+        lens_matrix=lens.matrix.numpy(),
+        tree=usable_hierarchy(names),
     )
-    cols[1].plotly_chart(figures.gradient_heatmap(analysis.grad_lensed, names, "Lensed", zmax=bound), key="grad_lensed")
-    cols[2].plotly_chart(
-        figures.gradient_heatmap(analysis.grad_difference, names, "Lensed − unlensed"), key="grad_difference"
+    support = torch.bincount(analysis.labels, minlength=len(names)).double().numpy()
+    unlensed, lensed = view.matrix(analysis.grad_unlensed, support), view.matrix(analysis.grad_lensed, support)
+    diagonal = not st.toggle(
+        "Leave the diagonal out",
+        value=False,
+        key="gradients_no_diagonal",
+        help="Each class's own logit otherwise sets the colour range of the first two panels.",
     )
+    sub = view.subset
+    bound = float(max(np.abs(unlensed[np.ix_(sub, sub)]).max(), np.abs(lensed[np.ix_(sub, sub)]).max()) or 1.0)
+    if not diagonal:
+        off = ~np.eye(len(sub), dtype=bool)
+        bound = float(
+            max(
+                np.abs(unlensed[np.ix_(sub, sub)][off]).max(initial=0),
+                np.abs(lensed[np.ix_(sub, sub)][off]).max(initial=0),
+            )
+            or 1.0
+        )
+    if view.groups is not None:
+        st.caption("Rolled up: row = group of true classes (its samples' mean), column = the group's summed logits.")
+    panels = (("Unlensed", unlensed, bound), ("Lensed", lensed, bound), ("Lensed − unlensed", lensed - unlensed, None))
+    for col, (title, matrix, zmax), key in zip(
+        st.columns(3), panels, ("grad_unlensed", "grad_lensed", "grad_difference")
+    ):
+        col.plotly_chart(
+            figures.gradient_heatmap(matrix, view.names, title, zmax=zmax, subset=sub, diagonal=diagonal, width=460),
+            key=key,
+        )
     st.subheader("Samples the lens changes most")
     c1, c2 = st.columns([1, 1])
     count = c1.slider("How many samples", 5, 100, 20, key="sample_count")
