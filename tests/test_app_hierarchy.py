@@ -170,12 +170,12 @@ def test_k1000_upload_hierarchy_rollup_and_sub_grid_edit():
     assert after != before and after == pytest.approx(float(expected), abs=1e-4)
     # Roll-ups to a hierarchy level, in the gradients and the confusion matrix.
     open_tab(at, "Gradients")
-    at.selectbox(key="gradients_rollup").set_value("hierarchy level 1")
+    at.selectbox(key="gradients_rollup_tree").set_value("hierarchy level 1")
     check(at.run())
     charts = {c.proto.id: c for c in at.get("plotly_chart")}
     assert len(charts) >= 3
     open_tab(at, "Results")
-    at.selectbox(key="confusion_rollup").set_value("hierarchy level 2")
+    at.selectbox(key="confusion_rollup_tree").set_value("hierarchy level 2")
     check(at.run())
     assert not at.error, [e.value for e in at.error]
     assert not math.isnan(after)

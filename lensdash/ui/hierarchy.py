@@ -326,8 +326,14 @@ def class_view(
     rollups = [NO_ROLLUP] + ([f"hierarchy level {lv}" for lv in levels(tree, names)] if tree is not None else [])
     rollups.append(LENS_GROUPS)
     c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
-    how = c1.selectbox("Order classes by", orders, key=f"{prefix}_order", help="So that groups show as blocks.")
-    roll = c2.selectbox("Roll up to", rollups, key=f"{prefix}_rollup", help="Sum (or average) over each group.")
+    # Keys that change with the hierarchy, so that loading one switches the order to it (a kept value would stay).
+    with_tree = "_tree" if tree is not None else ""
+    how = c1.selectbox(
+        "Order classes by", orders, key=f"{prefix}_order{with_tree}", help="So that groups show as blocks."
+    )
+    roll = c2.selectbox(
+        "Roll up to", rollups, key=f"{prefix}_rollup{with_tree}", help="Sum (or average) over each group."
+    )
     limit = c3.slider(
         "Classes shown", 10, min(MAX_SHOWN, max(k, 10)), min(default_limit, max(k, 10)), key=f"{prefix}_limit"
     )

@@ -195,7 +195,8 @@ def lens_section(dataset: Dataset) -> Lens | None:
     with left:
         st.selectbox("Preset", PRESETS, key=state.PRESET, help="Rebuilds the grid; edit cells afterwards.", **rebuild)
         preset = state.get(state.PRESET)
-        if preset in ("merge groups", "hierarchy soft labels"):
+        typed_tree = preset == "hierarchy soft labels" and usable_hierarchy(names) is None
+        if preset == "merge groups" or typed_tree:
             st.text_area(
                 "Groups of interchangeable classes (one per line, comma-separated)",
                 key=state.GROUPS,

@@ -30,6 +30,8 @@ FAMILY_LABELS = {
     "target": "target-side (seed): KL(C[y] ‖ softmax)",
     "prediction": "prediction-side: −log (softmax·C)[y]",
 }
+#: Most classes (or groups) per gradient panel for the three panels to sit side by side.
+SIDE_BY_SIDE_CLASSES = 15
 #: Rows of the per-sample table shown in the page; the download has all of them.
 TABLE_ROWS = 1000
 #: The lens checks (float64, autograd through the seed's formula) run on at most this many samples.
@@ -168,29 +170,33 @@ def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
     unlensed, lensed = view.matrix(analysis.grad_unlensed, support), view.matrix(analysis.grad_lensed, support)
     diagonal = not st.toggle(
         "Leave the diagonal out",
-        value=False,
+        value=len(view.names) > 20,
         key="gradients_no_diagonal",
-        help="Each class's own logit otherwise sets the colour range of the first two panels.",
+        help="Each class's own logit otherwise sets the colour range of the first two panels and hides the rest.",
     )
     sub = view.subset
-    bound = float(max(np.abs(unlensed[np.ix_(sub, sub)]).max(), np.abs(lensed[np.ix_(sub, sub)]).max()) or 1.0)
+    shown = [m[np.ix_(sub, sub)] for m in (unlensed, lensed)]
     if not diagonal:
-        off = ~np.eye(len(sub), dtype=bool)
-        bound = float(
-            max(
-                np.abs(unlensed[np.ix_(sub, sub)][off]).max(initial=0),
-                np.abs(lensed[np.ix_(sub, sub)][off]).max(initial=0),
-            )
-            or 1.0
-        )
+        shown = [m[~np.eye(len(sub), dtype=bool)] for m in shown]
+    bound = float(max(np.abs(m).max(initial=0.0) for m in shown) or 1.0)
     if view.groups is not None:
         st.caption("Rolled up: row = group of true classes (its samples' mean), column = the group's summed logits.")
     panels = (("Unlensed", unlensed, bound), ("Lensed", lensed, bound), ("Lensed − unlensed", lensed - unlensed, None))
-    for col, (title, matrix, zmax), key in zip(
-        st.columns(3), panels, ("grad_unlensed", "grad_lensed", "grad_difference")
-    ):
-        col.plotly_chart(
-            figures.gradient_heatmap(matrix, view.names, title, zmax=zmax, subset=sub, diagonal=diagonal, width=460),
+    keys = ("grad_unlensed", "grad_lensed", "grad_difference")
+    # Side by side while the cells stay legible; else one above the other, each the page's width.
+    side_by_side = len(sub) <= SIDE_BY_SIDE_CLASSES
+    places = st.columns(3) if side_by_side else [st.container() for _ in panels]
+    for place, (title, matrix, zmax), key in zip(places, panels, keys):
+        place.plotly_chart(
+            figures.gradient_heatmap(
+                matrix,
+                view.names,
+                title,
+                zmax=zmax,
+                subset=sub,
+                diagonal=diagonal,
+                width=460 if side_by_side else 1100,
+            ),
             key=key,
         )
     st.subheader("Samples the lens changes most")
