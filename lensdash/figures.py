@@ -11,7 +11,7 @@ Class names are data: plotly draws tick labels, hover text, legends and titles a
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -46,7 +46,7 @@ def _label(name: object) -> str:
     return html_text(name)
 
 
-def _labels(names: Sequence[object]) -> list[str]:
+def _labels(names: Iterable[object]) -> list[str]:
     return [_label(n) for n in names]
 
 

@@ -614,8 +614,8 @@ class _PathCosts:
         hi = np.searchsorted(pre, hierarchy._end, side="left")
         # One node per distinct range of classes: the deepest (last in pre-order), whose height is the LCA's.
         rep: dict[tuple[int, int], int] = {}
-        for node in np.nonzero(hi > lo)[0]:
-            rep[(int(lo[node]), int(hi[node]))] = int(node)
+        for spanned in np.nonzero(hi > lo)[0].tolist():
+            rep[(int(lo[spanned]), int(hi[spanned]))] = spanned
         nodes = sorted(rep.values())  # pre-order: parents before children
         index = {node: i for i, node in enumerate(nodes)}
         parent = np.full(len(nodes), -1, dtype=np.int64)
@@ -636,13 +636,14 @@ class _PathCosts:
             (np.ones(member_rows.size), (member_rows, member_cols)), shape=(len(nodes), len(names))
         )
         # A class is the deepest node of its own range (its descendants hold fewer classes), so it is a node here.
-        path_rows, path_cols = [], []
+        path_rows: list[int] = []
+        path_cols: list[int] = []
         for k, name in enumerate(names):
-            node = index[hierarchy._pre[name]]
-            while node >= 0:
+            at = index[hierarchy._pre[name]]
+            while at >= 0:
                 path_rows.append(k)
-                path_cols.append(node)
-                node = int(parent[node])
+                path_cols.append(at)
+                at = int(parent[at])
         self.weights = csr_matrix((weight[path_cols], (path_rows, path_cols)), shape=(len(names), len(nodes)))
         self.class_height = np.array([float(hierarchy.height[n]) for n in names])[:, None]
 

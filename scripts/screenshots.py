@@ -79,7 +79,8 @@ def shoot(page, name: str) -> None:
 def detail(page, tab: str, name: str) -> None:
     """The K×K view itself: the confusion matrix's expander, or the first gradient panel."""
     if tab == "Results":
-        element = page.locator('[data-testid="stExpander"]').filter(has_text="Confusion matrix").first
+        summary = page.locator("summary", has_text="Confusion matrix")
+        element = page.locator('[data-testid="stExpander"]').filter(has=summary).last
     else:
         element = page.locator('[data-testid="stPlotlyChart"]').first
     element.scroll_into_view_if_needed()

@@ -179,3 +179,29 @@ def test_k1000_upload_hierarchy_rollup_and_sub_grid_edit():
     check(at.run())
     assert not at.error, [e.value for e in at.error]
     assert not math.isnan(after)
+
+
+def chart(at, key):
+    import json
+
+    element = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.loads(element.proto.spec)
+
+
+def test_zoom_shows_the_chosen_classes_in_hierarchy_order(cifar_app):
+    at, preds = cifar_app
+    at.multiselect(key="confusion_zoom").set_value(["whale", "beaver", "tank"])
+    check(at.run())
+    figure = chart(at, "confusion")
+    heatmap = figure["data"][0]
+    assert heatmap["x"] == ["beaver", "whale", "tank"]  # the hierarchy's order: aquatic mammals first
+    at.multiselect(key="confusion_zoom").set_value([])
+    check(at.run())
+
+
+def test_a_malformed_hierarchy_file_says_which_line():
+    at = new_app()
+    upload(at, "loop.csv", b"parent,child\na,b\nb,a\n", key="upload_hierarchy")
+    errors = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "cycle" in errors.lower() or "line" in errors.lower(), errors
+    assert not any(m.label == "Mistake severity" for m in at.metric)

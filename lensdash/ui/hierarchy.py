@@ -24,10 +24,12 @@ from lensdash.errors import InputError, LensdashError
 from lensdash.hierarchy import DEFAULT_MASS_KEPT, Hierarchy, beta_for_mass, default_beta, hierarchy_metrics
 from lensdash.hierarchy_files import MAX_HIERARCHY_BYTES, read_hierarchy
 from lensdash.lens import hierarchy_distances
+from lensdash.presets import format_groups
 from lensdash.sanitize import markdown_text
 from lensdash.ui import state
 from lensdash.ui.cache import session_memo, tensor_digest
 from lensdash.ui.config import max_upload_bytes
+from lensdash.ui.data import Dataset, LensInputs
 
 #: Most classes shown in one K×K view (the builders' limit; a roll-up or a zoom shows other ones).
 MAX_SHOWN = figures.MAX_HEATMAP_LIMIT
@@ -207,15 +209,13 @@ def hierarchy_lens_controls(names: tuple[str, ...], preset: str, rebuild: dict) 
         st.slider("β (sharpness; 0 = uniform, large = identity)", 0.0, 40.0, step=0.1, key=state.BETA, **rebuild)
 
 
-def _use_level(inputs: object) -> None:
-    from lensdash.presets import format_groups
-    from lensdash.ui.lens_editor import apply_preset
+def _use_level(inputs: LensInputs) -> None:
+    from lensdash.ui.lens_editor import apply_preset  # the lens editor imports this module
 
-    names = inputs.class_names  # type: ignore[attr-defined]
-    groups = level_groups(names)
+    groups = level_groups(inputs.class_names)
     if groups is not None:
         state.put(state.GROUPS, format_groups(groups))
-    apply_preset(inputs)  # type: ignore[arg-type]
+    apply_preset(inputs)
 
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -230,13 +230,13 @@ METRIC_LABELS = {
 }
 
 
-def hierarchy_metrics_section(dataset: object, tree: Hierarchy | None) -> dict[str, float] | None:
+def hierarchy_metrics_section(dataset: Dataset, tree: Hierarchy | None) -> dict[str, float] | None:
     """The hierarchical metrics beside the losses, when a hierarchy holding every class is loaded."""
     if tree is None:
         return None
-    preds = dataset.predictions  # type: ignore[attr-defined]
+    preds = dataset.predictions
     loaded = state.hierarchy()
-    key = (dataset.digest, loaded[1] if loaded else "")  # type: ignore[attr-defined]
+    key = (dataset.digest, loaded[1] if loaded else "")
     metrics = session_memo(
         "hierarchy_metrics", key, lambda: hierarchy_metrics(preds.logits, preds.labels, tree, preds.class_names)
     )
@@ -374,7 +374,7 @@ def class_view(
         subset = np.array(sorted((index[c] for c in chosen), key=lambda i: position[i]), dtype=np.int64)
         return ClassView(list(names), subset, None, order)
     group_labels = (
-        tree.ancestor_at(1, names)
+        tree.ancestor_at(-1, names)  # the smallest groups: whole blocks fit the limit
         if how == "hierarchy" and tree is not None
         else _lens_group_names(lens_matrix, names)
         if how == "lens groups"
