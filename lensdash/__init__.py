@@ -21,7 +21,6 @@ from lensdash.compare import (
     top1_correct,
 )
 from lensdash.errors import InputError, LensdashError, LensError
-from lensdash.files import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.hierarchy import (
     Hierarchy,
     HierarchySums,
@@ -31,6 +30,7 @@ from lensdash.hierarchy import (
     mass_kept,
 )
 from lensdash.hierarchy_files import read_hierarchy
+from lensdash.io import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.lens import (
     ROW_SUM_ATOL,
     Lens,
@@ -41,6 +41,7 @@ from lensdash.lens import (
     hierarchy_distances,
     hierarchy_lens,
     identity_lens,
+    lens_matrix,
     merge_lens,
     normalize_lens,
     smoothing_lens,
@@ -50,9 +51,20 @@ from lensdash.lens import (
 from lensdash.losses import (
     LensedCrossEntropyLoss,
     PredictionLensedCrossEntropyLoss,
+    check_loss_inputs,
     lensed_cross_entropy,
     prediction_lensed_cross_entropy,
     soft_target_cross_entropy,
+)
+from lensdash.metrics import (
+    MetricSums,
+    averaged_scores,
+    calibration_bins,
+    calibration_error,
+    lens_rule,
+    precision_recall_f1,
+    reliability_table,
+    top_k_hits,
 )
 from lensdash.slices import SliceAccumulator, Slices, slice_table
 
@@ -68,6 +80,7 @@ __all__ = [
     "LensError",
     "LensdashError",
     "LensedCrossEntropyLoss",
+    "MetricSums",
     "PairedCounts",
     "PairedPredictions",
     "PredictionLensedCrossEntropyLoss",
@@ -75,7 +88,11 @@ __all__ = [
     "SliceAccumulator",
     "Slices",
     "align_lens",
+    "averaged_scores",
     "beta_for_mass",
+    "calibration_bins",
+    "calibration_error",
+    "check_loss_inputs",
     "comparison_from_counts",
     "comparison_summary",
     "confusion_difference",
@@ -88,6 +105,8 @@ __all__ = [
     "hierarchy_lens",
     "hierarchy_metrics",
     "identity_lens",
+    "lens_matrix",
+    "lens_rule",
     "lens_to_bytes",
     "lensed_cross_entropy",
     "mass_kept",
@@ -98,15 +117,18 @@ __all__ = [
     "paired_bootstrap",
     "paired_counts",
     "per_class_comparison",
+    "precision_recall_f1",
     "prediction_lensed_cross_entropy",
     "read_hierarchy",
     "read_lens",
     "read_predictions",
+    "reliability_table",
     "save_lens",
     "slice_table",
     "smoothing_lens",
     "soft_target_cross_entropy",
     "top1_correct",
+    "top_k_hits",
     "uniform_lens",
     "validate_lens",
 ]

@@ -17,21 +17,17 @@ import torch
 from torch import Tensor
 
 from lensdash.errors import InputError
+from lensdash.families import FAMILIES as _REGISTRY
+from lensdash.families import family as _registered_family
 from lensdash.lens import Lens, class_names
-from lensdash.losses import _check_inputs, lensed_cross_entropy, prediction_lensed_cross_entropy
+from lensdash.losses import check_loss_inputs
 
-FAMILIES = {"target": lensed_cross_entropy, "prediction": prediction_lensed_cross_entropy}
+#: Family name -> loss function, read from the one registry (lensdash.families).
+FAMILIES = {name: entry.loss for name, entry in _REGISTRY.items()}
 
 
 def _family(family: str):
-    try:
-        return FAMILIES[family]
-    except KeyError:
-        raise InputError.build(
-            f"a lens family in {sorted(FAMILIES)}",
-            repr(family),
-            fix="'target' is the seed's KL(C[y] || softmax), 'prediction' the forward correction.",
-        ) from None
+    return _registered_family(family).loss
 
 
 def per_sample_losses_and_gradients(
@@ -64,6 +60,50 @@ def class_mean(values: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return sums / counts.unsqueeze(1)
 
 
+#: The lens-aware rule: a prediction counts when its lens weight is at least this share of its row's largest weight.
+LENS_HIT_SHARE = 0.5
+
+
+def lens_credit(lens: object) -> Tensor:
+    r"""K×K credit of predicting class ``j`` for true class ``y``: :math:`C_{yj} / \max_i C_{yi}`, in float64.
+
+    Lens convention: rows are target distributions (row ``y`` is used when the
+    true label is ``y``), rows sum to 1. The best answer of each row gets 1;
+    the identity gives the identity, a merge lens 1 inside each group.
+
+    Example:
+        >>> lens_credit([[0.6, 0.3, 0.1], [0, 1, 0], [0, 0, 1]])[0]
+        tensor([1.0000, 0.5000, 0.1667], dtype=torch.float64)
+    """
+    matrix = torch.as_tensor(getattr(lens, "matrix", lens), dtype=torch.float64)
+    return matrix / matrix.amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def lens_hits(lens: object) -> Tensor:
+    r"""K×K bool: the lens-aware rule, :math:`C_{yj} \ge \tfrac12 \max_i C_{yi}`.
+
+    "The lens treats answer ``j`` as at least half as right as the best one for
+    true class ``y``." Identity and label smoothing (any :math:`\varepsilon < 1`
+    with K ≥ 3, or ε < 2/3 with K = 2) count the true class only, so lens-aware accuracy is top-1 accuracy;
+    a merge lens counts every class of the true class's group (group accuracy);
+    a uniform lens counts everything. Ties with the row maximum count, and a weight
+    of exactly half counts. The comparison is made on the lens's own values
+    (halving is exact in floating point), never on a rounded ratio.
+
+    Lens convention: rows are target distributions, rows sum to 1.
+
+    Example:
+        >>> lens_hits([[0.5, 0.25, 0.25], [0, 1, 0], [0.1, 0.3, 0.6]]).int()
+        tensor([[1, 1, 1],
+                [0, 1, 0],
+                [0, 1, 1]], dtype=torch.int32)
+    """
+    matrix = torch.as_tensor(getattr(lens, "matrix", lens))
+    if not matrix.is_floating_point():
+        matrix = matrix.double()
+    return matrix >= LENS_HIT_SHARE * matrix.amax(dim=1, keepdim=True)
+
+
 def confusion_counts(predicted: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """K×K counts: row = true class, column = predicted class.
 
@@ -88,7 +128,8 @@ class Analysis:
     lensed_loss: Tensor  # (N,)
     p_true: Tensor  # (N,) probability of the true class
     lens_mass: Tensor  # (N,) probability inside the support of the lens row of the true class
-    lens_hit: Tensor  # (N,) bool: the predicted class has non-zero lens weight for the true class
+    lens_hit: Tensor  # (N,) bool: the lens-aware rule (lens_hits) holds for the predicted class
+    lens_score: Tensor  # (N,) float64 lens_credit of the predicted class: C[y, pred] / max_j C[y, j]
     grad_unlensed: Tensor  # (K, K) class-mean gradient, row = true class
     grad_lensed: Tensor  # (K, K)
     confusion: Tensor  # (K, K) counts
@@ -110,13 +151,18 @@ class Analysis:
         return self.lensed_loss - self.unlensed_loss
 
     def summary(self) -> dict[str, float]:
-        """Mean losses, their difference, top-1 and lens-aware accuracy, N and K."""
+        """Mean losses, their difference, top-1 and lens-aware accuracy, the lens soft score, N and K.
+
+        ``lens_aware_accuracy`` is the share of samples for which :func:`lens_hits` holds;
+        ``lens_soft_score`` the mean :func:`lens_credit` of the predicted class.
+        """
         return {
             "unlensed_loss": float(self.unlensed_loss.mean()),
             "lensed_loss": float(self.lensed_loss.mean()),
             "delta": float(self.delta.mean()),
             "accuracy": float((self.predicted == self.labels).double().mean()),
             "lens_aware_accuracy": float(self.lens_hit.double().mean()),
+            "lens_soft_score": float(self.lens_score.mean()),
             "num_samples": self.num_samples,
             "num_classes": self.num_classes,
         }
@@ -142,7 +188,7 @@ def baseline(logits: Tensor, labels: Tensor) -> Baseline:
         >>> baseline(torch.zeros(2, 3), torch.tensor([0, 2])).unlensed_loss
         tensor([1.0986, 1.0986])
     """
-    _check_inputs(logits, labels, "none")
+    check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
     return _baseline(logits, labels)
 
 
@@ -214,7 +260,7 @@ def analyze(
         >>> round(a.summary()["unlensed_loss"], 4), round(a.summary()["lensed_loss"], 4)
         (0.9163, 0.367)
     """
-    _check_inputs(logits, labels, "none")
+    check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
     k = logits.shape[1]
     if baseline is None:
         baseline = _baseline(logits, labels)
@@ -232,7 +278,8 @@ def analyze(
     del grad_l
     matrix = (lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)).to(logits.device)
     lens_mass = _support_mass(logits.detach(), labels, matrix > 0, baseline.log_norm)
-    lens_hit = matrix[labels, baseline.predicted] > 0
+    lens_hit = lens_hits(matrix)[labels, baseline.predicted]
+    lens_score = lens_credit(matrix)[labels, baseline.predicted]
     return Analysis(
         class_names=names,
         family=family,
@@ -243,6 +290,7 @@ def analyze(
         p_true=baseline.p_true,
         lens_mass=lens_mass,
         lens_hit=lens_hit,
+        lens_score=lens_score,
         grad_unlensed=baseline.grad_unlensed,
         grad_lensed=grad_lensed,
         confusion=baseline.confusion,
@@ -280,18 +328,20 @@ def per_sample_table(analysis: Analysis) -> pd.DataFrame:
 class ClassSums:
     """Per-class sums of an analysis. Sums add across chunks of a file and across processes, so reports stream.
 
-    Counts and losses are (K,) float64; ``grad_*`` are (K, K) sums of per-sample
-    gradients (row = true class); ``confusion`` is (K, K) counts.
+    ``confusion`` is (K, K) counts (row = true class); the per-class sample count and
+    top-1 hits are its row sums and diagonal. ``lens_hit`` and ``lens_score`` are (K,)
+    sums of the lens-aware rule and the lens credit (:func:`lens_hits`,
+    :func:`lens_credit`) per true class; losses are (K,) sums; ``grad_*`` are (K, K)
+    sums of per-sample gradients (row = true class). All float64.
     """
 
-    count: Tensor
-    correct: Tensor
+    confusion: Tensor
     lens_hit: Tensor
+    lens_score: Tensor
     unlensed: Tensor
     lensed: Tensor
     grad_unlensed: Tensor
     grad_lensed: Tensor
-    confusion: Tensor
 
     @classmethod
     def zeros(cls, k: int, device: torch.device | str = "cpu") -> ClassSums:
@@ -299,26 +349,31 @@ class ClassSums:
             (lambda: torch.zeros(k, dtype=torch.float64, device=device)),
             (lambda: torch.zeros(k, k, dtype=torch.float64, device=device)),
         )
-        return cls(vec(), vec(), vec(), vec(), vec(), mat(), mat(), mat())
+        return cls(mat(), vec(), vec(), vec(), vec(), mat(), mat())
 
     @classmethod
     def of(cls, analysis: Analysis) -> ClassSums:
         labels, k = analysis.labels, analysis.num_classes
         count = torch.bincount(labels, minlength=k).double()
-
-        def total(values: Tensor) -> Tensor:
-            return torch.zeros(k, dtype=torch.float64, device=labels.device).index_add_(0, labels, values.double())
-
         return cls(
-            count,
-            total(analysis.predicted == labels),
-            total(analysis.lens_hit),
-            total(analysis.unlensed_loss),
-            total(analysis.lensed_loss),
+            analysis.confusion.double(),
+            per_class_total(analysis.lens_hit, labels, k),
+            per_class_total(analysis.lens_score, labels, k),
+            per_class_total(analysis.unlensed_loss, labels, k),
+            per_class_total(analysis.lensed_loss, labels, k),
             analysis.grad_unlensed.double() * count.unsqueeze(1),
             analysis.grad_lensed.double() * count.unsqueeze(1),
-            analysis.confusion.double(),
         )
+
+    @property
+    def count(self) -> Tensor:
+        """(K,) samples per true class."""
+        return self.confusion.sum(dim=1)
+
+    @property
+    def correct(self) -> Tensor:
+        """(K,) top-1 hits per true class."""
+        return self.confusion.diagonal()
 
     def tensors(self) -> list[Tensor]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -329,16 +384,17 @@ class ClassSums:
         return self
 
     def _mean(self, sums: Tensor) -> Tensor:
-        return (sums / self.count.clamp_min(1)).where(self.count > 0, torch.nan)
+        return per_class_mean(sums, self.count)
 
     def per_class_table(self, names: Sequence[str]) -> pd.DataFrame:
-        """One row per true class: count, accuracy, lens-aware accuracy, mean losses and delta."""
+        """One row per true class: count, accuracy, lens-aware accuracy, lens soft score, mean losses and delta."""
         return pd.DataFrame(
             {
                 "class": list(names),
                 "count": self.count.long().cpu().numpy(),
                 "accuracy": self._mean(self.correct).cpu().numpy(),
                 "lens_aware_accuracy": self._mean(self.lens_hit).cpu().numpy(),
+                "lens_soft_score": self._mean(self.lens_score).cpu().numpy(),
                 "unlensed_loss": self._mean(self.unlensed).cpu().numpy(),
                 "lensed_loss": self._mean(self.lensed).cpu().numpy(),
                 "delta": self._mean(self.lensed - self.unlensed).cpu().numpy(),
@@ -351,7 +407,7 @@ class ClassSums:
         return self.grad_unlensed / counts, self.grad_lensed / counts
 
     def summary(self) -> dict[str, float]:
-        """Mean losses, their difference, top-1 and lens-aware accuracy, N and K (as :meth:`Analysis.summary`)."""
+        """Mean losses, their difference, accuracies, the lens soft score, N and K (as :meth:`Analysis.summary`)."""
         n = float(self.count.sum())
         unlensed, lensed = float(self.unlensed.sum()) / n, float(self.lensed.sum()) / n
         return {
@@ -360,9 +416,20 @@ class ClassSums:
             "delta": lensed - unlensed,
             "accuracy": float(self.correct.sum()) / n,
             "lens_aware_accuracy": float(self.lens_hit.sum()) / n,
+            "lens_soft_score": float(self.lens_score.sum()) / n,
             "num_samples": int(n),
             "num_classes": int(self.count.shape[0]),
         }
+
+
+def per_class_total(values: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """(K,) float64 sums of per-sample ``values`` (N,) per true class."""
+    return torch.zeros(num_classes, dtype=torch.float64, device=labels.device).index_add_(0, labels, values.double())
+
+
+def per_class_mean(sums: Tensor, count: Tensor) -> Tensor:
+    """``sums / count`` per class; NaN where a class has no samples (a table shows it as missing, not 0)."""
+    return (sums / count.clamp_min(1)).where(count > 0, torch.nan)
 
 
 def per_class_table(analysis: Analysis) -> pd.DataFrame:
@@ -405,16 +472,35 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
 
 
 def lens_aware_accuracy(logits: Tensor, labels: Tensor, lens: object) -> float:
-    """Share of samples whose predicted class has non-zero lens weight for the true class.
+    r"""Share of samples whose top-1 prediction ``ŷ`` the lens counts: :math:`C_{y\hat y} \ge \tfrac12 \max_j C_{yj}`.
 
-    Lens convention: rows are target distributions, rows sum to 1.
+    The rule is :func:`lens_hits`: identity and label smoothing give top-1 accuracy,
+    merge groups give group accuracy. Lens convention: rows are target
+    distributions, rows sum to 1.
 
     Example:
-        >>> lens_aware_accuracy(torch.tensor([[0.0, 3.0]]), torch.tensor([0]), [[.5, .5], [0, 1]])
+        >>> lens_aware_accuracy(torch.tensor([[0.0, 3.0], [0.0, 3.0]]), torch.tensor([0, 1]), [[.5, .5], [.3, .7]])
         1.0
+        >>> lens_aware_accuracy(torch.tensor([[0.0, 3.0]]), torch.tensor([0]), [[.9, .1], [0, 1]])
+        0.0
     """
-    matrix = lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)
-    return float((matrix.to(logits.device)[labels, logits.argmax(dim=1)] > 0).double().mean())
+    hits = lens_hits(lens).to(logits.device)
+    return float(hits[labels, logits.argmax(dim=1)].double().mean())
+
+
+def lens_soft_score(logits: Tensor, labels: Tensor, lens: object) -> float:
+    r"""Mean lens credit of the top-1 prediction: :math:`\frac1N \sum_n C_{y_n\hat y_n} / \max_j C_{y_n j}`.
+
+    1 for a prediction the lens rates as highly as the best answer, 0 for one it gives no weight
+    (:func:`lens_credit`). Lens convention: rows are target distributions, rows sum to 1.
+
+    Example:
+        >>> logits = torch.tensor([[0.0, 3.0, 0.0], [3.0, 0.0, 0.0]])
+        >>> lens_soft_score(logits, torch.tensor([0, 0]), [[0.6, 0.3, 0.1], [0, 1, 0], [0, 0, 1]])
+        0.75
+    """
+    credit = lens_credit(lens).to(logits.device)
+    return float(credit[labels, logits.argmax(dim=1)].mean())
 
 
 # ------------------------------------------------------------ lenses from data
@@ -460,7 +546,7 @@ def confused_pairs(confusion: Tensor, names: Sequence[str], top: int = 10) -> pd
 def suggest_groups(
     confusion: Tensor, names: Sequence[str], *, threshold: float = 0.1, top: int = 5, min_samples: int = 5
 ) -> list[list[str]]:
-    """Groups of interchangeable classes: pairs whose mutual confusion rate is at least ``threshold``, joined transitively.
+    """Groups of interchangeable classes: pairs confused at a rate of at least ``threshold``, joined transitively.
 
     ``confusion`` holds counts (row = true class). Classes with fewer than
     ``min_samples`` samples are left out: their rates are noise.
@@ -498,7 +584,7 @@ def lens_pairs(lens: object, names: Sequence[str] | None = None, top: int = 10) 
         0          a      b     0.3
     """
     matrix = torch.as_tensor(getattr(lens, "matrix", lens), dtype=torch.float64)
-    names = class_names(names if names is not None else getattr(lens, "classes", matrix.shape[0]))
+    names = class_names(names if names is not None else getattr(lens, "classes", None) or matrix.shape[0])
     off = matrix.clone()
     off.fill_diagonal_(0)
     flat = off.reshape(-1)

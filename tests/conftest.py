@@ -14,3 +14,11 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits_predictions():
+    """Weak and strong scikit-learn classifiers' predictions on the digits test half (see tests/models.py)."""
+    from models import digits_predictions
+
+    return digits_predictions()

@@ -177,3 +177,100 @@ def test_lens_pairs_lists_off_diagonal_mass_largest_first():
     table = A.lens_pairs(lens)
     assert table.values.tolist() == [["a", "b", 0.3], ["c", "a", 0.2], ["a", "c", 0.1]]
     assert A.lens_pairs(torch.eye(3)).empty
+
+
+# ------------------------------------------------------------ the lens-aware rule
+
+
+def _rule_by_loop(lens: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """The rule as the issue states it, one sample at a time: C[y, ŷ] >= 0.5 max_j C[y, j]; soft C[y, ŷ] / max."""
+    hits, credit = [], []
+    for row, y in zip(logits.tolist(), labels.tolist()):
+        predicted = max(range(len(row)), key=lambda j: (row[j], -j))  # first maximum, as argmax
+        weights = lens[y].tolist()
+        hits.append(weights[predicted] >= 0.5 * max(weights))
+        credit.append(weights[predicted] / max(weights))
+    return sum(hits) / len(hits), sum(credit) / len(credit)
+
+
+def _hand_built_lenses() -> dict[str, torch.Tensor]:
+    names = ["a", "b", "c", "d"]
+    return {
+        "identity": ld.identity_lens(names).matrix,
+        "smoothing 0.1": ld.smoothing_lens(names, 0.1).matrix,
+        "smoothing 0.7": ld.smoothing_lens(names, 0.7).matrix,
+        "uniform": ld.uniform_lens(names).matrix,
+        "merge": ld.merge_lens(names, [["a", "b", "c"]]).matrix,
+        # exp(-β d / d_max) with d_max = 2: siblings keep e^{-1/2} > 1/2 of the diagonal, cousins e^{-1} < 1/2.
+        "hierarchy soft": ld.hierarchy_lens(names, [["a", "b"], ["c", "d"]], beta=1.0).matrix,
+        "hierarchy sharp": ld.hierarchy_lens(names, [["a", "b"], ["c", "d"]], beta=50.0).matrix,
+        # Row a: a tie for the maximum and an entry of exactly half of it; row d: just under half.
+        "ties": torch.tensor(
+            [[0.4, 0.4, 0.2, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.2, 0.2, 0.6]],
+            dtype=torch.float64,
+        ),
+    }
+
+
+def test_lens_hits_on_hand_built_lenses():
+    lenses = _hand_built_lenses()
+    eye = torch.eye(4, dtype=torch.bool)
+    assert torch.equal(A.lens_hits(lenses["identity"]), eye)
+    assert torch.equal(A.lens_hits(lenses["smoothing 0.1"]), eye)  # smoothing: top-1
+    assert torch.equal(A.lens_hits(lenses["smoothing 0.7"]), eye)  # still top-1 below ε = K/(K+1) = 0.8
+    assert torch.equal(A.lens_hits(ld.smoothing_lens(4, 0.8).matrix), torch.ones(4, 4, dtype=torch.bool))
+    assert A.lens_hits(lenses["uniform"]).all()
+    merge = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
+    assert torch.equal(A.lens_hits(lenses["merge"]), merge)
+    ties = A.lens_hits(lenses["ties"])
+    assert ties[0].tolist() == [True, True, True, False]  # both maxima, and exactly half of it
+    assert ties[3].tolist() == [False, False, False, True]  # 0.2 < 0.3
+    # Hierarchy: with a soft lens siblings count, with a sharp one only the class itself.
+    siblings = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], dtype=torch.bool)
+    soft = lenses["hierarchy soft"]
+    assert soft[0, 1] >= 0.5 * soft[0, 0] and torch.equal(A.lens_hits(soft), siblings)
+    assert torch.equal(A.lens_hits(lenses["hierarchy sharp"]), eye)
+    torch.testing.assert_close(
+        A.lens_credit(lenses["ties"])[3], torch.tensor([0, 1 / 3, 1 / 3, 1.0], dtype=torch.float64)
+    )
+
+
+@pytest.mark.parametrize("name", list(_hand_built_lenses()))
+def test_lens_aware_accuracy_and_soft_score_match_the_rule_sample_by_sample(name):
+    lens = _hand_built_lenses()[name]
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(300, 4, generator=gen, dtype=torch.float64), torch.randint(0, 4, (300,), generator=gen)
+    hit, soft = _rule_by_loop(lens, x, y)
+    assert A.lens_aware_accuracy(x, y, lens) == pytest.approx(hit, abs=1e-12)
+    assert A.lens_soft_score(x, y, lens) == pytest.approx(soft, abs=1e-12)
+    summary = A.analyze(x, y, lens).summary()
+    assert summary["lens_aware_accuracy"] == pytest.approx(hit, abs=1e-12)
+    assert summary["lens_soft_score"] == pytest.approx(soft, abs=1e-12)
+    sums = A.ClassSums.of(A.analyze(x, y, lens))
+    assert sums.summary()["lens_aware_accuracy"] == pytest.approx(hit, abs=1e-12)
+    assert sums.summary()["lens_soft_score"] == pytest.approx(soft, abs=1e-12)
+    top1 = A.accuracy(x, y)
+    if name in ("identity", "smoothing 0.1", "smoothing 0.7", "hierarchy sharp"):
+        assert hit == pytest.approx(top1) and soft < 1
+    if name == "uniform":
+        assert hit == 1.0 and soft == 1.0 and top1 < 0.5
+    if name == "merge":  # group accuracy: both in {a, b, c}, or both d
+        group = torch.tensor([0, 0, 0, 1])
+        assert hit == pytest.approx(float((group[x.argmax(1)] == group[y]).double().mean()))
+        assert hit == soft  # a merge lens gives full credit or none
+
+
+def test_lens_aware_accuracy_no_longer_counts_every_non_zero_weight():
+    """The old rule (weight > 0) read 100 % for smoothing; the new one gives top-1 accuracy."""
+    x, y = torch.tensor([[3.0, 0.0, 0.0], [3.0, 0.0, 0.0]]), torch.tensor([0, 1])
+    assert A.lens_aware_accuracy(x, y, ld.smoothing_lens(3, 0.1)) == 0.5
+    assert A.lens_soft_score(x, y, ld.smoothing_lens(3, 0.1)) == pytest.approx((1 + (0.1 / 3) / (0.9 + 0.1 / 3)) / 2)
+
+
+def test_class_sums_count_and_correct_are_the_confusion_rows_and_diagonal(data):
+    x, y, lens = data
+    sums = A.ClassSums.of(A.analyze(x, y, lens))
+    torch.testing.assert_close(sums.count, torch.bincount(y, minlength=5).double())
+    torch.testing.assert_close(sums.correct, A.per_class_total(x.argmax(1) == y, y, 5))
+    table = sums.per_class_table("abcde")
+    assert "lens_soft_score" in table.columns and (table["lens_soft_score"] <= 1).all()

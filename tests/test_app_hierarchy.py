@@ -189,7 +189,7 @@ def chart(at, key):
 
 
 def test_zoom_shows_the_chosen_classes_in_hierarchy_order(cifar_app):
-    at, preds = cifar_app
+    at, _ = cifar_app
     at.multiselect(key="confusion_zoom").set_value(["whale", "beaver", "tank"])
     check(at.run())
     figure = chart(at, "confusion")

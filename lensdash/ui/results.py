@@ -19,6 +19,7 @@ from lensdash.analysis import (
     per_sample_losses_and_gradients,
     per_sample_table,
 )
+from lensdash.families import FAMILIES as FAMILY_REGISTRY
 from lensdash.lens import Lens
 from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.cache import lens_digest, session_memo
@@ -26,10 +27,7 @@ from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
 from lensdash.ui.hierarchy import class_view, confusion_view, usable_hierarchy
 
-FAMILY_LABELS = {
-    "target": "target-side (seed): KL(C[y] ‖ softmax)",
-    "prediction": "prediction-side: −log (softmax·C)[y]",
-}
+FAMILY_LABELS = {name: entry.label for name, entry in FAMILY_REGISTRY.items()}
 #: Most classes (or groups) per gradient panel for the three panels to sit side by side.
 SIDE_BY_SIDE_CLASSES = 15
 #: Rows of the per-sample table shown in the page; the download has all of them.
