@@ -334,8 +334,10 @@ def class_view(
     roll = c2.selectbox(
         "Roll up to", rollups, key=f"{prefix}_rollup{with_tree}", help="Sum (or average) over each group."
     )
-    limit = c3.slider(
-        "Classes shown", 10, min(MAX_SHOWN, max(k, 10)), min(default_limit, max(k, 10)), key=f"{prefix}_limit"
+    limit = (
+        c3.slider("Classes shown", 10, min(MAX_SHOWN, k), min(default_limit, k), key=f"{prefix}_limit")
+        if k > 10
+        else k  # all of them: nothing to choose
     )
     chosen = c4.multiselect(
         "Zoom to classes",
