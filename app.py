@@ -12,6 +12,7 @@ st.set_page_config(page_title="lensdash · lensed cross-entropy", page_icon="�
 from lensdash.ui import state  # noqa: E402  (set_page_config must come first)
 from lensdash.ui.data import data_section, demo_dataset  # noqa: E402
 from lensdash.ui.guard import guarded  # noqa: E402
+from lensdash.ui.hierarchy import hierarchy_metrics_section, hierarchy_section  # noqa: E402
 from lensdash.ui.lab import lab_section  # noqa: E402
 from lensdash.ui.lens_editor import data_lenses_section, lens_section  # noqa: E402
 from lensdash.ui.playground import playground_section  # noqa: E402
@@ -33,6 +34,9 @@ dataset = None
 with guarded("data"):
     dataset = data_section()
 dataset = dataset or state.dataset() or demo_dataset()
+hierarchy = None
+with guarded("class hierarchy"):
+    hierarchy = hierarchy_section(dataset.predictions.class_names)
 st.sidebar.header("2 · Lens family")
 state.init_widgets(state.FAMILY)
 family = st.sidebar.radio(
@@ -50,6 +54,8 @@ if lens is not None:
     analysis = None
     with headline, guarded("metrics"):
         analysis = metrics_section(dataset, lens, family)
+    with headline, guarded("hierarchical metrics"):
+        hierarchy_metrics_section(dataset, hierarchy)
     # Only the open tab runs (on_change="rerun"), so a lens edit recomputes what is on screen.
     results, gradients, sanity, playground, lab = st.tabs(
         ["Results", "Gradients", "Sanity checks", "Playground", "Training lab"], key=state.VIEW, on_change="rerun"

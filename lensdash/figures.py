@@ -3,12 +3,15 @@
 No Streamlit here. Every builder bounds what it sends to the browser
 (:data:`MAX_POINTS`, :data:`MAX_HEATMAP_CLASSES`) whatever N is, and says in
 the title when it shows a selection.
+
+Class names are data: plotly draws tick labels, hover text, legends and titles as a small subset of HTML (``<a href>``,
+``<b>``, ``<br>``), so every builder passes names through :func:`_label` (HTML-escaped) and callers pass raw names.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,6 +21,7 @@ from torch import Tensor
 from lensdash.errors import InputError
 from lensdash.hierarchy import Hierarchy
 from lensdash.losses import lensed_cross_entropy, prediction_lensed_cross_entropy
+from lensdash.sanitize import html_text
 
 #: Most points a scatter sends; above it an evenly spaced, seeded sample is shown.
 MAX_POINTS = 5000
@@ -31,6 +35,19 @@ FONT = {"size": 13}
 TICK_PX = 13
 #: Characters of a class name shown as a tick label (the full name is in the hover text).
 TICK_CHARS = 18
+
+
+def _label(name: object) -> str:
+    """A class name as plotly must get it: HTML-escaped, so a name shows as written and never makes a link.
+
+    >>> _label('<a href="http://x">x</a>')
+    '&lt;a href=&quot;http://x&quot;&gt;x&lt;/a&gt;'
+    """
+    return html_text(name)
+
+
+def _labels(names: Iterable[object]) -> list[str]:
+    return [_label(n) for n in names]
 
 
 def _np(values: Tensor | np.ndarray) -> np.ndarray:
@@ -113,7 +130,8 @@ def gradient_heatmap(
     """
     values = _np(matrix)
     keep = top_classes(values) if subset is None else _checked_subset(subset, len(names))
-    shown = [str(names[i]) for i in keep]
+    raw = [str(names[i]) for i in keep]
+    shown = _labels(raw)
     values = values[np.ix_(keep, keep)].astype(float)
     if not diagonal:
         values[np.diag_indices_from(values)] = np.nan
@@ -134,8 +152,8 @@ def gradient_heatmap(
         "gradient w.r.t. logit of class",
         "true class",
         height=height,
-        xaxis=_category_ticks(shown, (width or 420) - 170, TICK_PX + 5),  # rotated labels need more room
-        yaxis={"autorange": "reversed", **_category_ticks(shown, height - 150)},
+        xaxis=_category_ticks(raw, (width or 420) - 170, TICK_PX + 5),  # rotated labels need more room
+        yaxis={"autorange": "reversed", **_category_ticks(raw, height - 150)},
         margin={"l": 10, "r": 10, "t": 70 if note else 50, "b": 10},
         **sized,
     )
@@ -155,12 +173,20 @@ def _short(name: str) -> str:
     return name if len(name) <= TICK_CHARS else name[: TICK_CHARS - 1] + "…"
 
 
-def _category_ticks(shown: Sequence[str], plot_px: int, px_per_label: int = TICK_PX) -> dict:
-    """A category axis labelling as many classes as fit (every m-th), names shortened; the rest is in the hover."""
+def _category_ticks(raw: Sequence[str], plot_px: int, px_per_label: int = TICK_PX) -> dict:
+    """A category axis labelling as many classes as fit (every m-th), names shortened; the rest is in the hover.
+
+    ``raw`` are the names as written: values and labels are escaped here (shortened before, so no entity is cut).
+    """
     fit = max(1, plot_px // px_per_label)
-    step = max(1, math.ceil(len(shown) / fit))
-    values = list(shown[::step])
-    return {"type": "category", "tickmode": "array", "tickvals": values, "ticktext": [_short(v) for v in values]}
+    step = max(1, math.ceil(len(raw) / fit))
+    values = list(raw[::step])
+    return {
+        "type": "category",
+        "tickmode": "array",
+        "tickvals": _labels(values),
+        "ticktext": _labels(map(_short, values)),
+    }
 
 
 def _checked_subset(subset: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
@@ -186,8 +212,8 @@ def sample_gradient_heatmap(
         keep = np.sort(np.argsort(-np.abs(values).sum(axis=0), kind="stable")[:MAX_HEATMAP_CLASSES])
         title += f" ({len(keep)} of {values.shape[1]} classes with the largest gradients)"
     values = values[:, keep]
-    cols = [str(names[i]) for i in keep]
-    rows = [f"#{i} ({lab})" for i, lab in zip(sample_ids, labels)]
+    cols = _labels(str(names[i]) for i in keep)
+    rows = [f"#{i} ({_label(lab)})" for i, lab in zip(sample_ids, labels)]
     bound = float(np.abs(values).max() or 1.0)
     trace = _diverging_heatmap(
         values, cols, rows, bound, "sample %{y}<br>logit %{x}<br>gradient %{z:.4f}<extra></extra>"
@@ -221,7 +247,7 @@ def loss_scatter(
         title += f" ({len(idx):,} of {len(u):,} samples shown)"
     label_ids = _np(labels).astype(int) if labels is not None else None
     text = (
-        [str(names[label_ids[i]]) if names is not None else str(label_ids[i]) for i in idx]
+        [_label(names[label_ids[i]]) if names is not None else str(label_ids[i]) for i in idx]
         if label_ids is not None
         else None
     )
@@ -330,7 +356,7 @@ def confusion_heatmap(
     if normalize:
         values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
     hover = "true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>" if log else None
-    trace, kept = _class_heatmap(
+    trace, raw = _class_heatmap(
         values,
         names,
         hover or "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
@@ -338,6 +364,7 @@ def confusion_heatmap(
         diagonal=diagonal,
         log=log,
     )
+    kept = len(raw)
     qualifiers = ["row-normalised"] if normalize else []
     if not diagonal:
         qualifiers.append("diagonal left out")
@@ -346,7 +373,7 @@ def confusion_heatmap(
     if kept < len(names):
         qualifiers.append(f"{kept} of {len(names):,} classes" + (" most confused" if subset is None else ""))
     height = _heatmap_height(kept)
-    axis = _category_ticks(trace.x, height - 150)
+    axis = _category_ticks(raw, height - 150)
     return _figure(
         trace,
         _title(title or "Confusion matrix", ", ".join(qualifiers)),
@@ -363,12 +390,13 @@ def lens_heatmap(
     matrix: Tensor | np.ndarray, names: Sequence[str], *, subset: Sequence[int] | np.ndarray | None = None
 ) -> go.Figure:
     """The lens itself: row = true label, column = target class (``subset`` as in :func:`confusion_heatmap`)."""
-    trace, kept = _class_heatmap(
+    trace, raw = _class_heatmap(
         _np(matrix), names, "true label %{y}<br>target class %{x}<br>weight %{z}<extra></extra>", zmax=1, subset=subset
     )
+    kept = len(raw)
     note = f"{kept} of {len(names):,} classes" if kept < len(names) else ""
     height = _heatmap_height(kept)
-    axis = _category_ticks(trace.x, height - 150)
+    axis = _category_ticks(raw, height - 150)
     return _figure(
         trace,
         _title("Lens (rows are target distributions)", note),
@@ -389,13 +417,14 @@ def _class_heatmap(
     subset: Sequence[int] | np.ndarray | None = None,
     diagonal: bool = True,
     log: bool = False,
-) -> tuple[go.Heatmap, int]:
-    """A class-by-class heatmap of ``subset`` and how many classes it kept.
+) -> tuple[go.Heatmap, list[str]]:
+    """A class-by-class heatmap of ``subset`` and the names it kept, as written (the trace has them escaped).
 
     Without ``subset``: the :data:`MAX_HEATMAP_CLASSES` classes with the most off-diagonal weight.
     """
     keep = top_classes(values - np.diag(np.diag(values))) if subset is None else _checked_subset(subset, len(names))
-    shown = [str(names[i]) for i in keep]
+    raw = [str(names[i]) for i in keep]
+    shown = _labels(raw)
     z = values[np.ix_(keep, keep)].astype(float)
     if not diagonal:  # rows and columns show the same classes, so the block's diagonal is theirs
         z[np.diag_indices_from(z)] = np.nan
@@ -420,7 +449,7 @@ def _class_heatmap(
         hoverongaps=False,
         **{"colorbar": {"thickness": 12}, **extra},
     )
-    return trace, len(keep)
+    return trace, raw
 
 
 # ------------------------------------------------------------------------------------------- many classes
@@ -718,11 +747,11 @@ def decision_regions(
         extra = {"opacity": 0.45, "showscale": False}
     else:
         z, colours, zrange = np.round(probs[..., show], 3), "Purples", {"zmin": 0.0, "zmax": 1.0}
-        hover = f"x %{{x}}<br>y %{{y}}<br>p({names[show]}) %{{z}}<extra></extra>"
+        hover = f"x %{{x}}<br>y %{{y}}<br>p({_label(names[show])}) %{{z}}<extra></extra>"
         extra = {
             "opacity": 0.8,
             "showscale": True,
-            "colorbar": {"title": {"text": f"p({names[show]})"}, "thickness": 12},
+            "colorbar": {"title": {"text": f"p({_label(names[show])})"}, "thickness": 12},
         }
     regions = go.Heatmap(
         x=np.round(grid_x, 3),
@@ -740,7 +769,7 @@ def decision_regions(
         y=np.round(points[idx, 1], 3),
         mode="markers",
         marker={"color": labels[idx], "colorscale": "Viridis", "size": 6, "line": {"width": 0.5, "color": "white"}},
-        text=[str(names[i]) for i in labels[idx]],
+        text=[_label(names[i]) for i in labels[idx]],
         hovertemplate="true class %{text}<extra></extra>",
     )
     return _figure([regions, data], title, "x₁", "x₂", height=400, showlegend=False)

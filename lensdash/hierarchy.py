@@ -581,6 +581,86 @@ def default_beta(distances: Tensor) -> float:
 _CHUNK_ROWS = 4096
 
 
+#: Below this many classes the cost-aware decision is one dense ``p @ D`` product (cheaper than the tree walk).
+_DENSE_COST_CLASSES = 128
+#: Rows per block of the tree walk's sparse products (small enough to stay in the cache).
+_COST_BLOCK = 128
+#: Expected costs closer than this (relative to the tree's height) are a tie, broken towards the lower index, so
+#: the dense product and the tree walk (which round differently) take the same decision.
+_TIE_RTOL = 1e-10
+
+
+class _PathCosts:
+    r"""The expected cost of predicting each class, :math:`c_k = \sum_j p_j d(j, k)`, in O(K · depth) per row.
+
+    ``d`` is an ultrametric: for the path ``k = a_0, a_1, ..., a_m = root``, every class under ``a_i`` but not
+    under ``a_{i-1}`` is at ``h(a_i)`` from ``k``. With :math:`S(n)` the probability under node ``n``,
+
+    .. math:: c_k = h(k)\,(S(a_0) - p_k) + \sum_{i \ge 1} h(a_i)\,(S(a_i) - S(a_{i-1}))
+              = \sum_{i} (h(a_i) - h(a_{i+1}))\,S(a_i) - h(k)\,p_k,\quad h(a_{m+1}) := 0.
+
+    So ``S = M p`` (``M``: nodes × classes membership) and ``c = W^T S - h ⊙ p`` (``W``: nodes × classes, the
+    weights ``h(a_i) - h(a_{i+1})`` on each class's path), two sparse products with about K · depth nonzeros each
+    instead of the K² of ``D``. Nodes holding the same classes as their child (chains) are merged, which keeps at
+    most 2K nodes; the products run on blocks of :data:`_COST_BLOCK` rows, which stay in the cache.
+    """
+
+    def __init__(self, hierarchy: Hierarchy, names: Sequence[str]) -> None:
+        from scipy.sparse import csr_matrix
+
+        order = np.asarray(hierarchy.order(names), dtype=np.int64)
+        pre = np.asarray([hierarchy._pre[names[i]] for i in order], dtype=np.int64)
+        lo = np.searchsorted(pre, np.arange(len(hierarchy.nodes)), side="left")
+        hi = np.searchsorted(pre, hierarchy._end, side="left")
+        # One node per distinct range of classes: the deepest (last in pre-order), whose height is the LCA's.
+        rep: dict[tuple[int, int], int] = {}
+        for spanned in np.nonzero(hi > lo)[0].tolist():
+            rep[(int(lo[spanned]), int(hi[spanned]))] = spanned
+        nodes = sorted(rep.values())  # pre-order: parents before children
+        index = {node: i for i, node in enumerate(nodes)}
+        parent = np.full(len(nodes), -1, dtype=np.int64)
+        for i, node in enumerate(nodes):
+            span = (lo[node], hi[node])
+            name = hierarchy.nodes[node]
+            while name in hierarchy.parent:
+                up = hierarchy._pre[hierarchy.parent[name]]
+                if (lo[up], hi[up]) != span:
+                    parent[i] = index[rep[(int(lo[up]), int(hi[up]))]]
+                    break
+                name = hierarchy.nodes[up]
+        heights = hierarchy._heights[nodes].astype(np.float64)
+        weight = heights - np.where(parent >= 0, heights[np.maximum(parent, 0)], 0.0)
+        member_rows = np.repeat(np.arange(len(nodes)), hi[nodes] - lo[nodes])
+        member_cols = np.concatenate([order[lo[n] : hi[n]] for n in nodes])
+        self.members = csr_matrix(
+            (np.ones(member_rows.size), (member_rows, member_cols)), shape=(len(nodes), len(names))
+        )
+        # A class is the deepest node of its own range (its descendants hold fewer classes), so it is a node here.
+        path_rows: list[int] = []
+        path_cols: list[int] = []
+        for k, name in enumerate(names):
+            at = index[hierarchy._pre[name]]
+            while at >= 0:
+                path_rows.append(k)
+                path_cols.append(at)
+                at = int(parent[at])
+        self.weights = csr_matrix((weight[path_cols], (path_rows, path_cols)), shape=(len(names), len(nodes)))
+        self.class_height = np.array([float(hierarchy.height[n]) for n in names])[:, None]
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        """(n, K) float64 probabilities -> (K, n) expected costs."""
+        by_class = probs.T
+        cost = self.weights @ (self.members @ by_class)
+        cost -= self.class_height * by_class
+        return cost
+
+
+def _first_min(cost: Tensor, tolerance: float, dim: int = 1) -> Tensor:
+    """Along ``dim``, the lowest index whose cost is within ``tolerance`` of the minimum (the dense path's rule)."""
+    near = cost <= cost.min(dim=dim, keepdim=True).values + tolerance
+    return near.to(torch.uint8).argmax(dim=dim)
+
+
 class HierarchySums:
     r"""Running sums of the hierarchical metrics, so a chunked or distributed stream gives the whole-data numbers.
 
@@ -588,7 +668,8 @@ class HierarchySums:
     processes; read the metrics with :meth:`result`. See :func:`hierarchy_metrics` for what they mean.
 
     The cost-aware decision of Karthik et al. 2021, :math:`\hat y = \arg\min_k \sum_j p_j d(j, k)`, is one
-    float64 matrix product per chunk (ties go to the lower class index).
+    float64 matrix product per chunk at small K and a walk down the tree at large K (:class:`_PathCosts`,
+    O(K · depth) per row); costs within 1e-10 of the tree's height are a tie, which goes to the lower class index.
 
     Args:
         hierarchy: the class tree.
@@ -619,11 +700,22 @@ class HierarchySums:
             level_ids.append([ids.setdefault(p[min(level, len(p) - 1)], len(ids)) for p in paths])
         self._level_ids = torch.tensor(level_ids, dtype=torch.int64).reshape(len(level_ids), len(names))
         self.totals = torch.zeros(5 + len(self.ks) + len(self.level_numbers), dtype=torch.float64)
+        self._path_costs = _PathCosts(hierarchy, names) if len(names) > _DENSE_COST_CLASSES else None
+        self._tie = _TIE_RTOL * max(float(self.distances.max()), 1.0)
 
     def _cost_aware(self, probs: Tensor) -> Tensor:
-        # One float64 matrix product: the risk of each class is a row of p @ D (D symmetric); ties go to the
-        # lower index. Row results do not depend on the chunk, so a stream decides as the whole data does.
-        return (probs @ self.distances).argmin(dim=1)
+        # The risk of each class is a row of p @ D (D symmetric): one dense product at small K, else the tree walk
+        # of _PathCosts (O(K · depth) per row instead of O(K²)). Ties (within _TIE_RTOL) go to the lower index either
+        # way, and rows do not depend on the chunk, so a stream decides as the whole data does.
+        if self._path_costs is None:
+            return _first_min(probs @ self.distances, self._tie, dim=1)
+        rows = probs.numpy()
+        out = np.empty(rows.shape[0], dtype=np.int64)
+        for lo in range(0, rows.shape[0], _COST_BLOCK):  # numpy throughout: torch's reductions on small blocks lag
+            cost = self._path_costs(rows[lo : lo + _COST_BLOCK])
+            near = cost <= cost.min(axis=0, keepdims=True) + self._tie
+            out[lo : lo + _COST_BLOCK] = near.argmax(axis=0)
+        return torch.from_numpy(out)
 
     def add_(self, logits: Tensor, labels: Tensor) -> HierarchySums:
         """Add a chunk: ``logits`` (N, K) in the classes' order, ``labels`` (N,) class indices.
@@ -651,9 +743,11 @@ class HierarchySums:
         d = self.distances
         kmax = max(self.ks, default=1)
         for lo in range(0, logits.shape[0], _CHUNK_ROWS):
-            x = logits[lo : lo + _CHUNK_ROWS].to(torch.float64)
+            raw = logits[lo : lo + _CHUNK_ROWS]
+            x = raw.to(torch.float64)
             y = labels[lo : lo + _CHUNK_ROWS]
-            top = torch.topk(x, kmax, dim=1).indices
+            # Ranked in the logits' own dtype (half the bytes of float64; widening is exact, so the order is the same).
+            top = torch.topk(raw, kmax, dim=1).indices
             pred = top[:, 0].contiguous()
             wrong = pred != y
             crm = self._cost_aware(torch.softmax(x, dim=1))

@@ -11,9 +11,11 @@ from collections.abc import Iterator, Sequence
 from torch import Tensor
 
 from lensdash.errors import LensError
+from lensdash.hierarchy import Hierarchy, default_beta
 from lensdash.lens import (
     Lens,
     confusion_lens,
+    hierarchy_distances,
     hierarchy_lens,
     identity_lens,
     merge_lens,
@@ -163,14 +165,18 @@ def build_preset(
     *,
     groups: Sequence[Sequence[str]] = (),
     epsilon: float = 0.1,
-    beta: float = 2.0,
+    beta: float | None = None,
     alpha: float = 0.5,
     confusion: Tensor | None = None,
+    hierarchy: Hierarchy | None = None,
 ) -> Lens:
     """The lens of ``preset`` over ``names``.
 
-    ``groups`` feed "merge groups" and, as the hierarchy's inner level,
-    "hierarchy soft labels"; ``confusion`` (K×K, rows true class) feeds "from confusion".
+    ``groups`` feed "merge groups" and, as the hierarchy's inner level, "hierarchy soft labels" (a
+    :class:`~lensdash.hierarchy.Hierarchy` given as ``hierarchy`` replaces them there); ``confusion`` (K×K, rows
+    true class) feeds "from confusion". ``beta=None`` takes :func:`~lensdash.hierarchy.default_beta` of the
+    distances (half of each row on the true class on average), which is sensible at any K, where a fixed β is
+    not: β = 2 at K = 100 puts more than half of every row on unrelated classes.
 
     Raises:
         LensError: unknown preset, bad parameters, or "from confusion" without a confusion matrix.
@@ -188,7 +194,10 @@ def build_preset(
     if preset == "label smoothing":
         return smoothing_lens(names, epsilon)
     if preset == "hierarchy soft labels":
-        return hierarchy_lens(names, [list(g) for g in groups], beta)
+        tree: object = hierarchy if hierarchy is not None else [list(g) for g in groups]
+        if beta is None:
+            beta = default_beta(hierarchy_distances(names, tree))
+        return hierarchy_lens(names, tree, beta)
     if preset == "from confusion":
         if confusion is None:
             raise LensError.build("a confusion matrix from the data", "none", fix="Load predictions first.")

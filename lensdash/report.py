@@ -105,13 +105,12 @@ class Report:
         _write_csv(confusion_frame(self.sums.confusion, names).reset_index(), folder / "confusion.csv")
         (folder / "lens.csv").write_bytes(_lens_csv(self.lens))
         bound = float(max(grad_u.abs().max(), grad_l.abs().max()))
-        # plotly draws tick and hover labels as a subset of HTML (links, <b>, <br>) and decodes entities back.
-        shown = [html_text(name) for name in names]
+        # Raw names: the figure builders escape them for plotly's HTML labels (escaping here too would show "&lt;").
         figs = [
-            figures.gradient_heatmap(grad_u, shown, "Class-mean gradient, unlensed", zmax=bound),
-            figures.gradient_heatmap(grad_l, shown, "Class-mean gradient, lensed", zmax=bound),
-            figures.gradient_heatmap(grad_l - grad_u, shown, "Lensed − unlensed"),
-            figures.confusion_heatmap(self.sums.confusion, shown),
+            figures.gradient_heatmap(grad_u, names, "Class-mean gradient, unlensed", zmax=bound),
+            figures.gradient_heatmap(grad_l, names, "Class-mean gradient, lensed", zmax=bound),
+            figures.gradient_heatmap(grad_l - grad_u, names, "Lensed − unlensed"),
+            figures.confusion_heatmap(self.sums.confusion, names),
         ]
         s = self.summary()
         head = (

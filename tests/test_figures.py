@@ -284,3 +284,53 @@ def test_gradient_panel_can_leave_the_diagonal_out_and_fit_its_width():
     assert np.isnan(np.diag(z)).all() and fig.data[0].zmax < 0.1 and "diagonal left out" in fig.layout.title.text
     narrow, wide = fig.layout.xaxis.tickvals, figures.gradient_heatmap(m, names, "t", width=1200).layout.xaxis.tickvals
     assert fig.layout.width == 400 and len(narrow) < len(wide) and len(fig.layout.yaxis.tickvals) > len(narrow)
+
+
+LINK = '<a href="http://x">x</a>'
+ESCAPED = "&lt;a href=&quot;http://x&quot;&gt;x&lt;/a&gt;"
+
+
+def _strings(fig) -> list[str]:
+    """Every string in the figure's JSON (axis values, tick text, hover text, titles)."""
+    out: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v)
+
+    walk(json.loads(fig.to_json()))
+    return out
+
+
+def test_class_names_are_html_escaped_in_every_builder_once():
+    names = [LINK, "b & c", "d"]
+    k = len(names)
+    m = torch.eye(k) * 0.5 + 0.1
+    figs = [
+        figures.gradient_heatmap(m, names, "g"),
+        figures.confusion_heatmap(m, names),
+        figures.confusion_heatmap(m, names, log=True, diagonal=False),
+        figures.lens_heatmap(m, names),
+        figures.sample_gradient_heatmap(m, [0, 1, 2], names, names, "s"),
+        figures.loss_scatter(torch.rand(3), torch.rand(3), torch.tensor([0, 1, 2]), names),
+    ]
+    for fig in figs:
+        strings = _strings(fig)
+        joined = "\n".join(strings)
+        assert "<a " not in joined and 'http://x">' not in joined  # never raw markup
+        assert ESCAPED in joined  # the name is there, escaped once
+        assert "&amp;lt;" not in joined and "&amp;quot;" not in joined  # not twice
+        assert "b &amp; c" in joined
+
+
+def test_short_tick_labels_never_cut_an_entity():
+    long = "&" * 40
+    fig = figures.confusion_heatmap(torch.eye(2), [long, "x"])
+    ticks = fig.layout.yaxis.ticktext
+    assert ticks[0] == "&amp;" * (figures.TICK_CHARS - 1) + "…"

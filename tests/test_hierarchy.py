@@ -371,3 +371,56 @@ def test_metric_input_errors():
         HierarchySums(h, ["beaver"])
     assert all(math.isnan(v) for k, v in sums.result().items() if k != "n")
     assert HierarchySums(h, CIFAR_CLASSES, ks=(1, 500)).ks == (1,)
+
+
+@pytest.mark.parametrize("with_inner_classes", [False, True])
+def test_tree_walk_decides_as_the_dense_product_at_large_k(with_inner_classes):
+    """Above _DENSE_COST_CLASSES the cost-aware decision walks the tree: same costs and decisions as p @ D."""
+    from benchmarks.hierarchy import wordnet_like
+    from lensdash.hierarchy import _DENSE_COST_CLASSES, HierarchySums, _PathCosts
+
+    h = ld.read_hierarchy(wordnet_like(300, seed=3))
+    classes = list(h.leaves)
+    if with_inner_classes:  # classes that are ancestors of other classes (d = the ancestor's height)
+        classes = classes[:200] + [n for n in h.nodes if h.children[n]][3:40]
+    assert len(classes) > _DENSE_COST_CLASSES
+    d = ref_distances(h, classes)
+    gen = torch.Generator().manual_seed(1)
+    p = torch.softmax(torch.randn(600, len(classes), generator=gen, dtype=torch.float64) * 3, dim=1)
+    p[:5] = 1.0 / len(classes)  # exact ties: every class has the same probability
+    p[5:10] = 0.0
+    p[5:10, [7, 11]] = 0.5  # two classes tied for the mass
+    torch.testing.assert_close(torch.from_numpy(_PathCosts(h, classes)(p.numpy())).T, p @ d)
+    sums = HierarchySums(h, classes)
+    assert sums._path_costs is not None
+    risk = (p @ d).numpy()
+    near = risk <= risk.min(axis=1, keepdims=True) + 1e-10 * float(d.max())
+    expected = near.argmax(axis=1)  # the lowest index among the (near-)minimal costs
+    assert sums._cost_aware(p).tolist() == expected.tolist()
+    assert (risk.argmin(axis=1)[10:] == expected[10:]).all()  # without ties, the plain argmin
+
+
+@given(trees(max_nodes=30), st.data())
+def test_tree_walk_costs_on_random_trees(h, data):
+    from lensdash.hierarchy import _PathCosts
+
+    classes = data.draw(st.lists(st.sampled_from(h.nodes), min_size=2, max_size=len(h.nodes), unique=True))
+    p = torch.softmax(torch.randn(7, len(classes), dtype=torch.float64), dim=1)
+    got = torch.from_numpy(_PathCosts(h, classes)(p.numpy())).T
+    torch.testing.assert_close(got, p @ ref_distances(h, classes))
+
+
+def test_hierarchy_preset_defaults_to_half_the_mass_on_the_true_class_at_any_k():
+    from lensdash.examples import example_bytes
+    from lensdash.presets import build_preset
+
+    h = ld.read_hierarchy(example_bytes("cifar100_hierarchy.csv"))
+    assert h == cifar()
+    lens = build_preset("hierarchy soft labels", CIFAR_CLASSES, hierarchy=h)
+    assert float(lens.matrix.diagonal().mean()) == pytest.approx(0.5, rel=1e-6)
+    expected = paper_lens(ref_distances(h, CIFAR_CLASSES).numpy(), ld.default_beta(h.distances(CIFAR_CLASSES)))
+    np.testing.assert_allclose(lens.matrix.numpy(), expected, rtol=1e-9)
+    fixed = build_preset("hierarchy soft labels", CIFAR_CLASSES, hierarchy=h, beta=2.0)
+    assert float(fixed.matrix.diagonal().mean()) < 0.1  # what the old fixed β = 2 did at K = 100
+    typed = build_preset("hierarchy soft labels", list("abcdef"), groups=[["a", "b"], ["c", "d", "e"]])
+    assert float(typed.matrix.diagonal().mean()) == pytest.approx(0.5, rel=1e-6)

@@ -5,7 +5,8 @@ label 0, plus a few rows around it. ``animals_10class.csv`` is a realistic
 10-class set of logits from a model that confuses cats with dogs and cars with
 trucks; ``animals_logits_headerless.csv`` holds the same logits as
 ``numpy.savetxt`` writes them, with 0-based labels in ``animals_labels.csv``.
-``animals_lens.csv`` merges the confused pairs.
+``animals_lens.csv`` merges the confused pairs. ``cifar100_hierarchy.csv`` is CIFAR-100's mapping of its 100
+classes to 20 superclasses (``superclass,class`` a line), a hierarchy file for ``read_hierarchy`` and the app.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ EXAMPLES = (
     "animals_logits_headerless.csv",
     "animals_labels.csv",
     "animals_lens.csv",
+    "cifar100_hierarchy.csv",
 )
 ANIMALS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CONFUSED_PAIRS = (("cat", "dog"), ("automobile", "truck"))

@@ -11,6 +11,7 @@ import torch
 
 from lensdash.analysis import confused_pairs, lens_pairs, suggest_groups
 from lensdash.errors import LensdashError, LensError
+from lensdash.figures import lens_groups
 from lensdash.io import lens_to_bytes, read_lens
 from lensdash.lens import ROW_SUM_ATOL, Lens, normalize_lens
 from lensdash.presets import PRESETS, build_preset, format_groups, parse_groups
@@ -19,8 +20,13 @@ from lensdash.ui import state
 from lensdash.ui.config import APP_MAX_LENS_BYTES, reader_limits
 from lensdash.ui.data import Dataset, LensInputs
 from lensdash.ui.downloads import lens_csv
+from lensdash.ui.hierarchy import hierarchy_lens_controls, soft_lens_beta, usable_hierarchy
 
 GRID_KEY = "lens_grid"
+#: Largest K edited as a whole grid; above it, a sub-grid of chosen classes (a 1,000² grid cannot be shown).
+MAX_GRID_K = 40
+#: Widget key of the sub-grid's group picker.
+SUBGRID_GROUP = "subgrid_group"
 #: The pinned, read-only first column of the grid (a class could be named like anything else).
 LABEL_COLUMN = "true label ↓ / target →"
 #: Largest K whose lens is put into the page link (K² numbers must fit a URL).
@@ -62,13 +68,16 @@ def apply_preset(inputs: LensInputs) -> None:
     preset = state.get(state.PRESET)
     try:
         groups = parse_groups(state.get(state.GROUPS) or "", names)
+        soft = preset == "hierarchy soft labels"
+        tree = usable_hierarchy(names) if soft else None
         lens = build_preset(
             preset,
             names,
             groups=groups,
             epsilon=state.get(state.EPSILON),
-            beta=state.get(state.BETA),
+            beta=soft_lens_beta(names, tree if tree is not None else [list(g) for g in groups]) if soft else None,
             alpha=state.get(state.ALPHA),
+            hierarchy=tree,
             confusion=_confusion(inputs, state.get(state.CONFUSION_KIND) == "soft")
             if preset == "from confusion"
             else None,
@@ -186,7 +195,8 @@ def lens_section(dataset: Dataset) -> Lens | None:
     with left:
         st.selectbox("Preset", PRESETS, key=state.PRESET, help="Rebuilds the grid; edit cells afterwards.", **rebuild)
         preset = state.get(state.PRESET)
-        if preset in ("merge groups", "hierarchy soft labels"):
+        typed_tree = preset == "hierarchy soft labels" and usable_hierarchy(names) is None
+        if preset == "merge groups" or typed_tree:
             st.text_area(
                 "Groups of interchangeable classes (one per line, comma-separated)",
                 key=state.GROUPS,
@@ -197,8 +207,7 @@ def lens_section(dataset: Dataset) -> Lens | None:
             )
         if preset == "label smoothing":
             st.slider("ε (smoothing mass)", 0.0, 1.0, step=0.01, key=state.EPSILON, **rebuild)
-        if preset == "hierarchy soft labels":
-            st.slider("β (sharpness; large = identity)", 0.0, 10.0, step=0.1, key=state.BETA, **rebuild)
+        hierarchy_lens_controls(names, preset, rebuild)
         if preset == "from confusion":
             st.radio(
                 "Confusion",
@@ -218,22 +227,7 @@ def lens_section(dataset: Dataset) -> Lens | None:
             args=(names,),
         )
     with right:
-        labels = label_column(names)
-        base = pd.DataFrame(state.get(state.LENS_BASE), columns=list(names))
-        base.insert(0, labels, list(names))
-        config = {
-            c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in names
-        }
-        config[labels] = st.column_config.TextColumn(labels, pinned=True, disabled=True, width="small")
-        st.caption(
-            "Row = true label; the row is the target distribution the loss uses for it (rows sum to 1). "
-            "Double-click a cell to edit."
-        )
-        state.put(state.LENS_GRID_KEY, grid_key())
-        edited = st.data_editor(
-            base, key=grid_key(), column_config=config, hide_index=True, height=min(38 + 35 * k, 560), width="stretch"
-        )
-    matrix = edited[list(names)].to_numpy(dtype=float, na_value=0.0)
+        matrix = _whole_grid(names) if k <= MAX_GRID_K else _sub_grid(names)
     state.put(state.LENS_CURRENT, matrix)
     if state.get(state.LENS_ERROR):
         st.error(markdown_text(state.get(state.LENS_ERROR)))
@@ -277,6 +271,116 @@ def lens_section(dataset: Dataset) -> Lens | None:
                 f"A {k}×{k} lens is too large for a link (at most {MAX_SHARE_K} classes); share the lens file instead."
             )
     return lens
+
+
+def _whole_grid(names: tuple[str, ...]) -> np.ndarray:
+    """The K×K grid editor (small K); returns the edited matrix."""
+    k = len(names)
+    labels = label_column(names)
+    base = pd.DataFrame(state.get(state.LENS_BASE), columns=list(names))
+    base.insert(0, labels, list(names))
+    config = {
+        c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in names
+    }
+    config[labels] = st.column_config.TextColumn(labels, pinned=True, disabled=True, width="small")
+    st.caption(
+        "Row = true label; the row is the target distribution the loss uses for it (rows sum to 1). "
+        "Double-click a cell to edit."
+    )
+    state.put(state.LENS_GRID_KEY, grid_key())
+    edited = st.data_editor(
+        base, key=grid_key(), column_config=config, hide_index=True, height=min(38 + 35 * k, 560), width="stretch"
+    )
+    return edited[list(names)].to_numpy(dtype=float, na_value=0.0)
+
+
+def _commit_sub_grid() -> None:
+    """Before the sub-grid shows other classes: the edits so far become the base, and the editor starts afresh."""
+    current = state.lens_current()
+    if current is not None and current.shape == np.shape(state.get(state.LENS_BASE)):
+        state.drop(grid_key())
+        state.put(state.LENS_BASE, current)
+        state.bump(state.LENS_VERSION)
+
+
+def _edit_groups(names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Groups offered to the sub-grid: the hierarchy's at level 1, else the current lens's blocks (2+ classes)."""
+    tree = usable_hierarchy(names)
+    if tree is not None:
+        return {f"{g[0]}… ({len(g)})" if len(g) > 1 else g[0]: list(g) for g in tree.groups_at(1, names)}
+    base = state.get(state.LENS_BASE)
+    ids = lens_groups(base) if base is not None else np.arange(len(names))
+    members: dict[int, list[str]] = {}
+    for g, n in zip(ids.tolist(), names):
+        members.setdefault(g, []).append(n)
+    return {f"{m[0]} +{len(m) - 1}": m for m in members.values() if len(m) > 1}
+
+
+def _pick_group(names: tuple[str, ...]) -> None:
+    groups = _edit_groups(names)
+    chosen = groups.get(st.session_state.get(SUBGRID_GROUP) or "")
+    if chosen:
+        _commit_sub_grid()
+        st.session_state[state.SUBGRID_CLASSES] = chosen[:MAX_GRID_K]
+
+
+def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
+    """A focused sub-grid of chosen classes (large K): edits go into the lens, the rest of the lens is kept."""
+    base = np.asarray(state.get(state.LENS_BASE), dtype=float)
+    index = {n: i for i, n in enumerate(names)}
+    if not st.session_state.get(state.SUBGRID_CLASSES):
+        groups = _edit_groups(names)
+        st.session_state[state.SUBGRID_CLASSES] = (
+            next(iter(groups.values()))[:MAX_GRID_K] if groups else list(names[: min(8, len(names))])
+        )
+    k = len(names)
+    st.caption(
+        f"A {k:,}×{k:,} lens is edited a sub-grid at a time: pick classes (or a group); their rows and columns show "
+        "below, and the rest of the lens is kept. 'rest of row' is the row's mass on the other classes."
+    )
+    c1, c2 = st.columns([3, 2])
+    c1.multiselect(
+        "Classes to edit",
+        list(names),
+        key=state.SUBGRID_CLASSES,
+        max_selections=MAX_GRID_K,
+        on_change=_commit_sub_grid,
+        placeholder="Type to search class names",
+    )
+    groups = _edit_groups(names)
+    if groups:
+        c2.selectbox(
+            "Or edit a group",
+            list(groups),
+            index=None,
+            key=SUBGRID_GROUP,
+            on_change=_pick_group,
+            args=(names,),
+            placeholder="Choose a group",
+        )
+    chosen = [c for c in st.session_state.get(state.SUBGRID_CLASSES, []) if c in index]
+    matrix = base.copy()
+    if not chosen:
+        return matrix
+    idx = np.array([index[c] for c in chosen], dtype=np.int64)
+    labels = label_column(tuple(chosen))
+    rest = label_column((*chosen, labels, "rest of row"))
+    rest = "rest of row" if "rest of row" not in chosen else rest
+    frame = pd.DataFrame(base[np.ix_(idx, idx)], columns=chosen)
+    frame.insert(0, labels, chosen)
+    frame[rest] = base[idx].sum(axis=1) - frame[chosen].sum(axis=1).to_numpy()
+    config = {
+        c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in chosen
+    }
+    config[labels] = st.column_config.TextColumn(labels, pinned=True, disabled=True, width="small")
+    config[rest] = st.column_config.NumberColumn(rest, disabled=True, format="%.3f")
+    key = f"{grid_key()}_sub"
+    state.put(state.LENS_GRID_KEY, key)
+    edited = st.data_editor(
+        frame, key=key, column_config=config, hide_index=True, height=min(38 + 35 * len(chosen), 560), width="stretch"
+    )
+    matrix[np.ix_(idx, idx)] = edited[chosen].to_numpy(dtype=float, na_value=0.0)
+    return matrix
 
 
 def _accept_groups(groups: str, inputs: LensInputs) -> None:

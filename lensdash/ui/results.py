@@ -25,8 +25,11 @@ from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
+from lensdash.ui.hierarchy import class_view, confusion_view, usable_hierarchy
 
 FAMILY_LABELS = {name: entry.label for name, entry in FAMILY_REGISTRY.items()}
+#: Most classes (or groups) per gradient panel for the three panels to sit side by side.
+SIDE_BY_SIDE_CLASSES = 15
 #: Rows of the per-sample table shown in the page; the download has all of them.
 TABLE_ROWS = 1000
 #: The lens checks (float64, autograd through the seed's formula) run on at most this many samples.
@@ -141,10 +144,8 @@ def tables_section(analysis: Analysis) -> None:
         on_click="ignore",
     )
     with st.expander("Confusion matrix"):
-        normalise = st.toggle("Row-normalised", value=True, key="confusion_normalised")
-        st.plotly_chart(
-            figures.confusion_heatmap(analysis.confusion, analysis.class_names, normalize=normalise), key="confusion"
-        )
+        confusion_view(analysis)  # ordered, rolled up, zoomed (lensdash.ui.hierarchy)
+        normalise = st.session_state.get("confusion_normalised", True)
         st.dataframe(confusion_table(analysis, normalize=normalise), width="stretch", key="confusion_table")
 
 
@@ -154,15 +155,48 @@ def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
         "Class-mean gradient of the loss with respect to the logits: row = true class, column = logit. "
         "Red pushes the logit down, blue pushes it up. Unlensed rows are softmax − one-hot; lensed rows softmax − C[y]."
     )
-    bound = float(max(analysis.grad_unlensed.abs().max(), analysis.grad_lensed.abs().max()))
-    cols = st.columns(3)
-    cols[0].plotly_chart(
-        figures.gradient_heatmap(analysis.grad_unlensed, names, "Unlensed", zmax=bound), key="grad_unlensed"
+    # One subset (or roll-up) for the three panels, so they can be compared cell by cell.
+    view = class_view(
+        "gradients",
+        names,
+        analysis.grad_difference.double().numpy(),
+        confusion=analysis.confusion,
+        lens_matrix=lens.matrix.numpy(),
+        tree=usable_hierarchy(names),
     )
-    cols[1].plotly_chart(figures.gradient_heatmap(analysis.grad_lensed, names, "Lensed", zmax=bound), key="grad_lensed")
-    cols[2].plotly_chart(
-        figures.gradient_heatmap(analysis.grad_difference, names, "Lensed − unlensed"), key="grad_difference"
+    support = torch.bincount(analysis.labels, minlength=len(names)).double().numpy()
+    unlensed, lensed = view.matrix(analysis.grad_unlensed, support), view.matrix(analysis.grad_lensed, support)
+    diagonal = not st.toggle(
+        "Leave the diagonal out",
+        value=len(view.names) > 20,
+        key="gradients_no_diagonal",
+        help="Each class's own logit otherwise sets the colour range of the first two panels and hides the rest.",
     )
+    sub = view.subset
+    shown = [m[np.ix_(sub, sub)] for m in (unlensed, lensed)]
+    if not diagonal:
+        shown = [m[~np.eye(len(sub), dtype=bool)] for m in shown]
+    bound = float(max(np.abs(m).max(initial=0.0) for m in shown) or 1.0)
+    if view.groups is not None:
+        st.caption("Rolled up: row = group of true classes (its samples' mean), column = the group's summed logits.")
+    panels = (("Unlensed", unlensed, bound), ("Lensed", lensed, bound), ("Lensed − unlensed", lensed - unlensed, None))
+    keys = ("grad_unlensed", "grad_lensed", "grad_difference")
+    # Side by side while the cells stay legible; else one above the other, each the page's width.
+    side_by_side = len(sub) <= SIDE_BY_SIDE_CLASSES
+    places = st.columns(3) if side_by_side else [st.container() for _ in panels]
+    for place, (title, matrix, zmax), key in zip(places, panels, keys):
+        place.plotly_chart(
+            figures.gradient_heatmap(
+                matrix,
+                view.names,
+                title,
+                zmax=zmax,
+                subset=sub,
+                diagonal=diagonal,
+                width=460 if side_by_side else 1100,
+            ),
+            key=key,
+        )
     st.subheader("Samples the lens changes most")
     c1, c2 = st.columns([1, 1])
     count = c1.slider("How many samples", 5, 100, 20, key="sample_count")

@@ -23,6 +23,7 @@ import numpy as np
 import streamlit as st
 
 if TYPE_CHECKING:
+    from lensdash.hierarchy import Hierarchy
     from lensdash.lens import Lens
     from lensdash.training import Problem, Run, TrainConfig
     from lensdash.ui.data import Dataset
@@ -50,6 +51,11 @@ LAB_SEED = "lab_seed"
 LAB_LENS = "lab_lens"
 LAB_EPSILON = "lab_epsilon"
 LAB_SHOW = "lab_show"
+UPLOAD_HIERARCHY = "upload_hierarchy"
+HIERARCHY_LEVEL = "hierarchy_level"  #: the level whose groups the merge preset takes
+BETA_MODE = "beta_mode"  #: how the soft hierarchy lens is set: by the mass kept on the true class, or by β
+MASS_KEPT = "mass_kept"  #: share of each row on the true class (soft hierarchy lens)
+SUBGRID_CLASSES = "subgrid_classes"  #: the classes whose sub-grid is edited (large K)
 
 # ---- state the page keeps for the session
 DATA = "data"  #: the Dataset read from an upload or sent from the lab (absent: the demo)
@@ -69,6 +75,9 @@ LENS_INFO = "lens_message_info"  #: a one-time note (lens imported, lens from th
 LAB = "lab"  #: the training lab's last result (LabResult)
 SESSION_TOKEN = "session_token"  #: a random id of this session, the key of its store of large values
 MEMO = "memo"  #: per-session results of the analysis (lensdash.ui.cache.session_memo)
+HIERARCHY = "hierarchy"  #: the uploaded class hierarchy: (Hierarchy, content digest, file name)
+HIERARCHY_ERROR = "hierarchy_error"  #: why the last hierarchy upload could not be read
+SOFT_BETA = "soft_beta"  #: the β the soft hierarchy lens was last built with (shown beside the mass control)
 
 #: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
 HELD = frozenset({DATA, DEMO, SOURCES, MEMO})
@@ -80,7 +89,7 @@ DEFAULTS: dict[str, Any] = {
     FAMILY: "target",
     KIND: "auto",
     EPSILON: 0.1,
-    BETA: 2.0,
+    BETA: 5.0,
     ALPHA: 0.5,
     CONFUSION_KIND: "soft",
     LAB_PROBLEM: "blobs",
@@ -93,6 +102,8 @@ DEFAULTS: dict[str, Any] = {
     LAB_EPSILON: 0.1,
     UPLOAD_VERSION: 0,
     LENS_VERSION: 0,
+    BETA_MODE: "mass",
+    HIERARCHY_LEVEL: 1,
 }
 
 
@@ -192,3 +203,8 @@ def lens_current() -> np.ndarray | None:
 
 def lab_result() -> LabResult | None:
     return st.session_state.get(LAB)
+
+
+def hierarchy() -> tuple[Hierarchy, str, str] | None:
+    """The uploaded hierarchy, its content digest and file name (small: kept in the session's own state)."""
+    return st.session_state.get(HIERARCHY)
