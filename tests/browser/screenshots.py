@@ -3,7 +3,7 @@
 Not a test: it starts the app with ``streamlit run`` on a free port, uploads the files in headless Chromium
 (Playwright), opens every tab and saves full-page PNGs under ``test-artifacts/screenshots/``, for a person to look at.
 
-Run: ``python -m scripts.screenshots`` (about two minutes).
+Run: ``python -m tests.browser.screenshots`` (about two minutes).
 """
 
 from __future__ import annotations
