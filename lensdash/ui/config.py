@@ -17,8 +17,6 @@ import streamlit as st
 APP_MAX_CELLS = 60_000_000
 #: Most classes an upload or an imported lens may have.
 APP_MAX_CLASSES = 2_000
-#: Largest lens file accepted by the importer.
-APP_MAX_LENS_BYTES = 10_000_000
 #: How long and how many entries the app's shared caches keep (they hold no user data; see lensdash.ui.cache).
 CACHE_TTL_SECONDS = 600
 CACHE_MAX_ENTRIES = 4

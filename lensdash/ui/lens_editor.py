@@ -17,7 +17,7 @@ from lensdash.lens import ROW_SUM_ATOL, Lens, normalize_lens
 from lensdash.presets import PRESETS, build_preset, format_groups, parse_groups
 from lensdash.sanitize import markdown_text
 from lensdash.ui import state
-from lensdash.ui.config import APP_MAX_LENS_BYTES, reader_limits
+from lensdash.ui.config import reader_limits
 from lensdash.ui.data import Dataset, LensInputs
 from lensdash.ui.downloads import lens_csv
 from lensdash.ui.hierarchy import hierarchy_lens_controls, soft_lens_beta, usable_hierarchy
@@ -172,7 +172,7 @@ def _import_lens(class_names: tuple[str, ...]) -> None:
         return
     try:
         upload.seek(0)
-        lens, notes = read_lens(upload, class_names, max_bytes=APP_MAX_LENS_BYTES, **reader_limits(read_lens))
+        lens, notes = read_lens(upload, class_names, **reader_limits(read_lens))
     except LensdashError as exc:
         state.put(state.LENS_ERROR, str(exc))
         return
