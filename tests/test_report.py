@@ -14,7 +14,7 @@ import torch
 
 import lensdash as ld
 from lensdash import files
-from lensdash.analysis import ClassSums, analyze, per_class_table
+from lensdash.analysis import analyze, per_class_table
 from lensdash.cli import ProgressBar, main
 from lensdash.report import REPORT_FILES, report
 from lensdash.report_folder import MARKER
@@ -127,11 +127,9 @@ def test_shards_add_up_to_the_whole(paths, data, fmt):
     labels = paths["labels"] if fmt == "npy" else None
     with small_parts():
         parts = [report(paths[fmt], LENS.matrix, labels=labels, chunk_rows=64, shard=(r, 3)) for r in range(3)]
-    total = ClassSums.zeros(K)
-    for part in parts:
-        total.add_(part.sums)
     assert [p.rows for p in parts] != [N, 0, 0] and sum(p.rows for p in parts) == N
-    parts[0].sums = total
+    for part in parts[1:]:
+        parts[0].add_(part)
     assert_matches(parts[0], expected(data))
 
 
@@ -140,7 +138,7 @@ def test_separate_labels_file_with_a_sharded_csv(paths, data, tmp_path):
     np.savetxt(headerless, data[0].numpy(), delimiter=",")
     with small_parts():
         parts = [report(headerless, LENS.matrix, labels=paths["labels"], shard=(r, 2)) for r in range(2)]
-    parts[0].sums.add_(parts[1].sums)
+    parts[0].add_(parts[1])
     assert_matches(parts[0], expected(data))
 
 
@@ -157,7 +155,9 @@ def test_cli_writes_every_file_and_the_numbers(paths, data, tmp_path, capsys):
     np.testing.assert_allclose(grads.to_numpy(), expected(data).grad_lensed.numpy(), atol=1e-6)
     assert (pd.read_csv(out / "confusion.csv", index_col=0).to_numpy() == expected(data).confusion.numpy()).all()
     html = (out / "report.html").read_text()
-    assert html.count("plotly-graph-div") == 4 and "Class-mean gradient, lensed" in html
+    # 3 gradient panels, the confusion, its and two gradients' roll-ups to the lens's groups, the reliability diagram
+    assert html.count("plotly-graph-div") == 8 and "Class-mean gradient, lensed" in html
+    assert "Confusion by lens group" in html and "Reliability: top label and lensed prediction" in html
     captured = capsys.readouterr()
     assert f"{N:,} samples x {K} classes" in captured.out and "rows/s" in captured.err
     # A second run replaces its own previous report; a folder with other files is refused before reading.
