@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from lensdash.errors import InputError, LensdashError
+from lensdash.families import FAMILY_NAMES
 from lensdash.files import KINDS
 from lensdash.report import (
     BOOTSTRAP_RESAMPLES,
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--kind", default="auto", choices=KINDS, help="what the numbers are (default: detect)")
     rep.add_argument(
-        "--family", default="target", choices=["target", "prediction"], help="lens family (default: target, the seed's)"
+        "--family", default="target", choices=FAMILY_NAMES, help="lens family (default: target, the seed's)"
     )
     rep.add_argument("--label-column", help="name of the label column, if not one of label/target/y/...")
     rep.add_argument(

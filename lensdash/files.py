@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from lensdash.errors import InputError, LensError
-from lensdash.lens import Lens, align_lens
+from lensdash.lens import Lens, align_lens, lens_matrix
 
 #: Row sums of probabilities may differ from 1 by this much (files written with
 #: 4-6 decimals); also the tolerance on ``logsumexp`` of log-probability rows.
@@ -1248,7 +1248,7 @@ def lens_to_bytes(lens: Lens, fmt: str = "csv") -> bytes:
         b,0,1
         <BLANKLINE>
     """
-    matrix = lens.matrix.detach().cpu().double()
+    matrix = lens_matrix(lens, dtype=torch.float64, device="cpu")
     rows = [[f"{v:.10g}" for v in row] for row in matrix.tolist()]
     if fmt == "csv":
         out = io.StringIO()
