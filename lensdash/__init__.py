@@ -21,7 +21,6 @@ from lensdash.compare import (
     top1_correct,
 )
 from lensdash.errors import InputError, LensdashError, LensError
-from lensdash.files import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.hierarchy import (
     Hierarchy,
     HierarchySums,
@@ -31,6 +30,7 @@ from lensdash.hierarchy import (
     mass_kept,
 )
 from lensdash.hierarchy_files import read_hierarchy
+from lensdash.io import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.lens import (
     ROW_SUM_ATOL,
     Lens,

@@ -22,7 +22,7 @@ from typing import Any
 
 from lensdash.errors import InputError, LensdashError
 from lensdash.families import FAMILY_NAMES
-from lensdash.files import KINDS
+from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, KINDS
 from lensdash.report import (
     BOOTSTRAP_RESAMPLES,
     OutputFolder,
@@ -32,7 +32,6 @@ from lensdash.report import (
     report,
 )
 from lensdash.report_folder import signals_deferred
-from lensdash.stream import CHUNK_ROWS
 
 
 class ProgressBar:
@@ -115,6 +114,18 @@ def _parser() -> argparse.ArgumentParser:
         "--slice-by",
         metavar="COLUMN",
         help="a metadata column to slice by (refused for now: the readers do not supply metadata columns yet)",
+    )
+    rep.add_argument(
+        "--max-cells",
+        type=int,
+        default=DEFAULT_MAX_CELLS,
+        help=f"refuse predictions of more rows x classes, before reading them (default {DEFAULT_MAX_CELLS:,})",
+    )
+    rep.add_argument(
+        "--max-classes",
+        type=int,
+        default=DEFAULT_MAX_CLASSES,
+        help=f"refuse predictions of more classes (default {DEFAULT_MAX_CLASSES:,})",
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -225,6 +236,8 @@ class _Run:
                 bootstrap_resamples=args.bootstrap_resamples,
                 seed=args.seed,
                 slice_by=args.slice_by,
+                max_cells=args.max_cells,
+                max_classes=args.max_classes,
             )
         except (LensdashError, OSError, MemoryError) as exc:
             error = _user_error(exc)

@@ -35,14 +35,14 @@ from lensdash.compare import (
     top1_correct,
 )
 from lensdash.errors import InputError, LensdashError
-from lensdash.files import read_lens
 from lensdash.hierarchy import Hierarchy, HierarchySums
 from lensdash.hierarchy_files import read_hierarchy
+from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, Stream, open_stream, read_lens
+from lensdash.io._source import file_format
 from lensdash.lens import Lens, align_lens
 from lensdash.metrics import MetricSums, lens_rule
 from lensdash.report_folder import OutputFolder, check_output_folder
 from lensdash.sanitize import html_text, spreadsheet_cell, spreadsheet_safe
-from lensdash.stream import CHUNK_ROWS, Stream, open_stream
 
 #: Files of every report, written together or not at all.
 REPORT_FILES = (
@@ -453,6 +453,8 @@ def report(
     bootstrap_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
     slice_by: str | None = None,
+    max_cells: int | None = DEFAULT_MAX_CELLS,
+    max_classes: int | None = DEFAULT_MAX_CLASSES,
 ) -> Report:
     r"""Stream a predictions file and sum, in one pass, everything the report shows.
 
@@ -479,6 +481,7 @@ def report(
         bootstrap_resamples: resamples of the paired bootstrap of B − A (0 skips it).
         seed: the bootstrap's seed.
         slice_by: a metadata column to slice by: refused, the readers do not supply metadata columns yet.
+        max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
 
     Returns:
         A :class:`Report`.
@@ -519,7 +522,16 @@ def report(
         raise InputError.build("a CUDA device", "none available", fix="Use --device cpu.")
     tree = None if hierarchy is None or isinstance(hierarchy, Hierarchy) else read_hierarchy(hierarchy)
     tree = hierarchy if isinstance(hierarchy, Hierarchy) else tree
-    stream = open_stream(predictions, labels, kind=kind, label_column=label_column, shard=shard, chunk_rows=chunk_rows)
+    stream = open_stream(
+        predictions,
+        labels,
+        kind=kind,
+        label_column=label_column,
+        shard=shard,
+        chunk_rows=chunk_rows,
+        max_cells=max_cells,
+        max_classes=max_classes,
+    )
     names = stream.class_names
     the_lens, notes = _lens(lens, names)
     matrix = the_lens.matrix.to(device=device, dtype=torch.float32)
@@ -529,7 +541,8 @@ def report(
     hierarchy_sums = None if tree is None else HierarchySums(tree, names)
     paired, comparison = None, None
     if compare is not None:
-        paired = _PairedRows.open(compare, predictions, labels, names, kind, label_column, shard, chunk_rows)
+        limits = {"max_cells": max_cells, "max_classes": max_classes}
+        paired = _PairedRows.open(compare, predictions, labels, names, kind, label_column, shard, chunk_rows, limits)
         comparison = Comparison(
             paired.name,
             PairedCounts(),
@@ -579,8 +592,7 @@ def report(
 def _row_sharded(path: str | os.PathLike) -> bool:
     """Parquet and ``.npy`` shares are cut by rows (the same rows for two files of N rows); a CSV's by bytes."""
     with open(path, "rb") as handle:
-        head = handle.read(6)
-    return head[:4] == b"PAR1" or head == b"\x93NUMPY"
+        return file_format(handle.read(8)) in ("parquet", "npy")
 
 
 class _PairedRows:
@@ -613,6 +625,7 @@ class _PairedRows:
         label_column: str | int | None,
         shard: tuple[int, int],
         chunk_rows: int,
+        limits: dict[str, int | None],
     ) -> _PairedRows:
         rank, world = shard
         same_shares = world == 1 or (_row_sharded(predictions) and _row_sharded(path))
@@ -623,6 +636,7 @@ class _PairedRows:
             label_column=label_column,
             shard=shard if same_shares else (0, 1),
             chunk_rows=chunk_rows,
+            **limits,
         )
         order = None
         if stream.class_names != names:
