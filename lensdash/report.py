@@ -168,6 +168,7 @@ class Report:
     """
 
     sums: ClassSums
+    metrics: MetricSums
     class_names: tuple[str, ...]
     lens: Lens
     family: str
@@ -176,7 +177,6 @@ class Report:
     notes: list[str] = field(default_factory=list)
     processes: int = 1
     label_count: int | None = None  # labels in a separate file, checked against the rows once all are read
-    metrics: MetricSums | None = None
     hierarchy: Hierarchy | None = None
     hierarchy_sums: HierarchySums | None = None
     comparison: Comparison | None = None
@@ -196,8 +196,7 @@ class Report:
         A comparison's per-sample differences are appended, so add shares in row order.
         """
         self.sums.add_(other.sums)
-        if self.metrics is not None and other.metrics is not None:
-            self.metrics.add_(other.metrics)
+        self.metrics.add_(other.metrics)
         if self.hierarchy_sums is not None and other.hierarchy_sums is not None:
             self.hierarchy_sums.merge_(other.hierarchy_sums)
         if self.comparison is not None and other.comparison is not None:
@@ -216,9 +215,7 @@ class Report:
         Accuracy, lens-aware accuracy and the lens soft score come from :attr:`metrics` when it is there (the same
         rule, :func:`~lensdash.analysis.lens_hits`, on the same samples as :attr:`sums`).
         """
-        out: dict[str, Any] = dict(self.sums.summary())
-        if self.metrics is not None:
-            out.update(self.metrics.summary())
+        out: dict[str, Any] = {**self.sums.summary(), **self.metrics.summary()}
         if self.hierarchy_sums is not None:
             out["hierarchy"] = self.hierarchy_sums.result()
         out.update(
@@ -237,8 +234,6 @@ class Report:
     def per_class_table(self) -> pd.DataFrame:
         """``per_class.csv``: the losses and accuracies per class, then precision, recall, F1, support and top-k."""
         table = self.sums.per_class_table(self.class_names)
-        if self.metrics is None:
-            return table
         return pd.concat([table, self.metrics.per_class_table(self.class_names).drop(columns="class")], axis=1)
 
     def write(self, out: str | os.PathLike) -> list[Path]:
@@ -266,7 +261,7 @@ class Report:
         _write_csv(self.per_class_table(), folder / "per_class.csv")
         for label, matrix in (("unlensed", grad_u), ("lensed", grad_l), ("difference", grad_l - grad_u)):
             _write_csv(gradient_table(matrix, names).reset_index(), folder / f"gradients_{label}.csv")
-        _write_csv(confusion_frame(self.sums.confusion, names).reset_index(), folder / "confusion.csv")
+        _write_csv(confusion_frame(self.metrics.confusion, names).reset_index(), folder / "confusion.csv")
         (folder / "lens.csv").write_bytes(_lens_csv(self.lens))
         if self.comparison is not None:
             comparison = _json_ready(self.comparison.summary())
@@ -351,7 +346,7 @@ def _html(result: Report, grad_u: Tensor, grad_l: Tensor) -> str:
     shown = [html_text(name) for name in names]
     order, groups, group_kind = result.class_groups()
     difference = grad_l - grad_u
-    confusion = result.sums.confusion
+    confusion = result.metrics.confusion
     off_diagonal = confusion.double() * (1 - torch.eye(len(names), dtype=torch.float64, device=confusion.device))
     shared = figures.pick_classes(difference, groups=groups, order=order)  # one subset for the three panels
     bound = float(max(grad_u[shared][:, shared].abs().max(), grad_l[shared][:, shared].abs().max()))
@@ -371,14 +366,13 @@ def _html(result: Report, grad_u: Tensor, grad_l: Tensor) -> str:
         for matrix, title in ((grad_l, "Class-mean gradient, lensed"), (difference, "Lensed − unlensed")):
             rolled, group_names = figures.rollup(matrix, shown_groups, support=count)
             figs.append(figures.gradient_heatmap(rolled, group_names, f"{title}, by {group_kind}"))
-    if result.metrics is not None:
-        figs.append(
-            figures_eval.reliability_diagram(
-                result.metrics.reliability(),
-                result.metrics.reliability(lensed=True),
-                title="Reliability: top label and lensed prediction",
-            )
+    figs.append(
+        figures_eval.reliability_diagram(
+            result.metrics.reliability(),
+            result.metrics.reliability(lensed=True),
+            title="Reliability: top label and lensed prediction",
         )
+    )
     head = (
         f"<h1>lensdash report: {html_text(result.source)}</h1><p>{s['num_samples']:,} samples × "
         f"{s['num_classes']} classes ({html_text(result.kind)}), {html_text(result.family)}-side lens. "
@@ -574,6 +568,7 @@ def report(
         raise type(exc)(f"{exc} (stopped after reading {rows:,} rows; no report was written)") from None
     return Report(
         sums,
+        metrics,
         names,
         the_lens,
         family,
@@ -582,7 +577,6 @@ def report(
         stream.notes + notes,
         shard[1],
         stream.label_count,
-        metrics=metrics,
         hierarchy=tree,
         hierarchy_sums=hierarchy_sums,
         comparison=comparison,
@@ -741,10 +735,7 @@ def all_reduce(result: Report) -> Report:
     import torch.distributed as dist
 
     device = result.sums.count.device
-    tensors = list(result.sums.tensors())
-    if result.metrics is not None:
-        tensors += result.metrics.tensors()
-    for tensor in tensors:
+    for tensor in [*result.sums.tensors(), *result.metrics.tensors()]:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     if result.hierarchy_sums is not None:
         totals = result.hierarchy_sums.totals.to(device)

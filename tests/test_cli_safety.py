@@ -285,6 +285,7 @@ KILL_SCRIPT = textwrap.dedent(
     import lensdash.report as report_module
     import lensdash.report_folder as folder_module
     from lensdash.analysis import ClassSums, analyze
+    from lensdash.metrics import MetricSums
 
     root = pathlib.Path(sys.argv[1])
     names = ("ant", "bee", "cat")
@@ -315,7 +316,8 @@ KILL_SCRIPT = textwrap.dedent(
     def make(family):
         lens = ld.merge_lens(list(names), [["ant", "bee"]])
         sums = ClassSums.of(analyze(logits, labels, lens, family=family, class_names_=names))
-        return report_module.Report(sums, names, lens, family, "logits", "p.csv")
+        metrics = MetricSums.of(logits, labels, lens)
+        return report_module.Report(sums, metrics, names, lens, family, "logits", "p.csv")
 
 
     old, new = make("target"), make("prediction")
