@@ -566,6 +566,9 @@ def report(
             comparison.rows_b = paired.finish()
     except LensdashError as exc:
         raise type(exc)(f"{exc} (stopped after reading {rows:,} rows; no report was written)") from None
+    finally:
+        if paired is not None:
+            paired.close()  # a CSV stream parses ahead on threads: stop them when A stops first
     return Report(
         sums,
         metrics,
@@ -705,6 +708,12 @@ class _PairedRows:
         index = int(labels[i])
         names = self._names
         return names[int(self._order[index])] if self._order is not None else names[index]
+
+    def close(self) -> None:
+        """Stop reading B (its chunk iterator's threads end)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
     def finish(self) -> int:
         """Rows of B this process answers for: its whole share (same shares), or B's length (the last process).
