@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import torch
 from torch import Tensor
 
-from lensdash import figures, figures_eval
+from lensdash import figures, figures_compare, figures_eval
 from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table, per_class_mean
 from lensdash.compare import (
     BootstrapInterval,
@@ -373,6 +373,8 @@ def _html(result: Report, grad_u: Tensor, grad_l: Tensor) -> str:
             title="Reliability: top label and lensed prediction",
         )
     )
+    if result.comparison is not None:  # the builder escapes the names itself
+        figs.append(figures_compare.per_class_difference_figure(result.comparison.per_class_table(names)))
     head = (
         f"<h1>lensdash report: {html_text(result.source)}</h1><p>{s['num_samples']:,} samples × "
         f"{s['num_classes']} classes ({html_text(result.kind)}), {html_text(result.family)}-side lens. "

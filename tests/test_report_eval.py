@@ -154,7 +154,13 @@ def test_cli_with_hierarchy_and_compare_writes_every_number(files, digits_predic
     want_table["class"] = want_table["class"].astype(int)
     pd.testing.assert_frame_equal(per_class, want_table, rtol=1e-5)
     html = (out / "report.html").read_text()
-    for text in ("Hierarchical metrics", "Confusion by superclass", "Reliability", "Compared with B", "mcnemar_p"):
+    for text in (
+        "Hierarchical metrics",
+        "Confusion by superclass",
+        "Reliability",
+        "Compared with B",
+        "Recall per class",
+    ):
         assert text in html, text
     analysis = analyze(a_logits, labels, lens, class_names_=DIGITS)
     assert summary["lensed_loss"] == pytest.approx(analysis.summary()["lensed_loss"], rel=1e-6)
