@@ -1,10 +1,12 @@
 r"""The app's summary for files of any size: streamed, optionally sharded, written as CSV/JSON and HTML.
 
 Lens convention: row ``i`` of the lens is the target distribution used when the
-true label is ``i``; rows sum to 1. Per-class sums (:class:`~lensdash.analysis.ClassSums`)
-are accumulated chunk by chunk and, under ``torchrun``, added across processes
-with ``all_reduce``; the means are taken once, at the end.
-"""
+true label is ``i``; rows sum to 1. In one pass over the file, chunk by chunk:
+per-class losses and gradients (:class:`~lensdash.analysis.ClassSums`), the
+evaluation metrics (:class:`~lensdash.metrics.MetricSums`), the hierarchical
+metrics (:class:`~lensdash.hierarchy.HierarchySums`) and a second model's paired
+sums (:class:`Comparison`). Under ``torchrun`` every sum is added across
+processes with ``all_reduce``; the means and metrics are taken once, at the end."""
 
 from __future__ import annotations
 
