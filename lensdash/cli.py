@@ -246,9 +246,9 @@ class _Run:
             failed = torch.tensor([0.0 if error is None else 1.0], device=device)
             dist.all_reduce(failed)  # every process must learn that one failed, or the others would wait forever
             others_failed = error is None and failed.item() > 0
-            if failed.item() == 0:
+            if failed.item() == 0 and result is not None:
                 result = all_reduce(result)
-        if error is None and not others_failed:
+        if error is None and not others_failed and result is not None:  # a result whenever nothing failed
             try:
                 check_label_count(result)
                 if self.folder is not None:

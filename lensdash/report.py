@@ -285,7 +285,7 @@ class Report:
         groups = figures.lens_groups(self.lens.matrix)
         if 1 < len(set(groups.tolist())) < len(names):
             order = figures.class_order(names, groups=groups)
-            first = {}
+            first: dict[int, str] = {}
             for index, group in enumerate(groups.tolist()):
                 first.setdefault(group, names[index])
             return [int(i) for i in order], [f"group of {first[g]}" for g in groups.tolist()], "lens group"
