@@ -38,8 +38,15 @@ from lensdash.compare import (
 )
 from lensdash.errors import InputError, LensdashError
 from lensdash.hierarchy import Hierarchy, HierarchySums
-from lensdash.hierarchy_files import read_hierarchy
-from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, Stream, open_stream, read_lens
+from lensdash.io import (
+    CHUNK_ROWS,
+    DEFAULT_MAX_CELLS,
+    DEFAULT_MAX_CLASSES,
+    Stream,
+    open_stream,
+    read_hierarchy,
+    read_lens,
+)
 from lensdash.io._source import file_format
 from lensdash.lens import Lens, align_lens
 from lensdash.metrics import MetricSums, lens_rule
@@ -453,6 +460,8 @@ def report(
     slice_by: str | None = None,
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
+    meta_columns: Sequence[str | int] | None = None,
+    class_names: Sequence[str] | str | os.PathLike | None = None,
 ) -> Report:
     r"""Stream a predictions file and sum, in one pass, everything the report shows.
 
@@ -463,7 +472,7 @@ def report(
     With ``shard=(rank, world)`` only this process's share is read; combine shares with :func:`all_reduce`.
 
     Args:
-        predictions: CSV, Parquet or ``.npy`` path.
+        predictions: CSV, Parquet, ``.npy`` or ``.npz`` path.
         lens: a lens file (CSV, JSON, ``.pt``), a K×K tensor or a :class:`~lensdash.Lens`;
             rows are target distributions, rows sum to 1. Matched to the classes by name.
         labels: a separate labels file (one per prediction row).
@@ -480,6 +489,8 @@ def report(
         seed: the bootstrap's seed.
         slice_by: a metadata column to slice by: refused, the readers do not supply metadata columns yet.
         max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
+        meta_columns: columns kept aside as metadata, as for :func:`~lensdash.io.open_stream` (``--meta-columns``).
+        class_names: names of ``.npy`` / ``.npz`` columns, a list or a file of one name a line (``--class-names``).
 
     Returns:
         A :class:`Report`.
@@ -529,6 +540,8 @@ def report(
         chunk_rows=chunk_rows,
         max_cells=max_cells,
         max_classes=max_classes,
+        meta_columns=meta_columns,
+        class_names=class_names,
     )
     names = stream.class_names
     the_lens, notes = _lens(lens, names)
@@ -539,7 +552,9 @@ def report(
     hierarchy_sums = None if tree is None else HierarchySums(tree, names)
     paired, comparison = None, None
     if compare is not None:
-        limits = {"max_cells": max_cells, "max_classes": max_classes}
+        # B is read as A is: the same limits, metadata columns and names for .npy columns.
+        limits: dict[str, Any] = {"max_cells": max_cells, "max_classes": max_classes, "meta_columns": meta_columns}
+        limits["class_names"] = class_names
         paired = _PairedRows.open(compare, predictions, labels, names, kind, label_column, shard, chunk_rows, limits)
         comparison = Comparison(
             paired.name,
@@ -626,7 +641,7 @@ class _PairedRows:
         label_column: str | int | None,
         shard: tuple[int, int],
         chunk_rows: int,
-        limits: dict[str, int | None],
+        limits: dict[str, Any],
     ) -> _PairedRows:
         rank, world = shard
         same_shares = world == 1 or (_row_sharded(predictions) and _row_sharded(path))
