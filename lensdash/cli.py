@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--slice-by",
         metavar="COLUMN",
-        help="a metadata column to slice by (refused for now: the readers do not supply metadata columns yet)",
+        help="a metadata column (text, id, or named with --meta-columns) to slice by: writes slices.csv",
     )
     rep.add_argument(
         "--max-cells",

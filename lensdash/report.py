@@ -52,6 +52,7 @@ from lensdash.lens import Lens, align_lens
 from lensdash.metrics import MetricSums, lens_rule
 from lensdash.report_folder import OutputFolder, check_output_folder
 from lensdash.sanitize import html_text, spreadsheet_cell, spreadsheet_safe
+from lensdash.slices import SliceAccumulator
 
 #: Files of every report, written together or not at all.
 REPORT_FILES = (
@@ -189,6 +190,7 @@ class Report:
     hierarchy: Hierarchy | None = None
     hierarchy_sums: HierarchySums | None = None
     comparison: Comparison | None = None
+    slices: SliceAccumulator | None = None
 
     @property
     def rows(self) -> int:
@@ -197,7 +199,8 @@ class Report:
     @property
     def files(self) -> tuple[str, ...]:
         """The files this report writes: :data:`REPORT_FILES`, and :data:`COMPARISON_FILES` with a comparison."""
-        return REPORT_FILES + (COMPARISON_FILES if self.comparison is not None else ())
+        extra = (COMPARISON_FILES if self.comparison is not None else ()) + (("slices.csv",) if self.slices else ())
+        return REPORT_FILES + extra
 
     def add_(self, other: Report) -> Report:
         """Add another share's sums in place (the in-process form of :func:`all_reduce`; same classes and lens).
@@ -216,6 +219,8 @@ class Report:
             mine.unlensed_diff += theirs.unlensed_diff
             mine.rows_b += theirs.rows_b
             mine._summary = None
+        if self.slices is not None and other.slices is not None:
+            self.slices.merge(other.slices)
         return self
 
     def summary(self) -> dict:
@@ -276,6 +281,8 @@ class Report:
             comparison = _json_ready(self.comparison.summary())
             (folder / "comparison.json").write_text(json.dumps(comparison, indent=1), encoding="utf-8")
             _write_csv(self.comparison.per_class_table(names), folder / "comparison_per_class.csv")
+        if self.slices is not None:
+            _write_csv(self.slices.result().table, folder / "slices.csv")
         (folder / "report.html").write_text(_html(self, grad_u, grad_l), encoding="utf-8")
         (folder / "summary.json").write_text(json.dumps(self.summary(), indent=1), encoding="utf-8")
 
@@ -487,7 +494,7 @@ def report(
             labels (its own label column, or the same ``labels`` file), the same classes (in any column order).
         bootstrap_resamples: resamples of the paired bootstrap of B − A (0 skips it).
         seed: the bootstrap's seed.
-        slice_by: a metadata column to slice by: refused, the readers do not supply metadata columns yet.
+        slice_by: a metadata column (``meta_columns``, a text or id column) to slice by: ``slices.csv``.
         max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
         meta_columns: columns kept aside as metadata, as for :func:`~lensdash.io.open_stream` (``--meta-columns``).
         class_names: names of ``.npy`` / ``.npz`` columns, a list or a file of one name a line (``--class-names``).
@@ -513,13 +520,6 @@ def report(
             f"a lens family in {sorted(FAMILIES)}",
             repr(family),
             fix="'target' is the seed's loss, 'prediction' the forward correction.",
-        )
-    if slice_by is not None:
-        raise InputError.build(
-            "predictions read with their metadata columns",
-            "readers that do not supply metadata columns yet",
-            where="--slice-by",
-            fix="Leave out --slice-by; it works once the readers keep text and id columns as metadata.",
         )
     if isinstance(bootstrap_resamples, bool) or not isinstance(bootstrap_resamples, int) or bootstrap_resamples < 0:
         raise InputError.build(
@@ -566,6 +566,7 @@ def report(
             seed=seed,
             notes=paired.notes,
         )
+    slices = None if slice_by is None else SliceAccumulator(slice_by)
     rows = 0
     try:
         for chunk in stream.chunks:
@@ -578,6 +579,14 @@ def report(
             if paired is not None and comparison is not None:
                 logits_b = paired.take(chunk.row, targets)
                 comparison.add_(analysis, logits_b.to(device), matrix, family)
+            if slices is not None and slice_by is not None:
+                slices.update(
+                    _slice_values(chunk.metadata, slice_by),
+                    analysis.predicted == targets,
+                    analysis.lens_hit,
+                    analysis.unlensed_loss,
+                    analysis.lensed_loss,
+                )
             rows += len(chunk.labels)
             if progress is not None:
                 progress(chunk.done, stream.total, rows)
@@ -602,7 +611,23 @@ def report(
         hierarchy=tree,
         hierarchy_sums=hierarchy_sums,
         comparison=comparison,
+        slices=slices,
     )
+
+
+def _slice_values(metadata: pd.DataFrame | None, column: str) -> pd.Series:
+    """The chunk's values of the ``--slice-by`` column, or a refusal naming (a few of) the columns kept aside."""
+    kept = [] if metadata is None else [str(c) for c in metadata.columns]
+    if column not in kept:
+        shown = ", ".join(repr(c) for c in kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        raise InputError.build(
+            "a metadata column of the predictions (a text or id column, or one named with --meta-columns)",
+            repr(column),
+            where="--slice-by",
+            fix=f"Pick one of {shown}." if kept else "Name the column with --meta-columns.",
+        )
+    assert metadata is not None
+    return metadata[column]
 
 
 def _row_sharded(path: str | os.PathLike) -> bool:
@@ -787,6 +812,13 @@ def all_reduce(result: Report) -> Report:
         else:
             comparison.lensed_diff, comparison.unlensed_diff = [], []
         comparison._summary = None
+    if result.slices is not None:  # per-value sums of a column whose values no process knows in advance
+        shares: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, result.slices)
+        merged = SliceAccumulator(result.slices.column)
+        for share in shares:
+            merged.merge(share)
+        result.slices = merged
     result.processes = dist.get_world_size()
     return result
 

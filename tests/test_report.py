@@ -247,7 +247,12 @@ def test_torchrun_with_two_cpu_processes_equals_one_process(paths, data, tmp_pat
     frame["label"] = labels.numpy()
     frame.to_parquet(tmp_path / "b.parquet", row_group_size=128)  # A is a CSV: rank 1 reads B from its start
     (tmp_path / "tree.csv").write_text("small,ant\nsmall,bee\nsmall,eel\npets,cat\npets,dog\n")
+    with_site = pd.read_csv(paths["csv"])
+    with_site["site"] = np.array(["north", "south", "east"])[np.arange(N) % 3]  # a text column: metadata
+    with_site.to_csv(tmp_path / "a.csv", index=False)
+    paths = {**paths, "csv": tmp_path / "a.csv"}
     extra = ["--hierarchy", str(tmp_path / "tree.csv"), "--compare", str(tmp_path / "b.parquet")]
+    extra += ["--slice-by", "site"]
     extra += ["--bootstrap-resamples", "200", "--quiet"]
     single, double = tmp_path / "one", tmp_path / "two"
     assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(single), *extra]) == 0
@@ -279,7 +284,7 @@ def test_torchrun_with_two_cpu_processes_equals_one_process(paths, data, tmp_pat
             close = isinstance(value, (float, dict))
             assert two[key] == (pytest.approx(value, rel=1e-9) if close else value), key
     assert one["hierarchy"]["n"] == N and one["hierarchy"]["accuracy@level1"] > one["accuracy"]
-    for name in ("per_class.csv", "comparison_per_class.csv", "confusion.csv"):
+    for name in ("per_class.csv", "comparison_per_class.csv", "confusion.csv", "slices.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(double / name), pd.read_csv(single / name), rtol=1e-9)
     one, two = (json.loads((folder / "comparison.json").read_text()) for folder in (single, double))
     assert one["samples"] == N and one["bootstrap_resamples"] == 200

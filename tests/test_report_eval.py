@@ -23,6 +23,7 @@ from lensdash.compare import comparison_summary, per_class_comparison, top1_corr
 from lensdash.metrics import MetricSums
 from lensdash.report import COMPARISON_FILES, REPORT_FILES, check_label_count, report
 from lensdash.report_folder import MARKER
+from lensdash.slices import slice_table
 
 # CIFAR-like two-level structure over the digits: look-alikes share a superclass.
 SUPERCLASSES = {"round": ["0", "6", "8", "9"], "straight": ["1", "4", "7"], "curly": ["2", "3", "5"]}
@@ -253,8 +254,7 @@ def test_hierarchy_missing_classes_and_slice_by_are_refused_in_one_line(files, t
     )
     assert main([*args, "--slice-by", "site"]) == 2
     err = capsys.readouterr().err
-    assert "--slice-by: expected predictions read with their metadata columns" in err
-    assert "readers that do not supply metadata columns yet" in err
+    assert "--slice-by: expected a metadata column of the predictions" in err and "found 'site'" in err
     assert main([*args, "--bootstrap-resamples", "-1", "--compare", str(files["strong"])]) == 2
     assert "expected a whole number of bootstrap resamples >= 0, found -1" in capsys.readouterr().err
     assert not os.path.exists(out)
@@ -289,3 +289,46 @@ def test_comparison_csv_is_spreadsheet_safe_and_hierarchy_names_are_escaped(tmp_
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in html and "<b>plain</b>" not in html
     assert "&lt;b&gt;plain&lt;/b&gt;" in html  # the per-class table shows the name as text
+
+
+def test_slice_by_a_text_column_equals_slice_table_and_a_pandas_groupby(files, digits_predictions, tmp_path):
+    logits, labels = as_read(digits_predictions["weak"])
+    frame = pd.read_csv(files["weak_csv"])
+    frame["site"] = np.array(["north", "south", "=east"])[np.arange(len(frame)) % 3]
+    path = tmp_path / "with_site.csv"
+    frame.to_csv(path, index=False, float_format="%.9g")
+    lens = digits_lenses()["merge"]
+    parts = [report(path, lens, slice_by="site", shard=(rank, 2)) for rank in range(2)]
+    parts[0].add_(parts[1])  # shares merged as under torchrun
+    got = parts[0].slices.result().table
+    analysis = analyze(logits, labels, lens, class_names_=DIGITS)
+    want = slice_table(
+        pd.Series(frame["site"], name="site"),
+        analysis.predicted == labels,
+        analysis.lens_hit,
+        analysis.unlensed_loss,
+        analysis.lensed_loss,
+    ).table
+    pd.testing.assert_frame_equal(got, want, rtol=1e-6)
+    grouped = pd.DataFrame(
+        {"site": frame["site"], "correct": (analysis.predicted == labels).numpy(), "loss": analysis.lensed_loss}
+    ).groupby("site")
+    by_site = got.set_index("slice")
+    np.testing.assert_allclose(by_site["accuracy"], grouped["correct"].mean()[by_site.index], rtol=1e-12)
+    np.testing.assert_allclose(by_site["lensed_loss"], grouped["loss"].mean()[by_site.index], rtol=1e-5)
+    out = tmp_path / "report"
+    lens_path = tmp_path / "lens.json"
+    ld.save_lens(lens, lens_path)
+    assert (
+        main(["report", str(path), "--lens", str(lens_path), "--slice-by", "site", "--out", str(out), "--quiet"]) == 0
+    )
+    written = pd.read_csv(out / "slices.csv")
+    assert list(written.columns) == [
+        "slice",
+        "count",
+        "accuracy",
+        "lens_aware_accuracy",
+        "unlensed_loss",
+        "lensed_loss",
+    ]
+    assert "'=east" in written["slice"].tolist()  # spreadsheet-safe
