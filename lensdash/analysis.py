@@ -328,14 +328,16 @@ def per_sample_table(analysis: Analysis) -> pd.DataFrame:
 class ClassSums:
     """Per-class sums of an analysis. Sums add across chunks of a file and across processes, so reports stream.
 
-    ``confusion`` is (K, K) counts (row = true class); the per-class sample count and
-    top-1 hits are its row sums and diagonal. ``lens_hit`` and ``lens_score`` are (K,)
-    sums of the lens-aware rule and the lens credit (:func:`lens_hits`,
-    :func:`lens_credit`) per true class; losses are (K,) sums; ``grad_*`` are (K, K)
-    sums of per-sample gradients (row = true class). All float64.
+    ``count`` and ``correct`` are (K,) samples and top-1 hits per true class; ``lens_hit``
+    and ``lens_score`` are (K,) sums of the lens-aware rule and the lens credit
+    (:func:`lens_hits`, :func:`lens_credit`) per true class; losses are (K,) sums;
+    ``grad_*`` are (K, K) sums of per-sample gradients (row = true class). All float64.
+    The K×K confusion counts are :class:`~lensdash.metrics.MetricSums`' (the report
+    holds both), so they are counted and all-reduced once.
     """
 
-    confusion: Tensor
+    count: Tensor
+    correct: Tensor
     lens_hit: Tensor
     lens_score: Tensor
     unlensed: Tensor
@@ -349,14 +351,15 @@ class ClassSums:
             (lambda: torch.zeros(k, dtype=torch.float64, device=device)),
             (lambda: torch.zeros(k, k, dtype=torch.float64, device=device)),
         )
-        return cls(mat(), vec(), vec(), vec(), vec(), mat(), mat())
+        return cls(vec(), vec(), vec(), vec(), vec(), vec(), mat(), mat())
 
     @classmethod
     def of(cls, analysis: Analysis) -> ClassSums:
         labels, k = analysis.labels, analysis.num_classes
         count = torch.bincount(labels, minlength=k).double()
         return cls(
-            analysis.confusion.double(),
+            count,
+            analysis.confusion.diagonal().double(),
             per_class_total(analysis.lens_hit, labels, k),
             per_class_total(analysis.lens_score, labels, k),
             per_class_total(analysis.unlensed_loss, labels, k),
@@ -364,16 +367,6 @@ class ClassSums:
             analysis.grad_unlensed.double() * count.unsqueeze(1),
             analysis.grad_lensed.double() * count.unsqueeze(1),
         )
-
-    @property
-    def count(self) -> Tensor:
-        """(K,) samples per true class."""
-        return self.confusion.sum(dim=1)
-
-    @property
-    def correct(self) -> Tensor:
-        """(K,) top-1 hits per true class."""
-        return self.confusion.diagonal()
 
     def tensors(self) -> list[Tensor]:
         return [getattr(self, f.name) for f in fields(self)]

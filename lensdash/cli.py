@@ -23,7 +23,14 @@ from typing import Any
 from lensdash.errors import InputError, LensdashError
 from lensdash.families import FAMILY_NAMES
 from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, KINDS
-from lensdash.report import OutputFolder, all_reduce, check_label_count, check_output_folder, report
+from lensdash.report import (
+    BOOTSTRAP_RESAMPLES,
+    OutputFolder,
+    all_reduce,
+    check_label_count,
+    check_output_folder,
+    report,
+)
 from lensdash.report_folder import signals_deferred
 
 
@@ -83,6 +90,30 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=CHUNK_ROWS,
         help=f"rows per chunk for Parquet and .npy (default {CHUNK_ROWS:,})",
+    )
+    rep.add_argument(
+        "--hierarchy",
+        metavar="FILE",
+        help="class hierarchy (edge list, ancestor rows or nested JSON): hierarchical metrics, ordered and rolled-up"
+        " views",
+    )
+    rep.add_argument(
+        "--compare",
+        metavar="B",
+        help="a second model's predictions for the same samples (same rows in the same order, same labels):"
+        " writes comparison.json and comparison_per_class.csv",
+    )
+    rep.add_argument(
+        "--bootstrap-resamples",
+        type=int,
+        default=BOOTSTRAP_RESAMPLES,
+        help=f"resamples of the paired bootstrap with --compare (default {BOOTSTRAP_RESAMPLES:,}; 0 skips it)",
+    )
+    rep.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap (default 0)")
+    rep.add_argument(
+        "--slice-by",
+        metavar="COLUMN",
+        help="a metadata column (text, id, or named with --meta-columns) to slice by: writes slices.csv",
     )
     rep.add_argument(
         "--max-cells",
@@ -188,7 +219,11 @@ class _Run:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group(backend="nccl" if args.device == "cuda" else "gloo")
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if args.device == "cuda" and distributed else args.device
-        inputs = [path for path in (args.predictions, args.labels, args.lens, args.class_names) if path]
+        inputs = [
+            path
+            for path in (args.predictions, args.labels, args.lens, args.class_names, args.hierarchy, args.compare)
+            if path
+        ]
         error: LensdashError | None = None
         result = None
         try:
@@ -208,6 +243,11 @@ class _Run:
                 chunk_rows=args.chunk_rows,
                 shard=(rank, world),
                 progress=progress,
+                hierarchy=args.hierarchy,
+                compare=args.compare,
+                bootstrap_resamples=args.bootstrap_resamples,
+                seed=args.seed,
+                slice_by=args.slice_by,
                 max_cells=args.max_cells,
                 max_classes=args.max_classes,
                 meta_columns=args.meta_columns,
@@ -220,9 +260,9 @@ class _Run:
             failed = torch.tensor([0.0 if error is None else 1.0], device=device)
             dist.all_reduce(failed)  # every process must learn that one failed, or the others would wait forever
             others_failed = error is None and failed.item() > 0
-            if failed.item() == 0:
+            if failed.item() == 0 and result is not None:
                 result = all_reduce(result)
-        if error is None and not others_failed:
+        if error is None and not others_failed and result is not None:  # a result whenever nothing failed
             try:
                 check_label_count(result)
                 if self.folder is not None:
@@ -233,6 +273,13 @@ class _Run:
                         f"unlensed loss {s['unlensed_loss']:.4f}, lensed {s['lensed_loss']:.4f} ({args.family}), "
                         f"accuracy {s['accuracy']:.1%}, lens-aware {s['lens_aware_accuracy']:.1%}"
                     )
+                    if result.comparison is not None:
+                        c = result.comparison.summary()
+                        print(
+                            f"compared with {result.comparison.source}: accuracy {c['accuracy_a']:.1%} -> "
+                            f"{c['accuracy_b']:.1%}, {c['a_only_correct']:,} right only in A, "
+                            f"{c['b_only_correct']:,} only in B, McNemar p = {c['mcnemar_p']:.3g}"
+                        )
                     print(f"wrote {len(paths)} files to {args.out}")
             except (LensdashError, OSError, MemoryError) as exc:
                 error = _user_error(exc)

@@ -1,35 +1,60 @@
 r"""The app's summary for files of any size: streamed, optionally sharded, written as CSV/JSON and HTML.
 
 Lens convention: row ``i`` of the lens is the target distribution used when the
-true label is ``i``; rows sum to 1. Per-class sums (:class:`~lensdash.analysis.ClassSums`)
-are accumulated chunk by chunk and, under ``torchrun``, added across processes
-with ``all_reduce``; the means are taken once, at the end.
-"""
+true label is ``i``; rows sum to 1. In one pass over the file, chunk by chunk:
+per-class losses and gradients (:class:`~lensdash.analysis.ClassSums`), the
+evaluation metrics (:class:`~lensdash.metrics.MetricSums`), the hierarchical
+metrics (:class:`~lensdash.hierarchy.HierarchySums`) and a second model's paired
+sums (:class:`Comparison`). Under ``torchrun`` every sum is added across
+processes with ``all_reduce``; the means and metrics are taken once, at the end."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import torch
+from torch import Tensor
 
-from lensdash import figures
-from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table
+from lensdash import figures, figures_compare, figures_eval
+from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table, per_class_mean
+from lensdash.compare import (
+    BootstrapInterval,
+    PairedCounts,
+    comparison_from_counts,
+    paired_bootstrap,
+    paired_counts,
+    top1_correct,
+)
 from lensdash.errors import InputError, LensdashError
-from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, open_stream, read_lens
+from lensdash.hierarchy import Hierarchy, HierarchySums
+from lensdash.io import (
+    CHUNK_ROWS,
+    DEFAULT_MAX_CELLS,
+    DEFAULT_MAX_CLASSES,
+    Stream,
+    open_stream,
+    read_hierarchy,
+    read_lens,
+)
+from lensdash.io._source import file_format
 from lensdash.lens import Lens, align_lens
+from lensdash.metrics import MetricSums, lens_rule
 from lensdash.report_folder import OutputFolder, check_output_folder
 from lensdash.sanitize import html_text, spreadsheet_cell, spreadsheet_safe
+from lensdash.slices import SliceAccumulator
 
-#: Files of a report, written together or not at all.
+#: Files of every report, written together or not at all.
 REPORT_FILES = (
     "summary.json",
     "per_class.csv",
@@ -40,17 +65,120 @@ REPORT_FILES = (
     "lens.csv",
     "report.html",
 )
+#: Files a report with a second model (``--compare``) adds.
+COMPARISON_FILES = ("comparison.json", "comparison_per_class.csv")
+#: Bootstrap resamples of the paired loss difference (``--bootstrap-resamples``).
+BOOTSTRAP_RESAMPLES = 1000
 
-__all__ = ["REPORT_FILES", "OutputFolder", "Report", "all_reduce", "check_label_count", "check_output_folder", "report"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "COMPARISON_FILES",
+    "REPORT_FILES",
+    "Comparison",
+    "OutputFolder",
+    "Report",
+    "all_reduce",
+    "check_label_count",
+    "check_output_folder",
+    "report",
+]
 
 Progress = Callable[[int, int, int], None]  # (units done, units total, rows read)
+
+# Rows of Comparison.per_class: sums per true class.
+_PER_CLASS_ROWS = ("count", "correct_a", "correct_b", "lensed_a", "lensed_b")
+
+
+@dataclass
+class Comparison:
+    r"""Paired sums of a second model B on the same samples as A (matched by row order), streamed and sharded.
+
+    Differences are B − A. ``counts`` and ``per_class`` are sums over samples, so chunks and processes add up
+    exactly (``all_reduce``). The paired bootstrap needs the per-sample differences
+    :math:`d_n = \ell^B_n - \ell^A_n`: one float64 per sample and loss is kept (``lensed_diff``,
+    ``unlensed_diff``, in row order) and, under ``torchrun``, gathered on rank 0 in rank order, so the interval is
+    the one :func:`~lensdash.compare.paired_bootstrap` gives on the whole data in one process.
+
+    Correctness is top-1 (:func:`~lensdash.compare.top1_correct`), as :func:`~lensdash.compare.comparison_summary`.
+    """
+
+    source: str
+    counts: PairedCounts
+    per_class: Tensor  # (5, K) float64: _PER_CLASS_ROWS
+    lensed_diff: list[Tensor]
+    unlensed_diff: list[Tensor]
+    rows_b: int = 0  # rows of B this process read to the end of (see _PairedRows.finish); summed across processes
+    resamples: int = BOOTSTRAP_RESAMPLES
+    seed: int = 0
+    notes: list[str] = field(default_factory=list)
+    _summary: dict | None = field(default=None, repr=False)
+
+    def add_(self, analysis_a: Any, logits_b: Tensor, lens: Tensor, family: str) -> None:
+        """Add one chunk: A's :class:`~lensdash.analysis.Analysis` and B's logits for the same rows."""
+        labels = analysis_a.labels
+        with torch.no_grad():
+            lensed_b = FAMILIES[family](logits_b, labels, lens, reduction="none")
+            unlensed_b = torch.nn.functional.cross_entropy(logits_b, labels, reduction="none")
+        correct_a, correct_b = analysis_a.predicted == labels, top1_correct(logits_b, labels)
+        self.counts = self.counts + paired_counts(
+            correct_a,
+            correct_b,
+            unlensed_a=analysis_a.unlensed_loss,
+            unlensed_b=unlensed_b,
+            lensed_a=analysis_a.lensed_loss,
+            lensed_b=lensed_b,
+        )
+        values = (torch.ones_like(lensed_b), correct_a, correct_b, analysis_a.lensed_loss, lensed_b)
+        for index, value in enumerate(values):
+            self.per_class[index].index_add_(0, labels, value.double().to(self.per_class.device))
+        self.lensed_diff.append(lensed_b.detach().double().cpu() - analysis_a.lensed_loss.detach().double().cpu())
+        self.unlensed_diff.append(unlensed_b.detach().double().cpu() - analysis_a.unlensed_loss.detach().double().cpu())
+
+    def summary(self) -> dict[str, Any]:
+        """The ``comparison.json`` dict (:func:`~lensdash.compare.comparison_from_counts`), bootstrap included.
+
+        The bootstrap runs once (N × resamples draws) and the result is kept.
+        """
+        if self._summary is None:
+            intervals: dict[str, BootstrapInterval | None] = {"lensed": None, "unlensed": None}
+            if self.resamples and self.counts.samples:
+                for kind, parts in (("lensed", self.lensed_diff), ("unlensed", self.unlensed_diff)):
+                    diff = torch.cat(parts)
+                    # paired_bootstrap takes d = b - a; with a = 0 it gets the stored differences exactly.
+                    intervals[kind] = paired_bootstrap(
+                        torch.zeros_like(diff), diff, resamples=self.resamples, seed=self.seed
+                    )
+            out = comparison_from_counts(
+                self.counts, lensed_diff_interval=intervals["lensed"], unlensed_diff_interval=intervals["unlensed"]
+            )
+            self._summary = {**out, "source_b": self.source, "correct": "top-1", "notes": self.notes}
+        return self._summary
+
+    def per_class_table(self, names: Sequence[str]) -> pd.DataFrame:
+        """One row per true class, as :func:`~lensdash.compare.per_class_comparison` with the lensed losses."""
+        count, correct_a, correct_b, lensed_a, lensed_b = self.per_class.cpu()
+        frame = pd.DataFrame({"class": list(names), "count": count.long().numpy()})
+        frame["recall_a"] = per_class_mean(correct_a, count).numpy()
+        frame["recall_b"] = per_class_mean(correct_b, count).numpy()
+        frame["recall_diff"] = frame["recall_b"] - frame["recall_a"]
+        frame["lensed_loss_a"] = per_class_mean(lensed_a, count).numpy()
+        frame["lensed_loss_b"] = per_class_mean(lensed_b, count).numpy()
+        frame["lensed_loss_diff"] = frame["lensed_loss_b"] - frame["lensed_loss_a"]
+        return frame
 
 
 @dataclass
 class Report:
-    """Sums over every sample read, and what they describe."""
+    """Sums over every sample read, and what they describe.
+
+    ``sums`` holds the losses and gradients per class (the app's analysis); ``metrics`` the evaluation
+    (accuracies, per-class precision / recall / F1, top-k, calibration, plain and lensed); ``hierarchy_sums`` the
+    hierarchical metrics when a hierarchy is given; ``comparison`` a second model's paired sums. Each is a sum
+    over samples, added across chunks and processes.
+    """
 
     sums: ClassSums
+    metrics: MetricSums
     class_names: tuple[str, ...]
     lens: Lens
     family: str
@@ -59,26 +187,71 @@ class Report:
     notes: list[str] = field(default_factory=list)
     processes: int = 1
     label_count: int | None = None  # labels in a separate file, checked against the rows once all are read
+    hierarchy: Hierarchy | None = None
+    hierarchy_sums: HierarchySums | None = None
+    comparison: Comparison | None = None
+    slices: SliceAccumulator | None = None
 
     @property
     def rows(self) -> int:
         return int(self.sums.count.sum())
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files this report writes: :data:`REPORT_FILES`, and :data:`COMPARISON_FILES` with a comparison."""
+        extra = (COMPARISON_FILES if self.comparison is not None else ()) + (("slices.csv",) if self.slices else ())
+        return REPORT_FILES + extra
+
+    def add_(self, other: Report) -> Report:
+        """Add another share's sums in place (the in-process form of :func:`all_reduce`; same classes and lens).
+
+        A comparison's per-sample differences are appended, so add shares in row order.
+        """
+        self.sums.add_(other.sums)
+        self.metrics.add_(other.metrics)
+        if self.hierarchy_sums is not None and other.hierarchy_sums is not None:
+            self.hierarchy_sums.merge_(other.hierarchy_sums)
+        if self.comparison is not None and other.comparison is not None:
+            mine, theirs = self.comparison, other.comparison
+            mine.counts = mine.counts + theirs.counts
+            mine.per_class.add_(theirs.per_class)
+            mine.lensed_diff += theirs.lensed_diff
+            mine.unlensed_diff += theirs.unlensed_diff
+            mine.rows_b += theirs.rows_b
+            mine._summary = None
+        if self.slices is not None and other.slices is not None:
+            self.slices.merge(other.slices)
+        return self
+
     def summary(self) -> dict:
-        """The headline numbers (as the app's metrics) and what produced them."""
-        return {
-            **self.sums.summary(),
-            "family": self.family,
-            "kind": self.kind,
-            "source": self.source,
-            "class_names": list(self.class_names),
-            "processes": self.processes,
-            "notes": self.notes,
-            "complete": True,
-        }
+        """The headline numbers (as the app's metrics) and what produced them; NaN is written as ``null``.
+
+        Accuracy, lens-aware accuracy and the lens soft score come from :attr:`metrics` when it is there (the same
+        rule, :func:`~lensdash.analysis.lens_hits`, on the same samples as :attr:`sums`).
+        """
+        out: dict[str, Any] = {**self.sums.summary(), **self.metrics.summary()}
+        if self.hierarchy_sums is not None:
+            out["hierarchy"] = self.hierarchy_sums.result()
+        out.update(
+            {
+                "family": self.family,
+                "kind": self.kind,
+                "source": self.source,
+                "class_names": list(self.class_names),
+                "processes": self.processes,
+                "notes": self.notes,
+                "complete": True,
+            }
+        )
+        return _json_ready(out)
+
+    def per_class_table(self) -> pd.DataFrame:
+        """``per_class.csv``: the losses and accuracies per class, then precision, recall, F1, support and top-k."""
+        table = self.sums.per_class_table(self.class_names)
+        return pd.concat([table, self.metrics.per_class_table(self.class_names).drop(columns="class")], axis=1)
 
     def write(self, out: str | os.PathLike) -> list[Path]:
-        """Write :data:`REPORT_FILES` into ``out``, replacing only a previous lensdash report, crash-safely.
+        """Write :attr:`files` into ``out``, replacing only a previous lensdash report, crash-safely.
 
         See :class:`OutputFolder` for what may be replaced and how. Returns the paths written.
 
@@ -92,40 +265,164 @@ class Report:
             folder.discard()
 
     def write_files(self, folder: Path) -> None:
-        """Write :data:`REPORT_FILES` into an existing ``folder`` (no marker, no replacement: see :meth:`write`).
+        """Write :attr:`files` into an existing ``folder`` (no marker, no replacement: see :meth:`write`).
 
         Names from the files are data: they are HTML-escaped in ``report.html`` (and in the figures' labels, which
         plotly reads as a small HTML subset) and made spreadsheet-safe in every CSV.
         """
         names = self.class_names
         grad_u, grad_l = self.sums.class_mean_gradients()
-        _write_csv(self.sums.per_class_table(names), folder / "per_class.csv")
+        _write_csv(self.per_class_table(), folder / "per_class.csv")
         for label, matrix in (("unlensed", grad_u), ("lensed", grad_l), ("difference", grad_l - grad_u)):
             _write_csv(gradient_table(matrix, names).reset_index(), folder / f"gradients_{label}.csv")
-        _write_csv(confusion_frame(self.sums.confusion, names).reset_index(), folder / "confusion.csv")
+        _write_csv(confusion_frame(self.metrics.confusion, names).reset_index(), folder / "confusion.csv")
         (folder / "lens.csv").write_bytes(_lens_csv(self.lens))
-        bound = float(max(grad_u.abs().max(), grad_l.abs().max()))
-        # Raw names: the figure builders escape them for plotly's HTML labels (escaping here too would show "&lt;").
-        figs = [
-            figures.gradient_heatmap(grad_u, names, "Class-mean gradient, unlensed", zmax=bound),
-            figures.gradient_heatmap(grad_l, names, "Class-mean gradient, lensed", zmax=bound),
-            figures.gradient_heatmap(grad_l - grad_u, names, "Lensed − unlensed"),
-            figures.confusion_heatmap(self.sums.confusion, names),
-        ]
-        s = self.summary()
-        head = (
-            f"<h1>lensdash report: {html_text(self.source)}</h1><p>{s['num_samples']:,} samples × "
-            f"{s['num_classes']} classes ({html_text(self.kind)}), {html_text(self.family)}-side lens. "
-            f"Unlensed loss {s['unlensed_loss']:.4f}, lensed {s['lensed_loss']:.4f}, "
-            f"accuracy {s['accuracy']:.1%}, lens-aware accuracy {s['lens_aware_accuracy']:.1%}.</p>"
+        if self.comparison is not None:
+            comparison = _json_ready(self.comparison.summary())
+            (folder / "comparison.json").write_text(json.dumps(comparison, indent=1), encoding="utf-8")
+            _write_csv(self.comparison.per_class_table(names), folder / "comparison_per_class.csv")
+        if self.slices is not None:
+            _write_csv(self.slices.result().table, folder / "slices.csv")
+        (folder / "report.html").write_text(_html(self, grad_u, grad_l), encoding="utf-8")
+        (folder / "summary.json").write_text(json.dumps(self.summary(), indent=1), encoding="utf-8")
+
+    def class_groups(self) -> tuple[list[int] | None, list[str] | None, str]:
+        """Display order of the classes, a group per class and what the groups are, for the ordered views.
+
+        The hierarchy's depth-first order and level-1 ancestors when there is one; else the lens's groups
+        (:func:`~lensdash.figures.lens_groups`) when it has more than one and fewer than K; else no order.
+        """
+        names = list(self.class_names)
+        if self.hierarchy is not None:
+            order = figures.class_order(names, hierarchy=self.hierarchy)
+            return [int(i) for i in order], [str(g) for g in self.hierarchy.ancestor_at(1, names)], "superclass"
+        groups = figures.lens_groups(self.lens.matrix)
+        if 1 < len(set(groups.tolist())) < len(names):
+            order = figures.class_order(names, groups=groups)
+            first: dict[int, str] = {}
+            for index, group in enumerate(groups.tolist()):
+                first.setdefault(group, names[index])
+            return [int(i) for i in order], [f"group of {first[g]}" for g in groups.tolist()], "lens group"
+        return None, None, ""
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN and infinities as ``None`` (JSON has no NaN), recursively; tuples as lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return html_text(str(value))
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"
+
+
+def _table(rows: Sequence[tuple[str, Any]], caption: str) -> str:
+    """A two-column HTML table of (name, value); names and values escaped."""
+    body = "".join(f"<tr><th>{html_text(name)}</th><td>{_number(value)}</td></tr>" for name, value in rows)
+    return f"<h2>{html_text(caption)}</h2><table class='kv'>{body}</table>"
+
+
+_SUMMARY_ROWS = (
+    ("accuracy", "top-1 accuracy"),
+    ("lens_aware_accuracy", "lens-aware accuracy (C[y, ŷ] ≥ ½ max C[y])"),
+    ("lens_soft_score", "lens soft score (mean C[y, ŷ] / max C[y])"),
+    ("macro_precision", "macro precision"),
+    ("macro_recall", "macro recall"),
+    ("macro_f1", "macro F1"),
+    ("weighted_f1", "weighted F1"),
+    ("ece", "expected calibration error (15 bins, L1)"),
+    ("mce", "maximum calibration error"),
+    ("lensed_accuracy", "lensed prediction's accuracy"),
+    ("lensed_ece", "lensed calibration error (ECE)"),
+    ("lensed_mce", "lensed maximum calibration error"),
+    ("unlensed_loss", "unlensed loss"),
+    ("lensed_loss", "lensed loss"),
+)
+
+
+def _html(result: Report, grad_u: Tensor, grad_l: Tensor) -> str:
+    """``report.html``: headline, metric tables, ordered and rolled-up heatmaps, reliability diagram, per-class table.
+
+    Every name from the files is escaped (:func:`~lensdash.sanitize.html_text`) in the tables; the figure builders
+    escape the names in their labels themselves (plotly reads labels as a small HTML subset), so they get raw names.
+    """
+    names = result.class_names
+    s = result.summary()
+    order, groups, group_kind = result.class_groups()
+    difference = grad_l - grad_u
+    confusion = result.metrics.confusion
+    off_diagonal = confusion.double() * (1 - torch.eye(len(names), dtype=torch.float64, device=confusion.device))
+    shared = figures.pick_classes(difference, groups=groups, order=order)  # one subset for the three panels
+    bound = float(max(grad_u[shared][:, shared].abs().max(), grad_l[shared][:, shared].abs().max()))
+    figs = [
+        figures.gradient_heatmap(grad_u, names, "Class-mean gradient, unlensed", zmax=bound, subset=shared),
+        figures.gradient_heatmap(grad_l, names, "Class-mean gradient, lensed", zmax=bound, subset=shared),
+        figures.gradient_heatmap(difference, names, "Lensed − unlensed", subset=shared),
+        figures.confusion_heatmap(
+            confusion, names, subset=figures.pick_classes(off_diagonal, groups=groups, order=order), diagonal=False
+        ),
+    ]
+    if groups is not None:
+        rolled, group_names = figures.rollup(confusion, groups)
+        figs.append(figures.confusion_heatmap(rolled, group_names, diagonal=False, title=f"Confusion by {group_kind}"))
+        count = result.sums.count
+        for matrix, title in ((grad_l, "Class-mean gradient, lensed"), (difference, "Lensed − unlensed")):
+            rolled, group_names = figures.rollup(matrix, groups, support=count)
+            figs.append(figures.gradient_heatmap(rolled, group_names, f"{title}, by {group_kind}"))
+    figs.append(
+        figures_eval.reliability_diagram(
+            result.metrics.reliability(),
+            result.metrics.reliability(lensed=True),
+            title="Reliability: top label and lensed prediction",
         )
-        body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs))
-        (folder / "report.html").write_text(
-            "<!doctype html><html><head><meta charset='utf-8'><title>lensdash report</title></head>"
-            f"<body>{head}{body}</body></html>",
-            encoding="utf-8",
+    )
+    if result.comparison is not None:  # the builder escapes the names itself
+        figs.append(figures_compare.per_class_difference_figure(result.comparison.per_class_table(names)))
+    head = (
+        f"<h1>lensdash report: {html_text(result.source)}</h1><p>{s['num_samples']:,} samples × "
+        f"{s['num_classes']} classes ({html_text(result.kind)}), {html_text(result.family)}-side lens. "
+        f"Unlensed loss {s['unlensed_loss']:.4f}, lensed {s['lensed_loss']:.4f}, "
+        f"accuracy {s['accuracy']:.1%}, lens-aware accuracy {s['lens_aware_accuracy']:.1%}.</p>"
+    )
+    top_k = s.get("top_k")
+    rows = [(label, s[key]) for key, label in _SUMMARY_ROWS if key in s]
+    if top_k is not None:
+        rows.insert(1, (f"top-{top_k} accuracy", s.get(f"top{top_k}_accuracy")))
+    tables = _table(rows, "Metrics")
+    if "hierarchy" in s:
+        tables += _table(list(s["hierarchy"].items()), "Hierarchical metrics")
+    if result.comparison is not None:
+        comparison = _json_ready(result.comparison.summary())
+        tables += _table(
+            [(key, value) for key, value in comparison.items() if key != "notes"],
+            f"Compared with B ({result.comparison.source}), B − A",
         )
-        (folder / "summary.json").write_text(json.dumps(s, indent=1), encoding="utf-8")
+    if order is not None:
+        tables += f"<p>Classes ordered by {html_text(group_kind)}; roll-ups sum each {html_text(group_kind)}.</p>"
+    body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs))
+    per_class = result.per_class_table()
+    if order is not None:
+        per_class = per_class.iloc[order]
+    per_class_html = per_class.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="–")
+    style = (
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+        "th,td{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}th{text-align:left}</style>"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>lensdash report</title>{style}</head>"
+        f"<body>{head}{tables}{body}<h2>Per class</h2>{per_class_html}</body></html>"
+    )
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -161,15 +458,23 @@ def report(
     chunk_rows: int = CHUNK_ROWS,
     shard: tuple[int, int] = (0, 1),
     progress: Progress | None = None,
+    hierarchy: str | os.PathLike | Hierarchy | None = None,
+    compare: str | os.PathLike | None = None,
+    bootstrap_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    slice_by: str | None = None,
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
     meta_columns: Sequence[str | int] | None = None,
     class_names: Sequence[str] | str | os.PathLike | None = None,
 ) -> Report:
-    r"""Stream a predictions file and sum, per true class, what :func:`~lensdash.analysis.analyze` computes.
+    r"""Stream a predictions file and sum, in one pass, everything the report shows.
 
-    Memory is bounded by one chunk, not by the file. With ``shard=(rank, world)``
-    only this process's share is read; combine shares with :func:`all_reduce`.
+    Per chunk: what :func:`~lensdash.analysis.analyze` computes (losses, gradients per class), the evaluation
+    metrics (:class:`~lensdash.metrics.MetricSums`), the hierarchical metrics
+    (:class:`~lensdash.hierarchy.HierarchySums`) and a second model's paired sums (:class:`Comparison`). Memory is
+    bounded by one chunk, not by the file (plus 16 bytes per sample with ``compare``, for the paired bootstrap).
+    With ``shard=(rank, world)`` only this process's share is read; combine shares with :func:`all_reduce`.
 
     Args:
         predictions: CSV, Parquet, ``.npy`` or ``.npz`` path.
@@ -182,6 +487,12 @@ def report(
         chunk_rows: rows per chunk for Parquet and ``.npy``.
         shard: (rank, world size).
         progress: called after each chunk with (done, total, rows read).
+        hierarchy: a hierarchy file (:func:`~lensdash.read_hierarchy`) or a :class:`~lensdash.Hierarchy`.
+        compare: predictions of a second model B for the same samples in the same row order, with the same
+            labels (its own label column, or the same ``labels`` file), the same classes (in any column order).
+        bootstrap_resamples: resamples of the paired bootstrap of B − A (0 skips it).
+        seed: the bootstrap's seed.
+        slice_by: a metadata column (``meta_columns``, a text or id column) to slice by: ``slices.csv``.
         max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
         meta_columns: columns kept aside as metadata, as for :func:`~lensdash.io.open_stream` (``--meta-columns``).
         class_names: names of ``.npy`` / ``.npz`` columns, a list or a file of one name a line (``--class-names``).
@@ -190,7 +501,8 @@ def report(
         A :class:`Report`.
 
     Raises:
-        InputError: bad files, with the row, and how many rows were read before it.
+        InputError: bad files, with the row, and how many rows were read before it; B's rows, labels or classes
+            that are not A's.
         LensError: a lens that is not valid for these classes.
 
     Example:
@@ -198,8 +510,8 @@ def report(
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "p.csv"
         >>> _ = path.write_text("a,b,label\n0.9,0.1,a\n0.2,0.8,b\n")
         >>> r = report(path, torch.eye(2))
-        >>> round(r.summary()["unlensed_loss"], 4), r.rows
-        (0.1643, 2)
+        >>> round(r.summary()["unlensed_loss"], 4), r.rows, r.summary()["ece"] is not None
+        (0.1643, 2, True)
     """
     if family not in FAMILIES:
         raise InputError.build(
@@ -207,8 +519,16 @@ def report(
             repr(family),
             fix="'target' is the seed's loss, 'prediction' the forward correction.",
         )
+    if isinstance(bootstrap_resamples, bool) or not isinstance(bootstrap_resamples, int) or bootstrap_resamples < 0:
+        raise InputError.build(
+            "a whole number of bootstrap resamples >= 0",
+            repr(bootstrap_resamples),
+            fix=f"{BOOTSTRAP_RESAMPLES} is the default; 0 skips the interval.",
+        )
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError.build("a CUDA device", "none available", fix="Use --device cpu.")
+    tree = None if hierarchy is None or isinstance(hierarchy, Hierarchy) else read_hierarchy(hierarchy)
+    tree = hierarchy if isinstance(hierarchy, Hierarchy) else tree
     stream = open_stream(
         predictions,
         labels,
@@ -224,22 +544,230 @@ def report(
     names = stream.class_names
     the_lens, notes = _lens(lens, names)
     matrix = the_lens.matrix.to(device=device, dtype=torch.float32)
+    rule = lens_rule(the_lens.matrix, len(names)).to(device)
     sums = ClassSums.zeros(len(names), device)
+    metrics = MetricSums.zeros(len(names), device=device)
+    hierarchy_sums = None if tree is None else HierarchySums(tree, names)
+    paired, comparison = None, None
+    if compare is not None:
+        # B is read as A is: the same limits, metadata columns and names for .npy columns.
+        limits: dict[str, Any] = {"max_cells": max_cells, "max_classes": max_classes, "meta_columns": meta_columns}
+        limits["class_names"] = class_names
+        paired = _PairedRows.open(compare, predictions, labels, names, kind, label_column, shard, chunk_rows, limits)
+        comparison = Comparison(
+            paired.name,
+            PairedCounts(),
+            torch.zeros(len(_PER_CLASS_ROWS), len(names), dtype=torch.float64, device=device),
+            [],
+            [],
+            resamples=bootstrap_resamples,
+            seed=seed,
+            notes=paired.notes,
+        )
+    slices = None if slice_by is None else SliceAccumulator(slice_by)
     rows = 0
     try:
         for chunk in stream.chunks:
-            analysis = analyze(
-                chunk.logits.to(device), chunk.labels.to(device), matrix, family=family, class_names_=names
-            )
+            logits, targets = chunk.logits.to(device), chunk.labels.to(device)
+            analysis = analyze(logits, targets, matrix, family=family, class_names_=names)
             sums.add_(ClassSums.of(analysis))
+            metrics.update(logits, targets, rule)
+            if hierarchy_sums is not None:
+                hierarchy_sums.add_(chunk.logits, chunk.labels)
+            if paired is not None and comparison is not None:
+                logits_b = paired.take(chunk.row, targets)
+                comparison.add_(analysis, logits_b.to(device), matrix, family)
+            if slices is not None and slice_by is not None:
+                slices.update(
+                    _slice_values(chunk.metadata, slice_by),
+                    analysis.predicted == targets,
+                    analysis.lens_hit,
+                    analysis.unlensed_loss,
+                    analysis.lensed_loss,
+                )
             rows += len(chunk.labels)
             if progress is not None:
                 progress(chunk.done, stream.total, rows)
+        if paired is not None and comparison is not None:
+            comparison.rows_b = paired.finish()
     except LensdashError as exc:
         raise type(exc)(f"{exc} (stopped after reading {rows:,} rows; no report was written)") from None
+    finally:
+        if paired is not None:
+            paired.close()  # a CSV stream parses ahead on threads: stop them when A stops first
     return Report(
-        sums, names, the_lens, family, stream.kind, stream.name, stream.notes + notes, shard[1], stream.label_count
+        sums,
+        metrics,
+        names,
+        the_lens,
+        family,
+        stream.kind,
+        stream.name,
+        stream.notes + notes,
+        shard[1],
+        stream.label_count,
+        hierarchy=tree,
+        hierarchy_sums=hierarchy_sums,
+        comparison=comparison,
+        slices=slices,
     )
+
+
+def _slice_values(metadata: pd.DataFrame | None, column: str) -> pd.Series:
+    """The chunk's values of the ``--slice-by`` column, or a refusal naming (a few of) the columns kept aside."""
+    kept = [] if metadata is None else [str(c) for c in metadata.columns]
+    if column not in kept:
+        shown = ", ".join(repr(c) for c in kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        raise InputError.build(
+            "a metadata column of the predictions (a text or id column, or one named with --meta-columns)",
+            repr(column),
+            where="--slice-by",
+            fix=f"Pick one of {shown}." if kept else "Name the column with --meta-columns.",
+        )
+    assert metadata is not None
+    return metadata[column]
+
+
+def _row_sharded(path: str | os.PathLike) -> bool:
+    """Parquet and ``.npy`` shares are cut by rows (the same rows for two files of N rows); a CSV's by bytes."""
+    with open(path, "rb") as handle:
+        return file_format(handle.read(8)) in ("parquet", "npy")
+
+
+class _PairedRows:
+    """B's rows for A's chunks, by row number: whatever B's chunk sizes are, :meth:`take` returns A's rows.
+
+    Under ``torchrun`` B is read with A's shard when both files are cut into shares by rows (Parquet, ``.npy``);
+    otherwise (a CSV is cut by bytes, so its shares are not another file's) each process reads B from the start
+    and skips the rows before its own, which costs reading B's earlier rows but keeps the pairing exact.
+    """
+
+    def __init__(self, stream: Stream, order: Tensor | None, *, whole_file: bool, to_end: bool) -> None:
+        self.name, self.notes = stream.name, list(stream.notes)
+        self.label_count = stream.label_count
+        self._names = stream.class_names
+        self._chunks = iter(stream.chunks)
+        self._order = order
+        self._whole_file, self._to_end = whole_file, to_end
+        self._current: Any = None
+        self._rows_seen = 0  # rows of B's chunks seen, skipped ones included
+        self._end = 0  # one past the last row of B seen
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        predictions: str | os.PathLike,
+        labels: str | os.PathLike | None,
+        names: tuple[str, ...],
+        kind: str,
+        label_column: str | int | None,
+        shard: tuple[int, int],
+        chunk_rows: int,
+        limits: dict[str, Any],
+    ) -> _PairedRows:
+        rank, world = shard
+        same_shares = world == 1 or (_row_sharded(predictions) and _row_sharded(path))
+        stream = open_stream(
+            path,
+            labels,
+            kind=kind,
+            label_column=label_column,
+            shard=shard if same_shares else (0, 1),
+            chunk_rows=chunk_rows,
+            **limits,
+        )
+        order = None
+        if stream.class_names != names:
+            position = {name: index for index, name in enumerate(stream.class_names)}
+            lost = [name for name in names if name not in position]
+            extra = [name for name in stream.class_names if name not in set(names)]
+            if lost or extra or len(stream.class_names) != len(names):
+                shown = ", ".join(repr(n) for n in (lost or extra)[:5])
+                more = len(lost or extra) - 5
+                raise InputError.build(
+                    f"the same {len(names):,} classes as the predictions",
+                    f"{len(stream.class_names):,} classes"
+                    + (f"; {'missing' if lost else 'not in the predictions'}: {shown}" if shown else "")
+                    + (f" and {more:,} more" if more > 0 else ""),
+                    where=f"{stream.name} (--compare)",
+                    fix="Compare two models' predictions over the same classes.",
+                )
+            order = torch.tensor([position[name] for name in names])
+        return cls(stream, order, whole_file=not same_shares or world == 1, to_end=same_shares or rank == world - 1)
+
+    def take(self, row: int, labels: Tensor) -> Tensor:
+        """B's logits for rows ``row .. row + len(labels) - 1`` (A's columns order), checking B's labels equal A's.
+
+        Raises:
+            InputError: B ends before, or its rows do not continue where A's are, or a label differs.
+        """
+        n = len(labels)
+        start, stop = row, row + n
+        parts, part_labels = [], []
+        while start < stop:
+            if self._current is None:
+                self._current = next(self._chunks, None)
+                if self._current is None:
+                    raise InputError.build(
+                        f"at least {stop:,} rows (as many as the predictions)",
+                        f"{self._end:,}",
+                        where=f"{self.name} (--compare)",
+                        fix="Give the second model's predictions for the same samples, in the same order.",
+                    )
+                self._rows_seen += len(self._current.labels)
+                self._end = max(self._end, self._current.row + len(self._current.labels))
+            first, count = self._current.row, len(self._current.labels)
+            if first + count <= start:  # rows before this process's share (or already taken)
+                self._current = None
+                continue
+            if first > start:
+                raise InputError.build(
+                    f"row {start + 1:,} next",
+                    f"row {first + 1:,}",
+                    where=f"{self.name} (--compare)",
+                    fix="Give the second model's predictions for the same samples, in the same order.",
+                )
+            lo, hi = start - first, min(first + count, stop) - first
+            parts.append(self._current.logits[lo:hi])
+            part_labels.append(self._current.labels[lo:hi])
+            start = first + hi
+            if hi == count:
+                self._current = None
+        logits, labels_b = torch.cat(parts), torch.cat(part_labels).to(labels.device)
+        differ = torch.nonzero(labels_b != labels).flatten()
+        if differ.numel():
+            i = int(differ[0])
+            raise InputError.build(
+                f"the predictions' label {self._names_of(labels, i)!r} (the same samples in the same order)",
+                repr(self._names_of(labels_b, i)),
+                where=f"{self.name} (--compare), row {row + i + 1:,}",
+                fix="Give the second model's predictions for the same samples, in the same order.",
+            )
+        return logits if self._order is None else logits[:, self._order]
+
+    def _names_of(self, labels: Tensor, i: int) -> str:
+        index = int(labels[i])
+        names = self._names
+        return names[int(self._order[index])] if self._order is not None else names[index]
+
+    def close(self) -> None:
+        """Stop reading B (its chunk iterator's threads end)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def finish(self) -> int:
+        """Rows of B this process answers for: its whole share (same shares), or B's length (the last process).
+
+        Summed over processes this is B's row count, which must equal the predictions' (:func:`check_label_count`).
+        """
+        if not self._to_end:
+            return 0
+        for chunk in self._chunks:
+            self._rows_seen += len(chunk.labels)
+            self._end = max(self._end, chunk.row + len(chunk.labels))
+        return self._end if self._whole_file else self._rows_seen
 
 
 def _lens(lens: object, names: tuple[str, ...]) -> tuple[Lens, list[str]]:
@@ -250,17 +778,55 @@ def _lens(lens: object, names: tuple[str, ...]) -> tuple[Lens, list[str]]:
 
 
 def all_reduce(result: Report) -> Report:
-    """Add every process's sums (``torch.distributed``, already initialised); every process gets the total."""
+    """Add every process's sums (``torch.distributed``, already initialised); every process gets the totals.
+
+    The comparison's per-sample differences (for the bootstrap) are gathered on rank 0 only, in rank order, which is
+    row order: each process reads a contiguous share, in rank order.
+    """
     import torch.distributed as dist
 
-    for tensor in result.sums.tensors():
+    device = result.sums.count.device
+    for tensor in [*result.sums.tensors(), *result.metrics.tensors()]:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    if result.hierarchy_sums is not None:
+        totals = result.hierarchy_sums.totals.to(device)
+        dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+        result.hierarchy_sums.totals = totals.cpu()
+    comparison = result.comparison
+    if comparison is not None:
+        counts = torch.cat([comparison.counts.to_tensor(), torch.tensor([float(comparison.rows_b)])]).to(device)
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+        comparison.counts, comparison.rows_b = PairedCounts.from_tensor(counts[:-1].cpu()), int(counts[-1])
+        dist.all_reduce(comparison.per_class, op=dist.ReduceOp.SUM)
+        mine = (
+            torch.cat(comparison.lensed_diff or [torch.zeros(0)]),
+            torch.cat(comparison.unlensed_diff or [torch.zeros(0)]),
+        )
+        gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+        dist.gather_object(mine, gathered, dst=0)
+        if gathered is not None:
+            comparison.lensed_diff = [part[0].double() for part in gathered]
+            comparison.unlensed_diff = [part[1].double() for part in gathered]
+        else:
+            comparison.lensed_diff, comparison.unlensed_diff = [], []
+        comparison._summary = None
+    if result.slices is not None:  # per-value sums of a column whose values no process knows in advance
+        shares: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, result.slices)
+        merged = SliceAccumulator(result.slices.column)
+        for share in shares:
+            merged.merge(share)
+        result.slices = merged
     result.processes = dist.get_world_size()
     return result
 
 
 def check_label_count(result: Report) -> None:
-    """A separate labels file must have exactly one label per row read (all processes' rows, once added)."""
+    """Counts known once every process's rows are added: a separate labels file's, and the compared file's rows.
+
+    Raises:
+        InputError: a labels file without exactly one label per row, or a ``--compare`` file of another length.
+    """
     expected = result.label_count
     if expected is not None and expected != result.rows:
         raise InputError.build(
@@ -268,4 +834,12 @@ def check_label_count(result: Report) -> None:
             f"{expected:,}",
             where="the labels file",
             fix="The labels and predictions must have the same rows.",
+        )
+    comparison = result.comparison
+    if comparison is not None and comparison.rows_b != result.rows:
+        raise InputError.build(
+            f"{result.rows:,} rows (as many as the predictions)",
+            f"{comparison.rows_b:,}",
+            where=f"{comparison.source} (--compare)",
+            fix="Give the second model's predictions for the same samples, in the same order.",
         )

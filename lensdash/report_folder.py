@@ -223,11 +223,9 @@ class OutputFolder:
             InputError: the target changed during the run into something that must not be replaced.
             OSError: the files could not be written (the target is then left as it was).
         """
-        from lensdash.report import REPORT_FILES
-
         ident = uuid.uuid4().hex
         new = self.path.parent / f".{self.path.name[:_NAME_KEEP]}.lensdash-new-{ident}"
-        marker = {"format": MARKER_FORMAT, "id": ident, "pid": os.getpid(), "files": list(REPORT_FILES)}
+        marker = {"format": MARKER_FORMAT, "id": ident, "pid": os.getpid(), "files": list(report.files)}
         os.mkdir(new)
         try:
             (new / MARKER).write_text(json.dumps(marker), encoding="utf-8")  # first: a half-written folder is ours
@@ -240,7 +238,7 @@ class OutputFolder:
             raise
         with signals_deferred():
             self._remove_leftovers()
-        return [self.path / name for name in REPORT_FILES]
+        return [self.path / name for name in report.files]
 
     def _swap_in(self, new: Path, ident: str) -> None:
         old = read_marker(self.path)

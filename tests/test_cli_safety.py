@@ -24,6 +24,7 @@ import lensdash as ld
 from lensdash import report as report_module
 from lensdash.analysis import analyze, confusion_frame, gradient_table, per_class_table
 from lensdash.cli import main
+from lensdash.metrics import MetricSums
 from lensdash.report import REPORT_FILES
 from lensdash.report_folder import MARKER, MARKER_FORMAT, read_marker
 
@@ -284,6 +285,7 @@ KILL_SCRIPT = textwrap.dedent(
     import lensdash.report as report_module
     import lensdash.report_folder as folder_module
     from lensdash.analysis import ClassSums, analyze
+    from lensdash.metrics import MetricSums
 
     root = pathlib.Path(sys.argv[1])
     names = ("ant", "bee", "cat")
@@ -296,17 +298,26 @@ KILL_SCRIPT = textwrap.dedent(
             return "<div>figure</div>"
 
 
-    class Figures:
+    class Figures:  # the ordering helpers are the real ones; the heatmaps only stand in
         gradient_heatmap = confusion_heatmap = staticmethod(lambda *args, **kwargs: Figure())
+        class_order, lens_groups, pick_classes, rollup = (
+            staticmethod(getattr(report_module.figures, name))
+            for name in ("class_order", "lens_groups", "pick_classes", "rollup")
+        )
 
 
-    report_module.figures = Figures
+    class FiguresEval:
+        reliability_diagram = staticmethod(lambda *args, **kwargs: Figure())
+
+
+    report_module.figures, report_module.figures_eval = Figures, FiguresEval
 
 
     def make(family):
         lens = ld.merge_lens(list(names), [["ant", "bee"]])
         sums = ClassSums.of(analyze(logits, labels, lens, family=family, class_names_=names))
-        return report_module.Report(sums, names, lens, family, "logits", "p.csv")
+        metrics = MetricSums.of(logits, labels, lens)
+        return report_module.Report(sums, metrics, names, lens, family, "logits", "p.csv")
 
 
     old, new = make("target"), make("prediction")
@@ -577,7 +588,10 @@ def test_report_csvs_do_not_start_cells_with_a_formula_and_keep_numbers(tmp_path
     want = per_class_table(analysis)
     got = pd.read_csv(out / "per_class.csv")
     assert list(got["class"]) == safe
-    pd.testing.assert_frame_equal(got.drop(columns="class"), want.drop(columns="class"), rtol=1e-5)
+    pd.testing.assert_frame_equal(got[want.columns].drop(columns="class"), want.drop(columns="class"), rtol=1e-5)
+    scores = MetricSums.of(logits, labels, ld.merge_lens(FORMULAS, [["+cmd", "-x"]])).per_class_table(FORMULAS)
+    assert list(got.columns) == [*want.columns, *scores.columns[1:]]
+    pd.testing.assert_frame_equal(got[scores.columns[1:]], scores.drop(columns="class"), rtol=1e-5)
     grads = pd.read_csv(out / "gradients_lensed.csv", index_col=0)
     assert (grads.to_numpy() < 0).any()  # negative numbers stay numbers
     np.testing.assert_allclose(grads.to_numpy(), gradient_table(analysis.grad_lensed, FORMULAS).to_numpy(), atol=1e-6)

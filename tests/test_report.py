@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import lensdash as ld
-from lensdash.analysis import ClassSums, analyze, per_class_table
+from lensdash.analysis import analyze, per_class_table
 from lensdash.cli import ProgressBar, main
 from lensdash.io import _csv_parse as files
 from lensdash.io import open_stream
@@ -127,11 +127,9 @@ def test_shards_add_up_to_the_whole(paths, data, fmt):
     labels = paths["labels"] if fmt == "npy" else None
     with small_parts():
         parts = [report(paths[fmt], LENS.matrix, labels=labels, chunk_rows=64, shard=(r, 3)) for r in range(3)]
-    total = ClassSums.zeros(K)
-    for part in parts:
-        total.add_(part.sums)
     assert [p.rows for p in parts] != [N, 0, 0] and sum(p.rows for p in parts) == N
-    parts[0].sums = total
+    for part in parts[1:]:
+        parts[0].add_(part)
     assert_matches(parts[0], expected(data))
 
 
@@ -140,7 +138,7 @@ def test_separate_labels_file_with_a_sharded_csv(paths, data, tmp_path):
     np.savetxt(headerless, data[0].numpy(), delimiter=",")
     with small_parts():
         parts = [report(headerless, LENS.matrix, labels=paths["labels"], shard=(r, 2)) for r in range(2)]
-    parts[0].sums.add_(parts[1].sums)
+    parts[0].add_(parts[1])
     assert_matches(parts[0], expected(data))
 
 
@@ -157,7 +155,9 @@ def test_cli_writes_every_file_and_the_numbers(paths, data, tmp_path, capsys):
     np.testing.assert_allclose(grads.to_numpy(), expected(data).grad_lensed.numpy(), atol=1e-6)
     assert (pd.read_csv(out / "confusion.csv", index_col=0).to_numpy() == expected(data).confusion.numpy()).all()
     html = (out / "report.html").read_text()
-    assert html.count("plotly-graph-div") == 4 and "Class-mean gradient, lensed" in html
+    # 3 gradient panels, the confusion, its and two gradients' roll-ups to the lens's groups, the reliability diagram
+    assert html.count("plotly-graph-div") == 8 and "Class-mean gradient, lensed" in html
+    assert "Confusion by lens group" in html and "Reliability: top label and lensed prediction" in html
     captured = capsys.readouterr()
     assert f"{N:,} samples x {K} classes" in captured.out and "rows/s" in captured.err
     # A second run replaces its own previous report; a folder with other files is refused before reading.
@@ -239,9 +239,23 @@ def test_progress_bar_without_a_terminal_prints_every_tenth(capsys):
     assert 10 <= len(lines) <= 12 and lines[-1].startswith("[" + "#" * 30 + "] 100.0%") and "1,000 rows" in lines[-1]
 
 
-def test_torchrun_with_two_cpu_processes_equals_one_process(paths, tmp_path):
+def test_torchrun_with_two_cpu_processes_equals_one_process(paths, data, tmp_path):
+    """Metrics, hierarchy and a second model B, all-reduced (and B's loss differences gathered) equal one process."""
+    logits, labels = data
+    frame = pd.DataFrame((logits * 0.5 + torch.randn(N, K, generator=torch.Generator().manual_seed(3))).numpy())
+    frame.columns = NAMES
+    frame["label"] = labels.numpy()
+    frame.to_parquet(tmp_path / "b.parquet", row_group_size=128)  # A is a CSV: rank 1 reads B from its start
+    (tmp_path / "tree.csv").write_text("small,ant\nsmall,bee\nsmall,eel\npets,cat\npets,dog\n")
+    with_site = pd.read_csv(paths["csv"])
+    with_site["site"] = np.array(["north", "south", "east"])[np.arange(N) % 3]  # a text column: metadata
+    with_site.to_csv(tmp_path / "a.csv", index=False)
+    paths = {**paths, "csv": tmp_path / "a.csv"}
+    extra = ["--hierarchy", str(tmp_path / "tree.csv"), "--compare", str(tmp_path / "b.parquet")]
+    extra += ["--slice-by", "site"]
+    extra += ["--bootstrap-resamples", "200", "--quiet"]
     single, double = tmp_path / "one", tmp_path / "two"
-    assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(single), "--quiet"]) == 0
+    assert main(["report", str(paths["csv"]), "--lens", str(paths["lens"]), "--out", str(single), *extra]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
@@ -258,17 +272,26 @@ def test_torchrun_with_two_cpu_processes_equals_one_process(paths, tmp_path):
         str(paths["lens"]),
         "--out",
         str(double),
-        "--quiet",
+        *extra,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = json.loads((single / "summary.json").read_text()), json.loads((double / "summary.json").read_text())
     assert two["processes"] == 2 and one["processes"] == 1
-    for key in ("num_samples", "unlensed_loss", "lensed_loss", "accuracy", "lens_aware_accuracy"):
-        assert two[key] == pytest.approx(one[key], rel=1e-9), key
-    pd.testing.assert_frame_equal(
-        pd.read_csv(double / "per_class.csv"), pd.read_csv(single / "per_class.csv"), rtol=1e-9
-    )
+    assert one.keys() == two.keys() and {"ece", "top4_accuracy", "macro_f1", "lensed_ece", "hierarchy"} <= one.keys()
+    for key, value in one.items():
+        if key != "processes":
+            close = isinstance(value, (float, dict))
+            assert two[key] == (pytest.approx(value, rel=1e-9) if close else value), key
+    assert one["hierarchy"]["n"] == N and one["hierarchy"]["accuracy@level1"] > one["accuracy"]
+    for name in ("per_class.csv", "comparison_per_class.csv", "confusion.csv", "slices.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(double / name), pd.read_csv(single / name), rtol=1e-9)
+    one, two = (json.loads((folder / "comparison.json").read_text()) for folder in (single, double))
+    assert one["samples"] == N and one["bootstrap_resamples"] == 200
+    for key, value in one.items():
+        assert two[key] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), key
+    for key in ("lensed_loss_diff_low", "lensed_loss_diff_high", "unlensed_loss_diff_low", "unlensed_loss_diff_high"):
+        assert two[key] == one[key], key  # the same per-sample differences in the same order: the same interval
 
 
 def test_torchrun_one_process_failing_stops_both_without_a_report(paths, tmp_path):
