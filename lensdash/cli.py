@@ -118,8 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--max-cells",
         type=int,
-        default=DEFAULT_MAX_CELLS,
-        help=f"refuse predictions of more rows x classes, before reading them (default {DEFAULT_MAX_CELLS:,})",
+        default=None,
+        help="refuse predictions of more rows x classes, before reading them (default: no bound, since the report "
+        f"holds one chunk at a time; an .npz, decompressed whole, is bounded by {DEFAULT_MAX_CELLS:,})",
     )
     rep.add_argument(
         "--max-classes",

@@ -344,3 +344,21 @@ def test_more_labels_than_rows_is_refused_at_the_end(paths, tmp_path, capsys):
     assert main(args) == 2
     assert f"the labels file: expected {N} labels (one per prediction row), found {N + 2}" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_bounds_no_file_size_by_default_but_an_npz_stays_bounded(tmp_path, monkeypatch):
+    """A report holds one chunk at a time, so --max-cells has no default bound; an .npz is decompressed whole."""
+    from lensdash.cli import _parser
+    from lensdash.io import _stream
+
+    args = _parser().parse_args(["report", "p.npy", "--lens", "l.csv"])
+    assert args.max_cells is None
+    logits = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    np.save(tmp_path / "p.npy", logits)
+    np.save(tmp_path / "y.npy", np.arange(40) % 3)
+    np.savez(tmp_path / "p.npz", logits=logits, labels=np.arange(40) % 3)
+    monkeypatch.setattr(_stream, "DEFAULT_MAX_CELLS", 100)
+    stream = open_stream(tmp_path / "p.npy", tmp_path / "y.npy", max_cells=None)
+    assert sum(len(chunk.labels) for chunk in stream.chunks) == 40  # 120 cells: over 100, but not bounded
+    with pytest.raises(ld.InputError, match="max_cells"):
+        open_stream(tmp_path / "p.npz", max_cells=None)

@@ -105,7 +105,9 @@ def open_stream(
     Metadata columns (``meta_columns=``, text, common id names) are kept aside as for
     :func:`~lensdash.read_predictions`, each chunk's rows in :attr:`Chunk.metadata`. ``class_names``
     (a list, or a file with one name per line) names the columns of files without names (``.npy``).
-    An ``.npz`` archive is decompressed whole (bounded by ``max_cells``) and handed out in chunks.
+    An ``.npz`` archive is decompressed whole and handed out in chunks, so it stays bounded by ``max_cells``, or by
+    :data:`DEFAULT_MAX_CELLS` when ``max_cells`` is ``None`` (other formats are then read without a bound on their
+    rows: a stream holds one chunk at a time).
 
     Raises:
         InputError: unreadable files; in the chunks, bad rows with their row and column.
@@ -160,7 +162,8 @@ def _open_stream(
         return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits, class_names)
     if fmt == "zip":
         try:
-            return _npz_stream(inp, labels, kind, rank, world, chunk_rows, limits, class_names)
+            whole = limits if limits.max_cells is not None else Limits(DEFAULT_MAX_CELLS, limits.max_classes)
+            return _npz_stream(inp, labels, kind, rank, world, chunk_rows, whole, class_names)
         finally:
             inp.close()
     return _csv_stream(inp, labels, kind, label_column, rank, world, limits, meta_columns, class_names)
