@@ -45,7 +45,7 @@ Layout of the package (private modules by job; this module is the public face):
 * ``_hierarchy_files``: :func:`read_hierarchy` (edge lists, ancestor rows, nested JSON).
 """
 
-from lensdash.io._hierarchy_files import read_hierarchy
+from lensdash.io._hierarchy_files import MAX_HIERARCHY_BYTES, read_hierarchy
 from lensdash.io._lens_files import lens_to_bytes, read_lens, save_lens
 from lensdash.io._predictions import Predictions, read_predictions
 from lensdash.io._source import (
@@ -70,6 +70,7 @@ __all__ = [
     "DEFAULT_MAX_LENS_CELLS",
     "KINDS",
     "LABEL_NAMES",
+    "MAX_HIERARCHY_BYTES",
     "MAX_META_COLUMNS",
     "MAX_UPLOAD_MB",
     "META_NAMES",

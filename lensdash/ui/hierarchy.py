@@ -22,7 +22,7 @@ from lensdash import figures
 from lensdash.analysis import Analysis
 from lensdash.errors import InputError, LensdashError
 from lensdash.hierarchy import DEFAULT_MASS_KEPT, Hierarchy, beta_for_mass, default_beta, hierarchy_metrics
-from lensdash.io._hierarchy_files import MAX_HIERARCHY_BYTES, read_hierarchy
+from lensdash.io import MAX_HIERARCHY_BYTES, read_hierarchy
 from lensdash.lens import hierarchy_distances
 from lensdash.presets import format_groups
 from lensdash.sanitize import markdown_text
