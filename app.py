@@ -11,6 +11,7 @@ st.set_page_config(page_title="lensdash Â· lensed cross-entropy", page_icon="ðŸ”
 
 from lensdash.ui import state  # noqa: E402  (set_page_config must come first)
 from lensdash.ui.data import data_section, demo_dataset  # noqa: E402
+from lensdash.ui.evaluation import evaluation_section  # noqa: E402
 from lensdash.ui.guard import guarded  # noqa: E402
 from lensdash.ui.lab import lab_section  # noqa: E402
 from lensdash.ui.lens_editor import data_lenses_section, lens_section  # noqa: E402
@@ -51,12 +52,17 @@ if lens is not None:
     with headline, guarded("metrics"):
         analysis = metrics_section(dataset, lens, family)
     # Only the open tab runs (on_change="rerun"), so a lens edit recomputes what is on screen.
-    results, gradients, sanity, playground, lab = st.tabs(
-        ["Results", "Gradients", "Sanity checks", "Playground", "Training lab"], key=state.VIEW, on_change="rerun"
+    results, evaluation, gradients, sanity, playground, lab = st.tabs(
+        ["Results", "Evaluation", "Gradients", "Sanity checks", "Playground", "Training lab"],
+        key=state.VIEW,
+        on_change="rerun",
     )
     if results.open and analysis is not None:
         with results, guarded("results"):
             tables_section(analysis)
+    if evaluation.open and analysis is not None:
+        with evaluation, guarded("evaluation"):
+            evaluation_section(dataset, lens, analysis)
     if gradients.open and analysis is not None:
         with gradients, guarded("gradients"):
             gradients_section(dataset, lens, analysis)

@@ -27,6 +27,8 @@ LABEL_COLUMN = "true label ↓ / target →"
 MAX_SHARE_K = 12
 #: Longest lens text read from a link (K ≤ 12: 144 numbers of at most 10 characters).
 MAX_LINK_CHARS = 2_000
+#: Samples every class of a suggested group needs: with ~10 per class, one confusion more or less is a 10% rate.
+SUGGEST_MIN_SAMPLES = 30
 
 
 def label_column(names: tuple[str, ...]) -> str:
@@ -89,12 +91,12 @@ def _normalise() -> None:
 
 
 def _init_for(dataset: Dataset) -> None:
-    """First run for these classes: a link's lens if it fits, else merge the most confused pairs."""
+    """First run for these classes: a link's lens if it fits, else the identity (the suggested groups are offered)."""
     names = dataset.predictions.class_names
     state.put(state.LENS_CLASSES, names)
-    suggested = suggest_groups(_confusion(dataset.lens_inputs, False), names)
+    suggested = suggest_groups(_confusion(dataset.lens_inputs, False), names, min_samples=SUGGEST_MIN_SAMPLES)
     state.put(state.GROUPS, format_groups(suggested))
-    state.put(state.PRESET, "merge groups" if suggested else "identity")
+    state.put(state.PRESET, "identity")
     state.init_widgets(state.EPSILON, state.BETA, state.ALPHA, state.CONFUSION_KIND)
     try:
         shared = _lens_from_query(names)
@@ -186,6 +188,7 @@ def lens_section(dataset: Dataset) -> Lens | None:
     with left:
         st.selectbox("Preset", PRESETS, key=state.PRESET, help="Rebuilds the grid; edit cells afterwards.", **rebuild)
         preset = state.get(state.PRESET)
+        _offer_suggestion(dataset.lens_inputs)
         if preset in ("merge groups", "hierarchy soft labels"):
             st.text_area(
                 "Groups of interchangeable classes (one per line, comma-separated)",
@@ -279,6 +282,31 @@ def lens_section(dataset: Dataset) -> Lens | None:
     return lens
 
 
+def _offer_suggestion(inputs: LensInputs) -> None:
+    """Under the preset: the data's suggested groups as a one-click option while the lens is the identity."""
+    if state.get(state.PRESET) != "identity":
+        return
+    suggested = suggest_groups(inputs.confusion, inputs.class_names, min_samples=SUGGEST_MIN_SAMPLES)
+    if not suggested:
+        st.caption(
+            f"No groups to suggest: none of this data's pairs is confused 10% of the time among classes with at least "
+            f"{SUGGEST_MIN_SAMPLES} samples each."
+        )
+        return
+    shown = "; ".join(", ".join(markdown_text(n) for n in g) for g in suggested[:3])
+    st.caption(
+        f"Suggested from this data's most confused pairs (≥ 10% of the time, classes with ≥ {SUGGEST_MIN_SAMPLES} "
+        f"samples): {shown}{' …' if len(suggested) > 3 else ''}"
+    )
+    st.button(
+        "Merge the suggested groups",
+        key="suggest_groups",
+        on_click=_accept_groups,
+        args=(format_groups(suggested), inputs),
+        help="Switches to the merge-groups preset with these groups; edit them there.",
+    )
+
+
 def _accept_groups(groups: str, inputs: LensInputs) -> None:
     state.put(state.GROUPS, groups)
     state.put(state.PRESET, "merge groups")
@@ -294,7 +322,7 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
         with left:
             st.markdown("**Most mutually confused pairs** (rates of the argmax confusion matrix, row = true class)")
             st.dataframe(confused_pairs(counts, names, top=8), hide_index=True, width="stretch", key="confused_pairs")
-            suggested = suggest_groups(counts, names)
+            suggested = suggest_groups(counts, names, min_samples=SUGGEST_MIN_SAMPLES)
             if suggested:
                 text = format_groups(suggested)
                 st.markdown(
@@ -309,8 +337,8 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
                 )
             else:
                 st.caption(
-                    "No pair is confused often enough (10% of the time, with at least 5 samples per class) "
-                    "to suggest a group."
+                    f"No pair is confused often enough (10% of the time, with at least {SUGGEST_MIN_SAMPLES} samples "
+                    "per class) to suggest a group."
                 )
             st.caption(
                 "The 'from confusion' preset builds a whole lens from this data: (1 − α)·identity + α·confusion, "

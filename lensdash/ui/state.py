@@ -50,6 +50,10 @@ LAB_SEED = "lab_seed"
 LAB_LENS = "lab_lens"
 LAB_EPSILON = "lab_epsilon"
 LAB_SHOW = "lab_show"
+EVAL_TOP_K = "eval_top_k"  #: k of the evaluation's top-k accuracy
+EVAL_TRUE = "eval_true"  #: the true class of the confusion cell whose samples are listed
+EVAL_PREDICTED = "eval_predicted"  #: its predicted class
+EVAL_CELLS = "eval_cells"  #: the clickable confusion matrix (its selection event)
 
 # ---- state the page keeps for the session
 DATA = "data"  #: the Dataset read from an upload or sent from the lab (absent: the demo)
@@ -69,6 +73,7 @@ LENS_INFO = "lens_message_info"  #: a one-time note (lens imported, lens from th
 LAB = "lab"  #: the training lab's last result (LabResult)
 SESSION_TOKEN = "session_token"  #: a random id of this session, the key of its store of large values
 MEMO = "memo"  #: per-session results of the analysis (lensdash.ui.cache.session_memo)
+EVAL_CLICKED = "eval_clicked"  #: the confusion cell last clicked, so a kept click event is applied once
 
 #: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
 HELD = frozenset({DATA, DEMO, SOURCES, MEMO})
