@@ -229,13 +229,13 @@ def test_headline_help_states_both_rules_and_explains_the_prediction_side_floor(
     assert "C[y, ŷ] ≥ 0.5·max_j C[y, j]" in helps["Lens-aware acc."]
     assert "C[y, ŷ] / max_j C[y, j]" in helps["Lens soft score"]
     assert "notebook lensdash grew from" in helps["Lensed loss"]  # "seed" explained where it is used
-    assert not any("Why the prediction-side loss is higher" in c.value for c in at.caption)  # identity: nothing to say
+    assert not any("−log P(group) + log |group|" in c.value for c in at.caption)  # identity: nothing to say
     use_merge_groups(at)
     helps = {m.label: m.proto.help for m in at.metric}
     assert "−log P(group) + log |group|" in helps["Prediction-side"]
     size = {name: len(group) for group in GROUPS for name in group}
     floor = float(np.mean([np.log(size.get(NAMES[y], 1)) for y in preds.labels.tolist()]))  # mean log |group of y|
-    caption = next(c.value for c in at.caption if "Why the prediction-side loss is higher" in c.value)
+    caption = next(c.value for c in at.caption if "−log P(group) + log |group|" in c.value)
     assert f"{floor:.4f}" in caption
     lensed = float(ld.prediction_lensed_cross_entropy(preds.logits, preds.labels, ld.merge_lens(NAMES, GROUPS)))
     assert float(metrics(at)["Prediction-side"]) == pytest.approx(lensed, abs=1e-4)

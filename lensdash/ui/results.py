@@ -169,8 +169,9 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     cols[6].metric("Samples × classes", f"{_count(n)} × {_count(k)}", help=f"{n:,} samples × {k:,} classes.")
     if grouped:
         st.caption(
-            f"Why the prediction-side loss is higher: with merge groups it is −log P(group) + log |group|, so it "
-            f"includes a floor no model can go below (here {floor:.4f} on average, log |group| for a merge lens)."
+            "The prediction-side loss with merge groups is −log P(group) + log |group|: the lens spreads each class's "
+            f"probability over its group, so it includes a floor no model goes below (log |group|; here {floor:.4f} "
+            "on average) and reads higher than −log P(group) by that much."
         )
     return analysis
 
