@@ -27,7 +27,8 @@ from lensdash.ui.results import (  # noqa: E402
 st.title("lensdash")
 st.caption(
     "A lens C is a K×K matrix whose row i is the target distribution used when the true label is i. "
-    "The seed's lensed loss is KL(C[y] ‖ softmax(x)); with the identity lens it is ordinary cross-entropy."
+    "The seed (the notebook lensdash grew from, lensing_softmax_notebook) defines the lensed loss as KL(C[y] ‖ "
+    "softmax(x)); with the identity lens it is ordinary cross-entropy."
 )
 
 dataset = None
