@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from lensdash import figures_eval
-from lensdash.analysis import Analysis, per_sample_table
+from lensdash.analysis import Analysis, lens_credit, lens_hits, per_sample_table
 from lensdash.lens import Lens
 from lensdash.metrics import N_BINS, MetricSums, default_top_k, lens_rule
 from lensdash.sanitize import markdown_text
@@ -229,8 +229,8 @@ def _click_through(analysis: Analysis, lens: Lens) -> None:
         true = c1.selectbox("True class", range(k), format_func=lambda i: names[i], key=state.EVAL_TRUE)
         predicted = c2.selectbox("Predicted class", range(k), format_func=lambda i: names[i], key=state.EVAL_PREDICTED)
         rows = cell_samples(analysis, true, predicted)
-        credit = float(lens_rule(lens).credit[true, predicted])
-        verdict = "counts as right" if credit >= 0.5 else "counts as wrong"
+        credit = float(lens_credit(lens)[true, predicted])
+        verdict = "counts as right" if bool(lens_hits(lens)[true, predicted]) else "counts as wrong"
         if len(rows):
             st.markdown(
                 f"**{len(rows):,}** samples of **{markdown_text(names[true])}** predicted as "
