@@ -132,7 +132,7 @@ def _scores(dataset: Dataset, sums: MetricSums) -> None:
         key="eval_per_class",
         column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[1:] if c != "support"},
     )
-    averages = averages_table(s, s["num_samples"])
+    averages = averages_table(s, int(s["num_samples"]))
     right.dataframe(
         averages,
         hide_index=True,

@@ -163,7 +163,7 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     cols[3].metric("Top-1 accuracy", f"{s['accuracy']:.1%}", help="Share of samples whose argmax is the true class.")
     cols[4].metric("Lens-aware acc.", f"{s['lens_aware_accuracy']:.1%}", help="Lens-aware accuracy. " + LENS_RULE_HELP)
     cols[5].metric("Lens soft score", f"{s['lens_soft_score']:.3f}", help=SOFT_SCORE_HELP)
-    n, k = s["num_samples"], s["num_classes"]
+    n, k = int(s["num_samples"]), int(s["num_classes"])
     cols[6].metric("Samples × classes", f"{_count(n)} × {_count(k)}", help=f"{n:,} samples × {k:,} classes.")
     if grouped:
         st.caption(
