@@ -72,6 +72,7 @@ def _select_preset(page, name: str):
 
 def test_cell_edit_changes_lensed_and_identity_restores(page):
     wait_idle(page)
+    _select_preset(page, "merge groups")  # the page opens with the identity; start from another lens
     before = metric(page, "Lensed loss")
     grid = page.locator('[data-testid="stDataFrame"]').first
     grid.scroll_into_view_if_needed()
