@@ -11,6 +11,7 @@ st.set_page_config(page_title="lensdash · lensed cross-entropy", page_icon="�
 
 from lensdash.ui import state  # noqa: E402  (set_page_config must come first)
 from lensdash.ui.data import data_section, demo_dataset  # noqa: E402
+from lensdash.ui.evaluation import evaluation_section  # noqa: E402
 from lensdash.ui.guard import guarded  # noqa: E402
 from lensdash.ui.hierarchy import hierarchy_metrics_section, hierarchy_section  # noqa: E402
 from lensdash.ui.lab import lab_section  # noqa: E402
@@ -27,7 +28,8 @@ from lensdash.ui.results import (  # noqa: E402
 st.title("lensdash")
 st.caption(
     "A lens C is a K×K matrix whose row i is the target distribution used when the true label is i. "
-    "The seed's lensed loss is KL(C[y] ‖ softmax(x)); with the identity lens it is ordinary cross-entropy."
+    "The seed (the notebook lensdash grew from, lensing_softmax_notebook) defines the lensed loss as KL(C[y] ‖ "
+    "softmax(x)); with the identity lens it is ordinary cross-entropy."
 )
 
 dataset = None
@@ -57,12 +59,17 @@ if lens is not None:
     with headline, guarded("hierarchical metrics"):
         hierarchy_metrics_section(dataset, hierarchy)
     # Only the open tab runs (on_change="rerun"), so a lens edit recomputes what is on screen.
-    results, gradients, sanity, playground, lab = st.tabs(
-        ["Results", "Gradients", "Sanity checks", "Playground", "Training lab"], key=state.VIEW, on_change="rerun"
+    results, evaluation, gradients, sanity, playground, lab = st.tabs(
+        ["Results", "Evaluation", "Gradients", "Sanity checks", "Playground", "Training lab"],
+        key=state.VIEW,
+        on_change="rerun",
     )
     if results.open and analysis is not None:
         with results, guarded("results"):
             tables_section(analysis)
+    if evaluation.open and analysis is not None:
+        with evaluation, guarded("evaluation"):
+            evaluation_section(dataset, lens, analysis)
     if gradients.open and analysis is not None:
         with gradients, guarded("gradients"):
             gradients_section(dataset, lens, analysis)

@@ -380,13 +380,13 @@ def _html(result: Report, grad_u: Tensor, grad_l: Tensor) -> str:
         for matrix, title in ((grad_l, "Class-mean gradient, lensed"), (difference, "Lensed − unlensed")):
             rolled, group_names = figures.rollup(matrix, groups, support=count)
             figs.append(figures.gradient_heatmap(rolled, group_names, f"{title}, by {group_kind}"))
-    figs.append(
+    # One diagram per prediction, the builder's own layout (bars of accuracy, markers of confidence, counts below).
+    reliability = [
+        figures_eval.reliability_diagram(result.metrics.reliability(), "Top label"),
         figures_eval.reliability_diagram(
-            result.metrics.reliability(),
-            result.metrics.reliability(lensed=True),
-            title="Reliability: top label and lensed prediction",
-        )
-    )
+            result.metrics.reliability(lensed=True), "Lensed prediction (the lens-aware answer)"
+        ),
+    ]
     if result.comparison is not None:  # the builder escapes the names itself
         figs.append(figures_compare.per_class_difference_figure(result.comparison.per_class_table(names)))
     head = (
@@ -411,6 +411,9 @@ def _html(result: Report, grad_u: Tensor, grad_l: Tensor) -> str:
     if order is not None:
         tables += f"<p>Classes ordered by {html_text(group_kind)}; roll-ups sum each {html_text(group_kind)}.</p>"
     body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs))
+    body += "<h2>Reliability: top label and lensed prediction</h2>" + "".join(
+        fig.to_html(full_html=False, include_plotlyjs=False) for fig in reliability
+    )
     per_class = result.per_class_table()
     if order is not None:
         per_class = per_class.iloc[order]

@@ -33,6 +33,8 @@ LABEL_COLUMN = "true label ↓ / target →"
 MAX_SHARE_K = 12
 #: Longest lens text read from a link (K ≤ 12: 144 numbers of at most 10 characters).
 MAX_LINK_CHARS = 2_000
+#: Samples every class of a suggested group needs: with ~10 per class, one confusion more or less is a 10% rate.
+SUGGEST_MIN_SAMPLES = 30
 
 
 def label_column(names: tuple[str, ...]) -> str:
@@ -98,12 +100,12 @@ def _normalise() -> None:
 
 
 def _init_for(dataset: Dataset) -> None:
-    """First run for these classes: a link's lens if it fits, else merge the most confused pairs."""
+    """First run for these classes: a link's lens if it fits, else the identity (the suggested groups are offered)."""
     names = dataset.predictions.class_names
     state.put(state.LENS_CLASSES, names)
-    suggested = suggest_groups(_confusion(dataset.lens_inputs, False), names)
+    suggested = suggest_groups(_confusion(dataset.lens_inputs, False), names, min_samples=SUGGEST_MIN_SAMPLES)
     state.put(state.GROUPS, format_groups(suggested))
-    state.put(state.PRESET, "merge groups" if suggested else "identity")
+    state.put(state.PRESET, "identity")
     state.init_widgets(state.EPSILON, state.BETA, state.ALPHA, state.CONFUSION_KIND)
     try:
         shared = _lens_from_query(names)
@@ -195,6 +197,7 @@ def lens_section(dataset: Dataset) -> Lens | None:
     with left:
         st.selectbox("Preset", PRESETS, key=state.PRESET, help="Rebuilds the grid; edit cells afterwards.", **rebuild)
         preset = state.get(state.PRESET)
+        _offer_suggestion(dataset.lens_inputs)
         typed_tree = preset == "hierarchy soft labels" and usable_hierarchy(names) is None
         if preset == "merge groups" or typed_tree:
             st.text_area(
@@ -290,9 +293,7 @@ def _whole_grid(names: tuple[str, ...]) -> np.ndarray:
     state.put(state.LENS_GRID_KEY, grid_key())
     edited = st.data_editor(
         base, key=grid_key(), column_config=config, hide_index=True, height=min(38 + 35 * k, 560), width="stretch"
-    )
     return edited[list(names)].to_numpy(dtype=float, na_value=0.0)
-
 
 def _commit_sub_grid() -> None:
     """Before the sub-grid shows other classes: the edits so far become the base, and the editor starts afresh."""
@@ -301,8 +302,6 @@ def _commit_sub_grid() -> None:
         state.drop(grid_key())
         state.put(state.LENS_BASE, current)
         state.bump(state.LENS_VERSION)
-
-
 def _edit_groups(names: tuple[str, ...]) -> dict[str, list[str]]:
     """Groups offered to the sub-grid: the hierarchy's at level 1, else the current lens's blocks (2+ classes)."""
     tree = usable_hierarchy(names)
@@ -314,16 +313,12 @@ def _edit_groups(names: tuple[str, ...]) -> dict[str, list[str]]:
     for g, n in zip(ids.tolist(), names):
         members.setdefault(g, []).append(n)
     return {f"{m[0]} +{len(m) - 1}": m for m in members.values() if len(m) > 1}
-
-
 def _pick_group(names: tuple[str, ...]) -> None:
     groups = _edit_groups(names)
     chosen = groups.get(st.session_state.get(SUBGRID_GROUP) or "")
     if chosen:
         _commit_sub_grid()
         st.session_state[state.SUBGRID_CLASSES] = chosen[:MAX_GRID_K]
-
-
 def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
     """A focused sub-grid of chosen classes (large K): edits go into the lens, the rest of the lens is kept."""
     base = np.asarray(state.get(state.LENS_BASE), dtype=float)
@@ -333,11 +328,8 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
         st.session_state[state.SUBGRID_CLASSES] = (
             next(iter(groups.values()))[:MAX_GRID_K] if groups else list(names[: min(8, len(names))])
         )
-    k = len(names)
-    st.caption(
         f"A {k:,}×{k:,} lens is edited a sub-grid at a time: pick classes (or a group); their rows and columns show "
         "below, and the rest of the lens is kept. 'rest of row' is the row's mass on the other classes."
-    )
     c1, c2 = st.columns([3, 2])
     c1.multiselect(
         "Classes to edit",
@@ -346,8 +338,6 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
         max_selections=MAX_GRID_K,
         on_change=_commit_sub_grid,
         placeholder="Type to search class names",
-    )
-    groups = _edit_groups(names)
     if groups:
         c2.selectbox(
             "Or edit a group",
@@ -357,7 +347,6 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
             on_change=_pick_group,
             args=(names,),
             placeholder="Choose a group",
-        )
     chosen = [c for c in st.session_state.get(state.SUBGRID_CLASSES, []) if c in index]
     matrix = base.copy()
     if not chosen:
@@ -369,18 +358,31 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
     frame = pd.DataFrame(base[np.ix_(idx, idx)], columns=chosen)
     frame.insert(0, labels, chosen)
     frame[rest] = base[idx].sum(axis=1) - frame[chosen].sum(axis=1).to_numpy()
-    config = {
         c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in chosen
-    }
-    config[labels] = st.column_config.TextColumn(labels, pinned=True, disabled=True, width="small")
     config[rest] = st.column_config.NumberColumn(rest, disabled=True, format="%.3f")
     key = f"{grid_key()}_sub"
     state.put(state.LENS_GRID_KEY, key)
-    edited = st.data_editor(
         frame, key=key, column_config=config, hide_index=True, height=min(38 + 35 * len(chosen), 560), width="stretch"
-    )
     matrix[np.ix_(idx, idx)] = edited[chosen].to_numpy(dtype=float, na_value=0.0)
     return matrix
+def _offer_suggestion(inputs: LensInputs) -> None:
+    """Under the preset: the data's suggested groups as a one-click option while the lens is the identity."""
+    if state.get(state.PRESET) != "identity":
+        return
+    suggested = suggest_groups(inputs.confusion, inputs.class_names, min_samples=SUGGEST_MIN_SAMPLES)
+    if not suggested:
+        st.caption(
+            f"No groups to suggest: none of this data's pairs is confused 10% of the time among classes with at least "
+            f"{SUGGEST_MIN_SAMPLES} samples each."
+    shown = "; ".join(", ".join(markdown_text(n) for n in g) for g in suggested[:3])
+        f"Suggested from this data's most confused pairs (≥ 10% of the time, classes with ≥ {SUGGEST_MIN_SAMPLES} "
+        f"samples): {shown}{' …' if len(suggested) > 3 else ''}"
+    st.button(
+        "Merge the suggested groups",
+        key="suggest_groups",
+        on_click=_accept_groups,
+        args=(format_groups(suggested), inputs),
+        help="Switches to the merge-groups preset with these groups; edit them there.",
 
 
 def _accept_groups(groups: str, inputs: LensInputs) -> None:
@@ -398,7 +400,7 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
         with left:
             st.markdown("**Most mutually confused pairs** (rates of the argmax confusion matrix, row = true class)")
             st.dataframe(confused_pairs(counts, names, top=8), hide_index=True, width="stretch", key="confused_pairs")
-            suggested = suggest_groups(counts, names)
+            suggested = suggest_groups(counts, names, min_samples=SUGGEST_MIN_SAMPLES)
             if suggested:
                 text = format_groups(suggested)
                 st.markdown(
@@ -413,8 +415,8 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
                 )
             else:
                 st.caption(
-                    "No pair is confused often enough (10% of the time, with at least 5 samples per class) "
-                    "to suggest a group."
+                    f"No pair is confused often enough (10% of the time, with at least {SUGGEST_MIN_SAMPLES} samples "
+                    "per class) to suggest a group."
                 )
             st.caption(
                 "The 'from confusion' preset builds a whole lens from this data: (1 − α)·identity + α·confusion, "

@@ -21,10 +21,12 @@ from lensdash.analysis import (
 )
 from lensdash.families import FAMILIES as FAMILY_REGISTRY
 from lensdash.lens import Lens
+from lensdash.metrics import lens_rule
 from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
+from lensdash.ui.evaluation import LENS_RULE_HELP, SOFT_SCORE_HELP
 from lensdash.ui.hierarchy import class_view, confusion_view, usable_hierarchy
 
 FAMILY_LABELS = {name: entry.label for name, entry in FAMILY_REGISTRY.items()}
@@ -85,35 +87,93 @@ def cached_lens_checks(dataset: Dataset, lens: Lens) -> pd.DataFrame:
     return session_memo("lens_checks", (dataset.digest, lens_digest(lens)), compute)
 
 
+def _count(value: int) -> str:
+    """A count short enough for a headline metric: exact below 100,000, else 123k / 1.2M (the help has it exact).
+
+    >>> _count(2000), _count(123_456), _count(1_234_567)
+    ('2,000', '123k', '1.2M')
+    """
+    if value < 100_000:
+        return f"{value:,}"
+    if value < 1_000_000:
+        return f"{value / 1000:.0f}k"
+    return f"{value / 1e6:.1f}M"
+
+
 def _fmt(value: float) -> str:
     return "∞" if value == float("inf") else f"{value:.4f}"
 
 
+#: What "seed" means wherever the page says it.
+SEED_NOTE = (
+    "The seed is the notebook lensdash grew from (lensing_softmax_notebook): its loss is the target-side "
+    "KL(C[y] ‖ softmax(x)), and its example (Q = [0.4, 0.3, 0.2, 0.1], true label 0) gives 0.9163 without a lens and "
+    "0.3670 with classes 0 and 1 merged."
+)
+
+
+def prediction_side_floor(lens: Lens, labels: torch.Tensor) -> float:
+    r"""The least mean prediction-side loss any model can reach under ``lens``: mean of :math:`-\log \max_j C_{j y}`.
+
+    :math:`-\log (pC)_y = -\log \sum_j p_j C_{jy} \ge -\log \max_j C_{jy}`. For a merge group
+    :math:`C_{jy} = 1/|G|` inside the group, so the loss is :math:`-\log P(G) + \log |G|` and its floor
+    :math:`\log |G|`: even a model certain of the right group pays it. 0 for the identity.
+    Lens convention: rows are target distributions, rows sum to 1.
+
+    Example:
+        >>> from lensdash import merge_lens
+        >>> round(prediction_side_floor(merge_lens(3, [[0, 1]]), torch.tensor([0, 2])), 4)  # (log 2 + 0) / 2
+        0.3466
+    """
+    column_max = lens.matrix.double().amax(dim=0)
+    return float(-torch.log(column_max[labels.cpu()]).mean())
+
+
 def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
-    """The headline numbers: both losses and their difference, accuracies, N and K."""
+    """The headline numbers: both losses and their difference, the accuracies by both lens-aware rules, N and K.
+
+    Labels are short (seven metrics share the row at 1,440 px); the detail is in each ``help``.
+    """
     analysis = cached_analysis(dataset, lens, family)
     s = analysis.summary()
-    cols = st.columns(6)
-    cols[0].metric(
-        "Unlensed loss (cross-entropy)", _fmt(s["unlensed_loss"]), help="Mean F.cross_entropy over all samples."
+    floor = prediction_side_floor(lens, dataset.predictions.labels)
+    grouped = floor > 1e-9 and not lens_rule(lens).is_identity
+    floor_note = (
+        " With merge groups the prediction-side loss is −log P(group) + log |group|: the lens spreads each class's "
+        "probability over its group, so even a model sure of the right group pays log |group|. In general it is at "
+        f"least −log max_j C[j, y]; the mean of that floor here is {floor:.4f}."
+        if grouped
+        else ""
     )
+    other = "prediction" if family == "target" else "target"
+    cols = st.columns([1, 1, 1, 1, 1, 1, 1.4])
+    cols[0].metric("Unlensed loss", _fmt(s["unlensed_loss"]), help="Mean cross-entropy (F.cross_entropy), no lens.")
     cols[1].metric(
         "Lensed loss",
         _fmt(s["lensed_loss"]),
-        delta=None if not np.isfinite(s["delta"]) else f"{s['delta']:+.4f} vs unlensed",
+        delta=None if not np.isfinite(s["delta"]) else f"{s['delta']:+.4f}",
         delta_color="off",
-        help=f"Mean {FAMILY_LABELS[family]}.",
+        help=f"Mean {FAMILY_LABELS[family]} (the family chosen in the sidebar); the small number is its difference "
+        "from the unlensed loss. " + (floor_note if family == "prediction" else SEED_NOTE),
     )
-    other = "prediction" if family == "target" else "target"
-    other_label = "Prediction-side lensed loss" if other == "prediction" else "Target-side (seed) loss"
-    cols[2].metric(other_label, _fmt(cached_mean_loss(dataset, lens, other)), help=FAMILY_LABELS[other])
-    cols[3].metric("Top-1 accuracy", f"{s['accuracy']:.1%}")
-    cols[4].metric(
-        "Lens-aware accuracy",
-        f"{s['lens_aware_accuracy']:.1%}",
-        help="The predicted class has non-zero lens weight for the true class.",
+    other_label = "Prediction-side" if other == "prediction" else "Target-side"
+    cols[2].metric(
+        other_label,
+        _fmt(cached_mean_loss(dataset, lens, other)),
+        help=f"The other family's lensed loss: mean {FAMILY_LABELS[other]}."
+        + (floor_note if other == "prediction" else " " + SEED_NOTE),
     )
-    cols[5].metric("Samples × classes", f"{s['num_samples']:,} × {s['num_classes']}")
+    cols[3].metric("Top-1 accuracy", f"{s['accuracy']:.1%}", help="Share of samples whose argmax is the true class.")
+    cols[4].metric("Lens-aware acc.", f"{s['lens_aware_accuracy']:.1%}", help="Lens-aware accuracy. " + LENS_RULE_HELP)
+    cols[5].metric("Lens soft score", f"{s['lens_soft_score']:.3f}", help=SOFT_SCORE_HELP)
+    n, k = int(s["num_samples"]), int(s["num_classes"])
+    cols[6].metric("Samples × classes", f"{_count(n)} × {_count(k)}", help=f"{n:,} samples × {k:,} classes.")
+    if grouped:
+        st.caption(
+            "The prediction-side loss with merge groups is −log P(group) + log |group|: the lens spreads each class's "
+            f"probability over its group, so it includes a floor no model goes below (log |group|; here {floor:.4f} "
+            "on average) and reads higher than −log P(group) by that much."
+        )
     return analysis
 
 

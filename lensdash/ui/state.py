@@ -56,6 +56,10 @@ HIERARCHY_LEVEL = "hierarchy_level"  #: the level whose groups the merge preset 
 BETA_MODE = "beta_mode"  #: how the soft hierarchy lens is set: by the mass kept on the true class, or by β
 MASS_KEPT = "mass_kept"  #: share of each row on the true class (soft hierarchy lens)
 SUBGRID_CLASSES = "subgrid_classes"  #: the classes whose sub-grid is edited (large K)
+EVAL_TOP_K = "eval_top_k"  #: k of the evaluation's top-k accuracy
+EVAL_TRUE = "eval_true"  #: the true class of the confusion cell whose samples are listed
+EVAL_PREDICTED = "eval_predicted"  #: its predicted class
+EVAL_CELLS = "eval_cells"  #: the clickable confusion matrix (its selection event)
 
 # ---- state the page keeps for the session
 DATA = "data"  #: the Dataset read from an upload or sent from the lab (absent: the demo)
@@ -78,6 +82,7 @@ MEMO = "memo"  #: per-session results of the analysis (lensdash.ui.cache.session
 HIERARCHY = "hierarchy"  #: the uploaded class hierarchy: (Hierarchy, content digest, file name)
 HIERARCHY_ERROR = "hierarchy_error"  #: why the last hierarchy upload could not be read
 SOFT_BETA = "soft_beta"  #: the β the soft hierarchy lens was last built with (shown beside the mass control)
+EVAL_CLICKED = "eval_clicked"  #: the confusion cell last clicked, so a kept click event is applied once
 
 #: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
 HELD = frozenset({DATA, DEMO, SOURCES, MEMO})

@@ -1,0 +1,104 @@
+"""The page's rerun after a lens edit with the Evaluation tab open, against the core computations that tab needs.
+
+python -m benchmarks.app_evaluation [--rows 100000 --cols 100]
+
+Core: ``analyze()`` (the headline numbers and the cell's samples) plus ``MetricSums.of()`` (scores and calibration) for
+the new lens. The page's rerun also draws the per-class table, two reliability diagrams and the clickable confusion
+matrix; target: the rerun within 1.5× the core, as for the Results tab (``python -m benchmarks.app``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+from benchmarks._timing import header, rounds
+
+
+def bench_app_evaluation(rows: int, cols: int, repeats: int = 15) -> None:
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from lensdash import Lens, read_predictions
+    from lensdash.analysis import analyze
+    from lensdash.metrics import MetricSums
+
+    warnings.filterwarnings("ignore")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"class {i}" for i in range(cols)]
+    )
+    frame["label"] = rng.integers(0, cols, rows)
+    data = frame.to_csv(index=False).encode()
+    print(f"# upload: {rows} x {cols} logits + label column, {len(data) / 1e6:.0f} MB")
+    preds = read_predictions(data)
+    app_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
+    st.cache_data.clear()
+    at = AppTest.from_file(app_path, default_timeout=600)
+    at.run()
+    at.file_uploader(key=f"upload_predictions_{at.session_state['upload_version']}").set_value(
+        ("big.csv", data, "text/csv")
+    )
+    at.run()
+    at.session_state["view"] = "Evaluation"
+    t0 = time.perf_counter()
+    at.run()
+    print(f"first run of the Evaluation tab: {time.perf_counter() - t0:.2f}s")
+    if at.exception:
+        raise SystemExit(f"the page raised: {[e.value for e in at.exception]}")
+    names = preds.class_names
+    edits = iter(range(1, 10_000))
+
+    def edit_and_rerun() -> None:
+        i = next(edits)  # a new valid lens each time, so nothing comes from the session's results
+        row, col, v = i % cols, (i * 7 + 1) % cols, 0.1 + (i % 40) / 100
+        if col == row:
+            col = (col + 1) % cols
+        at.session_state[at.session_state["lens_grid_key"]] = {
+            "edited_rows": {row: {names[row]: 1 - v, names[col]: v}},
+            "added_rows": [],
+            "deleted_rows": [],
+        }
+        at.run()
+        if at.exception or at.error:
+            raise SystemExit(f"the page did not accept the edit: {[e.value for e in at.exception or at.error]}")
+
+    def core() -> None:
+        lens = Lens(at.session_state["lens_current"], names)
+        analyze(preds.logits, preds.labels, lens, class_names_=names)
+        MetricSums.of(preds.logits, preds.labels, lens)
+
+    t = rounds({"core": core, "rerun": edit_and_rerun}, repeats=repeats)
+    ratio = statistics.median(r / c for r, c in zip(t["rerun"], t["core"], strict=True))
+    print(
+        f"medians of {repeats} rounds: rerun after a lens edit (Evaluation tab) {statistics.median(t['rerun']):.3f}s, "
+        f"core analyze() + MetricSums.of() {statistics.median(t['core']):.3f}s"
+    )
+    print(f"evaluation rerun / core of the same round, median over rounds: {ratio:.2f} (target <= 1.5)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--cols", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=15)
+
+
+def run(args: argparse.Namespace) -> None:
+    header()
+    bench_app_evaluation(args.rows, args.cols, args.repeats)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.app_evaluation", description=__doc__)
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
