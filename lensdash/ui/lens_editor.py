@@ -293,7 +293,9 @@ def _whole_grid(names: tuple[str, ...]) -> np.ndarray:
     state.put(state.LENS_GRID_KEY, grid_key())
     edited = st.data_editor(
         base, key=grid_key(), column_config=config, hide_index=True, height=min(38 + 35 * k, 560), width="stretch"
+    )
     return edited[list(names)].to_numpy(dtype=float, na_value=0.0)
+
 
 def _commit_sub_grid() -> None:
     """Before the sub-grid shows other classes: the edits so far become the base, and the editor starts afresh."""
@@ -302,6 +304,8 @@ def _commit_sub_grid() -> None:
         state.drop(grid_key())
         state.put(state.LENS_BASE, current)
         state.bump(state.LENS_VERSION)
+
+
 def _edit_groups(names: tuple[str, ...]) -> dict[str, list[str]]:
     """Groups offered to the sub-grid: the hierarchy's at level 1, else the current lens's blocks (2+ classes)."""
     tree = usable_hierarchy(names)
@@ -313,12 +317,16 @@ def _edit_groups(names: tuple[str, ...]) -> dict[str, list[str]]:
     for g, n in zip(ids.tolist(), names):
         members.setdefault(g, []).append(n)
     return {f"{m[0]} +{len(m) - 1}": m for m in members.values() if len(m) > 1}
+
+
 def _pick_group(names: tuple[str, ...]) -> None:
     groups = _edit_groups(names)
     chosen = groups.get(st.session_state.get(SUBGRID_GROUP) or "")
     if chosen:
         _commit_sub_grid()
         st.session_state[state.SUBGRID_CLASSES] = chosen[:MAX_GRID_K]
+
+
 def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
     """A focused sub-grid of chosen classes (large K): edits go into the lens, the rest of the lens is kept."""
     base = np.asarray(state.get(state.LENS_BASE), dtype=float)
@@ -328,8 +336,11 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
         st.session_state[state.SUBGRID_CLASSES] = (
             next(iter(groups.values()))[:MAX_GRID_K] if groups else list(names[: min(8, len(names))])
         )
+    k = len(names)
+    st.caption(
         f"A {k:,}×{k:,} lens is edited a sub-grid at a time: pick classes (or a group); their rows and columns show "
         "below, and the rest of the lens is kept. 'rest of row' is the row's mass on the other classes."
+    )
     c1, c2 = st.columns([3, 2])
     c1.multiselect(
         "Classes to edit",
@@ -338,6 +349,8 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
         max_selections=MAX_GRID_K,
         on_change=_commit_sub_grid,
         placeholder="Type to search class names",
+    )
+    groups = _edit_groups(names)
     if groups:
         c2.selectbox(
             "Or edit a group",
@@ -347,6 +360,7 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
             on_change=_pick_group,
             args=(names,),
             placeholder="Choose a group",
+        )
     chosen = [c for c in st.session_state.get(state.SUBGRID_CLASSES, []) if c in index]
     matrix = base.copy()
     if not chosen:
@@ -358,13 +372,20 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
     frame = pd.DataFrame(base[np.ix_(idx, idx)], columns=chosen)
     frame.insert(0, labels, chosen)
     frame[rest] = base[idx].sum(axis=1) - frame[chosen].sum(axis=1).to_numpy()
+    config = {
         c: st.column_config.NumberColumn(c, min_value=0.0, max_value=1.0, step=0.001, format="%.3f") for c in chosen
+    }
+    config[labels] = st.column_config.TextColumn(labels, pinned=True, disabled=True, width="small")
     config[rest] = st.column_config.NumberColumn(rest, disabled=True, format="%.3f")
     key = f"{grid_key()}_sub"
     state.put(state.LENS_GRID_KEY, key)
+    edited = st.data_editor(
         frame, key=key, column_config=config, hide_index=True, height=min(38 + 35 * len(chosen), 560), width="stretch"
+    )
     matrix[np.ix_(idx, idx)] = edited[chosen].to_numpy(dtype=float, na_value=0.0)
     return matrix
+
+
 def _offer_suggestion(inputs: LensInputs) -> None:
     """Under the preset: the data's suggested groups as a one-click option while the lens is the identity."""
     if state.get(state.PRESET) != "identity":
@@ -374,15 +395,20 @@ def _offer_suggestion(inputs: LensInputs) -> None:
         st.caption(
             f"No groups to suggest: none of this data's pairs is confused 10% of the time among classes with at least "
             f"{SUGGEST_MIN_SAMPLES} samples each."
+        )
+        return
     shown = "; ".join(", ".join(markdown_text(n) for n in g) for g in suggested[:3])
+    st.caption(
         f"Suggested from this data's most confused pairs (≥ 10% of the time, classes with ≥ {SUGGEST_MIN_SAMPLES} "
         f"samples): {shown}{' …' if len(suggested) > 3 else ''}"
+    )
     st.button(
         "Merge the suggested groups",
         key="suggest_groups",
         on_click=_accept_groups,
         args=(format_groups(suggested), inputs),
         help="Switches to the merge-groups preset with these groups; edit them there.",
+    )
 
 
 def _accept_groups(groups: str, inputs: LensInputs) -> None:
