@@ -144,7 +144,7 @@ def test_k1000_upload_hierarchy_rollup_and_sub_grid_edit():
     data = predictions_csv(names, 3000, seed=2, groups=list(tree.ancestor_at(2, names)))
     at = new_app()
     upload(at, "k1000.csv", data)
-    assert metric(at, "Samples × classes") == "3,000 × 1000"
+    assert metric(at, "Samples × classes") == "3,000 × 1,000"
     upload(at, "tree.csv", tree_bytes, key="upload_hierarchy")
     assert any(m.label == "Mistake severity" for m in at.metric)
     # The 1,000² grid is not drawn: a sub-grid of chosen classes is.
