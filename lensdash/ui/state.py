@@ -50,6 +50,9 @@ LAB_SEED = "lab_seed"
 LAB_LENS = "lab_lens"
 LAB_EPSILON = "lab_epsilon"
 LAB_SHOW = "lab_show"
+UPLOAD_MODEL_B = "upload_model_b"
+SLICE_COLUMN = "slice_column"
+COMPARE_CORRECT = "compare_correct"
 
 # ---- state the page keeps for the session
 DATA = "data"  #: the Dataset read from an upload or sent from the lab (absent: the demo)
@@ -69,9 +72,18 @@ LENS_INFO = "lens_message_info"  #: a one-time note (lens imported, lens from th
 LAB = "lab"  #: the training lab's last result (LabResult)
 SESSION_TOKEN = "session_token"  #: a random id of this session, the key of its store of large values
 MEMO = "memo"  #: per-session results of the analysis (lensdash.ui.cache.session_memo)
+DATA_B = "data_b"  #: model B's Dataset, as read (compared with DATA in lensdash.ui.compare)
+SOURCE_KEY_B = "data_b_key"  #: which upload DATA_B was read from
+FAILED_KEY_B = "failed_key_b"  #: model B's upload that could not be read, and why
+FAILED_MESSAGE_B = "failed_message_b"
+SHARE_OPENED = "share_opened"  #: the ?view= id already opened in this session (each link is applied once)
+SHARE_PENDING = "share_pending"  #: a shared view waiting for data of its classes (lensdash.share_store.SharedView)
+SHARE_MESSAGE = "share_message"  #: why the shared view could not be opened
+SHARE_INFO = "share_info"  #: a one-time note (the view was loaded)
+SHARE_LINK = "share_link"  #: the id of the view this session last saved
 
 #: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
-HELD = frozenset({DATA, DEMO, SOURCES, MEMO})
+HELD = frozenset({DATA, DEMO, SOURCES, MEMO, DATA_B, SHARE_PENDING})
 #: How long a session's held values may live at most (a day: longer than any visit).
 HELD_TTL_SECONDS = 24 * 3600
 

@@ -1,0 +1,313 @@
+"""The Compare and Slices tabs and shared views, driven through Streamlit's AppTest on real models' predictions.
+
+Model A is scikit-learn's logistic regression on its digits data, model B Gaussian naive Bayes (tests/models.py);
+every number the page shows is checked against the library computed independently on the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+import torch
+from models import DIGITS, digits_lenses
+from streamlit.testing.v1 import AppTest
+
+import lensdash as ld
+from lensdash.compare import comparison_summary
+from lensdash.share_store import ShareStore, default_engine
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def predictions_csv(logits, labels, *, extra: dict | None = None, order=None) -> bytes:
+    """A predictions CSV (class columns "0".."9", a label column and ``extra`` columns), rows in ``order``."""
+    order = np.arange(len(labels)) if order is None else np.asarray(order)
+    extra = extra or {}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*DIGITS, "label", *extra])
+    for i in order:
+        writer.writerow([repr(float(v)) for v in logits[i].tolist()] + [int(labels[i])] + [extra[c][i] for c in extra])
+    return out.getvalue().encode()
+
+
+@pytest.fixture
+def share_url(tmp_path, monkeypatch):
+    """The app's share store in a fresh SQLite file."""
+    import lensdash.ui.share
+
+    url = f"sqlite:///{tmp_path / 'share.sqlite'}"
+    monkeypatch.setattr(lensdash.ui.share, "DEFAULT_URL", url)
+    return url
+
+
+def new_session(**query) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=90)
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def ok(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def uploader(at, name):
+    return at.file_uploader(key=f"{name}_{at.session_state['upload_version']}")
+
+
+def upload(at, data, name="a.csv", key="upload_predictions"):
+    uploader(at, key).set_value((name, data, "text/csv"))
+    return ok(at)
+
+
+def open_tab(at, label):
+    at.session_state["view"] = label
+    return ok(at)
+
+
+#: A column that tells each of the page's tables apart (st.dataframe keys do not reach AppTest).
+TABLES = {
+    "compare_tests": "mcnemar_p",
+    "compare_headline": "B − A",
+    "compare_per_class": "recall_diff",
+    "compare_disagreements": "predicted_b",
+    "slice_table": "lens_aware_accuracy",
+    "per_sample_table": "lens_mass",
+}
+
+
+def dataframe(at, key) -> pd.DataFrame:
+    found = [d.value for d in at.dataframe if TABLES[key] in d.value.columns]
+    assert len(found) == 1, f"{len(found)} tables {key}"
+    return found[0]
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+@pytest.fixture(scope="module")
+def digits(digits_predictions):
+    strong, weak = digits_predictions["strong"], digits_predictions["weak"]
+    return strong.logits.float(), weak.logits.float(), strong.labels
+
+
+def read(data: bytes):
+    return ld.read_predictions(data, kind="logits")
+
+
+def expected_summary(data_a: bytes, data_b: bytes, lens, family="target"):
+    a, b = read(data_a), read(data_b)
+    return comparison_summary(a.logits, b.logits, a.labels, lens, family=family, resamples=1000, seed=0)
+
+
+def compare_page(at, data_a, data_b):
+    upload(at, data_a, "strong.csv")
+    upload(at, data_b, "weak.csv", key="upload_model_b")
+    return open_tab(at, "Compare")
+
+
+# ------------------------------------------------------------------ compare
+
+
+def check_comparison(at, expected, lens):
+    tests = dataframe(at, "compare_tests").set_index("correct means")
+    top1 = tests.loc["top-1"]
+    assert top1["accuracy_a"] == pytest.approx(expected["accuracy_a"])
+    assert top1["accuracy_b"] == pytest.approx(expected["accuracy_b"])
+    assert (top1["a_only_correct"], top1["b_only_correct"]) == (expected["a_only_correct"], expected["b_only_correct"])
+    assert top1["mcnemar_p"] == pytest.approx(expected["mcnemar_p"], rel=1e-9)
+    headline = dataframe(at, "compare_headline").set_index("metric")
+    lensed = headline.loc["lensed loss (target-side)"]
+    assert lensed["A"] == pytest.approx(expected["lensed_loss_a"], rel=1e-5)
+    assert lensed["B"] == pytest.approx(expected["lensed_loss_b"], rel=1e-5)
+    assert lensed["B − A"] == pytest.approx(expected["lensed_loss_diff"], rel=1e-5)
+    unlensed = headline.loc["unlensed loss (cross-entropy)"]
+    assert unlensed["B − A"] == pytest.approx(expected["unlensed_loss_diff"], rel=1e-5)
+    metrics = {m.label: float(m.value) for m in at.metric if "interval" in m.label or "B − A" in m.label}
+    assert metrics["Mean lensed loss, B − A"] == pytest.approx(expected["lensed_loss_diff"], abs=1e-4)
+    assert metrics["95% interval, low"] == pytest.approx(expected["lensed_loss_diff_low"], abs=1e-4)
+    assert metrics["95% interval, high"] == pytest.approx(expected["lensed_loss_diff_high"], abs=1e-4)
+
+
+def test_second_model_by_row_order_shows_the_librarys_comparison(digits):
+    logits_a, logits_b, labels = digits
+    data_a, data_b = predictions_csv(logits_a, labels), predictions_csv(logits_b, labels)
+    at = compare_page(new_session(), data_a, data_b)
+    assert not errors(at)
+    assert any("by row order" in c.value for c in at.caption)
+    lens = ld.Lens(at.session_state["lens_current"], DIGITS)
+    expected = expected_summary(data_a, data_b, lens)
+    assert expected["a_only_correct"] > 0 and expected["b_only_correct"] > 0  # a real comparison, not all zeros
+    check_comparison(at, expected, lens)
+    # the lens-aware row follows the library's rule (lens_hits) on both models
+    a, b = read(data_a), read(data_b)
+    hits = ld.analysis.lens_hits(lens)
+    hit_a, hit_b = hits[a.labels, a.logits.argmax(1)], hits[b.labels, b.logits.argmax(1)]
+    aware = dataframe(at, "compare_tests").set_index("correct means").loc["lens-aware"]
+    assert aware["a_only_correct"] == int((hit_a & ~hit_b).sum())
+    assert aware["b_only_correct"] == int((~hit_a & hit_b).sum())
+    # per class and disagreements: the library's tables
+    per_class = dataframe(at, "compare_per_class")
+    assert per_class["recall_diff"].to_numpy() == pytest.approx(
+        ld.compare.per_class_comparison(
+            a.labels, a.logits.argmax(1) == a.labels, b.logits.argmax(1) == b.labels, DIGITS
+        )["recall_diff"].to_numpy()
+    )
+    disagree = dataframe(at, "compare_disagreements")
+    assert set(disagree["sample"]) == set(torch.nonzero(a.logits.argmax(1) != b.logits.argmax(1)).flatten().tolist())
+
+
+def test_comparison_follows_the_lens_and_the_family(digits):
+    logits_a, logits_b, labels = digits
+    data_a, data_b = predictions_csv(logits_a, labels), predictions_csv(logits_b, labels)
+    at = compare_page(new_session(), data_a, data_b)
+    merge = digits_lenses()["merge"]
+    at.session_state["family"] = "prediction"
+    ok(at)
+    at.session_state["lens_base"] = merge.matrix.numpy()
+    at.session_state["lens_version"] = at.session_state["lens_version"] + 1
+    ok(at)
+    np.testing.assert_allclose(lens_of(at), merge.matrix.numpy(), atol=1e-7)
+    lens = ld.Lens(at.session_state["lens_current"], DIGITS)
+    expected = expected_summary(data_a, data_b, lens, family="prediction")
+    headline = dataframe(at, "compare_headline").set_index("metric")
+    assert headline.loc["lensed loss (prediction-side)", "B − A"] == pytest.approx(
+        expected["lensed_loss_diff"], rel=1e-5
+    )
+
+
+def test_mismatched_files_are_refused_with_the_reason(digits):
+    logits_a, logits_b, labels = digits
+    at = new_session()
+    upload(at, predictions_csv(logits_a, labels), "strong.csv")
+    upload(at, predictions_csv(logits_b, labels, order=np.arange(len(labels) - 3)), "short.csv", "upload_model_b")
+    open_tab(at, "Compare")
+    messages = errors(at)
+    assert any("cannot be compared" in m and "the same number of samples in A and B" in m for m in messages), messages
+    assert not [d for d in at.dataframe if "mcnemar_p" in d.value.columns]
+    # labels that differ at the same row: refused too, and the rest of the page keeps working
+    shifted = predictions_csv(logits_b, labels.roll(1))
+    upload(at, shifted, "shifted.csv", "upload_model_b")
+    messages = errors(at)
+    assert any("the same true label for each paired sample" in m for m in messages), messages
+    assert any(m.label == "Lensed loss" for m in at.metric)
+
+
+def test_without_a_second_model_the_tab_says_how(digits):
+    at = open_tab(new_session(), "Compare")
+    assert any("Compare with another model" in i.value for i in at.info)
+
+
+# ------------------------------------------------------------------ share
+
+
+def lens_of(at) -> np.ndarray:
+    return np.asarray(at.session_state["lens_current"], dtype=float)
+
+
+def test_a_shared_view_reopens_in_another_session(share_url):
+    st.cache_data.clear()
+    first = new_session()
+    first.session_state["family"] = "prediction"
+    ok(first)
+    first.selectbox(key="preset").set_value("label smoothing")
+    ok(first)
+    first.slider(key="epsilon").set_value(0.3)
+    ok(first)
+    open_tab(first, "Sanity checks")
+    first.button(key="share_view").click()
+    ok(first)
+    share_id = first.session_state["share_link"]
+    assert len(share_id) == 22 and share_id in str(first.query_params["view"])
+    assert any(share_id in c.value for c in first.sidebar.code)
+    shared = lens_of(first)
+
+    second = new_session(view=share_id)
+    assert not errors(second)
+    assert any("Opened the shared view" in i.value for i in second.info)
+    np.testing.assert_allclose(lens_of(second), shared)
+    assert second.session_state["family"] == "prediction"
+    assert second.session_state["preset"] == "label smoothing"
+    assert second.session_state["epsilon"] == 0.3
+    assert second.session_state["view"] == "Sanity checks"
+    # what is stored is the lens and settings, never the data
+    view = ShareStore(default_engine(share_url)).load(share_id)
+    assert set(view.settings) <= {"family", "preset", "view", "groups", "epsilon", "beta", "alpha", "confusion_kind"}
+
+
+@pytest.mark.parametrize(
+    "share_id, expected",
+    [("not-an-id", "a share id of 22 letters"), ("A" * 22, "no view saved as")],
+    ids=["malformed", "unknown"],
+)
+def test_an_unknown_or_malformed_view_is_a_message_and_the_page_works(share_url, share_id, expected):
+    at = new_session(view=share_id)
+    assert any("could not be opened" in e and expected in e for e in map(str, errors(at))), errors(at)
+    assert any(m.label == "Lensed loss" for m in at.metric)
+    open_tab(at, "Results")  # and it stays usable
+    assert any(m.label == "Lensed loss" for m in at.metric)
+
+
+def test_a_view_of_other_classes_waits_for_matching_data(share_url, digits):
+    logits_a, _, labels = digits
+    lens = digits_lenses()["merge"]
+    share_id = ShareStore(default_engine(share_url)).save(lens, {"family": "target", "preset": "merge groups"})
+    at = new_session(view=share_id)  # the demo data has other classes
+    assert any("Upload the predictions it was made for" in w.value for w in at.warning)
+    upload(at, predictions_csv(logits_a, labels), "digits.csv")
+    assert any("Opened the shared view" in i.value for i in at.info)
+    np.testing.assert_allclose(lens_of(at), lens.matrix.numpy(), atol=1e-7)
+    ok(at)
+    assert not at.warning
+
+
+def test_concurrent_saves_from_two_sessions(share_url):
+    sessions = [new_session(), new_session()]
+    sessions[1].selectbox(key="preset").set_value("identity")
+    ok(sessions[1])
+    lenses = [lens_of(at) for at in sessions]
+    assert not np.allclose(lenses[0], lenses[1])
+    ids: dict[int, list[str]] = {0: [], 1: []}
+    failures: list[BaseException] = []
+
+    def save(i: int) -> None:
+        # each thread is one server process: its own engine on the same file, writing at the same time
+        from lensdash.ui.data import demo_predictions
+
+        names = demo_predictions().class_names
+        store = ShareStore(default_engine(share_url))
+        try:
+            for _ in range(10):
+                ids[i].append(store.save(ld.Lens(lenses[i], names), {"family": "target"}))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for at in sessions:  # and the app saves meanwhile, through st.connection
+        at.button(key="share_view").click()
+        ok(at)
+    for t in threads:
+        t.join()
+    assert not failures
+    app_ids = [at.session_state["share_link"] for at in sessions]
+    assert len(set(ids[0] + ids[1] + app_ids)) == 22
+    for i in range(2):
+        np.testing.assert_allclose(lens_of(new_session(view=app_ids[i])), lenses[i], atol=1e-7)
+    assert ShareStore(default_engine(share_url)).usage()[0] == 22
