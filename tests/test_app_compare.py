@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import threading
 
 import numpy as np
@@ -311,3 +312,33 @@ def test_concurrent_saves_from_two_sessions(share_url):
     for i in range(2):
         np.testing.assert_allclose(lens_of(new_session(view=app_ids[i])), lenses[i], atol=1e-7)
     assert ShareStore(default_engine(share_url)).usage()[0] == 22
+
+
+def test_a_connection_in_the_secrets_file_is_used(tmp_path):
+    """Hosted: [connections.lensdash_share] in .streamlit/secrets.toml (read from the working directory) is the store.
+
+    Run in a subprocess, since Streamlit reads the secrets file of the process's working directory once.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / ".streamlit").mkdir()
+    store = tmp_path / "hosted.sqlite"
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(f'[connections.lensdash_share]\nurl = "sqlite:///{store}"\n')
+    script = (
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(root / 'app.py')!r}, default_timeout=90)\n"
+        "at.run(); at.button(key='share_view').click(); at.run()\n"
+        "assert not at.exception and not at.sidebar.error\n"
+        "print(at.session_state['share_link'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    share_id = out.stdout.strip().splitlines()[-1]
+    assert ShareStore(default_engine(f"sqlite:///{store}")).load(share_id).lens.num_classes == 10
+    assert not (tmp_path / "lensdash_share.sqlite").exists()  # not the default file
