@@ -342,3 +342,124 @@ def test_a_connection_in_the_secrets_file_is_used(tmp_path):
     share_id = out.stdout.strip().splitlines()[-1]
     assert ShareStore(default_engine(f"sqlite:///{store}")).load(share_id).lens.num_classes == 10
     assert not (tmp_path / "lensdash_share.sqlite").exists()  # not the default file
+
+
+# ------------------------------------------------------------------ metadata: slices, ids, per-sample table
+
+
+@pytest.fixture
+def with_metadata(monkeypatch):
+    """Uploads get ``Predictions.metadata`` from this dict (by file name), whatever the reader keeps aside itself."""
+    import lensdash.ui.data
+
+    by_name: dict[str, pd.DataFrame] = {}
+    parse = lensdash.ui.data._parse
+
+    def parse_with_metadata(upload, labels, kind):
+        predictions = parse(upload, labels, kind)
+        if upload.name in by_name:
+            predictions.metadata = by_name[upload.name]
+        return predictions
+
+    monkeypatch.setattr(lensdash.ui.data, "_parse", parse_with_metadata)
+    return by_name
+
+
+def sites(n: int) -> pd.Series:
+    """A site per sample, unevenly spread, with a name a spreadsheet would run as a formula."""
+    rng = np.random.default_rng(1)
+    return pd.Series(rng.choice(["north", "south", "=cmd|' /C calc'!A0", "east"], size=n, p=[0.4, 0.3, 0.2, 0.1]))
+
+
+def test_slices_table_equals_the_librarys_slice_table(digits, with_metadata):
+    from lensdash.analysis import lens_hits
+    from lensdash.slices import slice_table
+
+    logits_a, _, labels = digits
+    n = len(labels)
+    metadata = pd.DataFrame({"site": sites(n), "id": np.arange(1000, 1000 + n)})
+    with_metadata["strong.csv"] = metadata
+    data = predictions_csv(logits_a, labels)
+    at = upload(new_session(), data, "strong.csv")
+    open_tab(at, "Slices")
+    assert at.selectbox(key="slice_column").options == ["site", "id"]
+    lens = ld.Lens(at.session_state["lens_current"], DIGITS)
+    preds = read(data)
+    predicted = preds.logits.argmax(1)
+    expected = slice_table(
+        metadata["site"],
+        predicted == preds.labels,
+        lens_hits(lens)[preds.labels, predicted],
+        torch.nn.functional.cross_entropy(preds.logits, preds.labels, reduction="none"),
+        ld.lensed_cross_entropy(preds.logits, preds.labels, lens, reduction="none"),
+        column="site",
+    ).table
+    shown = dataframe(at, "slice_table")
+    pd.testing.assert_frame_equal(shown, expected, check_exact=False, rtol=1e-5)
+    # and against a pandas groupby of the same per-sample numbers
+    counts = metadata.groupby("site").size()
+    assert dict(zip(shown["slice"], shown["count"])) == counts.to_dict()
+    # a numeric column: quantile bins, said in a caption
+    at.selectbox(key="slice_column").set_value("id")
+    ok(at)
+    assert len(dataframe(at, "slice_table")) == 10
+    assert any("quantile bins" in c.value for c in at.caption)
+
+
+def test_without_metadata_the_slices_tab_says_how_to_get_it():
+    at = open_tab(new_session(), "Slices")
+    assert any("meta_columns=" in i.value and "--meta-columns" in i.value for i in at.info)
+
+
+def test_second_model_paired_by_shuffled_ids(digits, with_metadata):
+    logits_a, logits_b, labels = digits
+    n = len(labels)
+    ids = np.array([f"img_{i:04d}.png" for i in np.random.default_rng(2).permutation(n)])
+    shuffle = np.random.default_rng(3).permutation(n)
+    with_metadata["strong.csv"] = pd.DataFrame({"filename": ids, "site": sites(n)})
+    with_metadata["weak_shuffled.csv"] = pd.DataFrame({"FileName": ids[shuffle]})
+    data_a = predictions_csv(logits_a, labels)
+    at = new_session()
+    upload(at, data_a, "strong.csv")
+    upload(at, predictions_csv(logits_b, labels, order=shuffle), "weak_shuffled.csv", "upload_model_b")
+    open_tab(at, "Compare")
+    assert not errors(at)
+    assert any("by id" in c.value and "filename" in c.value for c in at.caption)
+    lens = ld.Lens(at.session_state["lens_current"], DIGITS)
+    check_comparison(at, expected_summary(data_a, predictions_csv(logits_b, labels), lens), lens)
+    disagree = dataframe(at, "compare_disagreements")
+    assert list(disagree.columns[:3]) == ["sample", "filename", "site"]
+    assert (disagree["filename"].to_numpy() == ids[disagree["sample"].to_numpy()]).all()
+
+
+def test_ids_found_in_one_file_only_are_refused(digits, with_metadata):
+    logits_a, logits_b, labels = digits
+    n = len(labels)
+    with_metadata["a.csv"] = pd.DataFrame({"id": np.arange(n)})
+    with_metadata["b.csv"] = pd.DataFrame({"id": np.arange(n) + 5})
+    at = new_session()
+    upload(at, predictions_csv(logits_a, labels), "a.csv")
+    upload(at, predictions_csv(logits_b, labels), "b.csv", "upload_model_b")
+    open_tab(at, "Compare")
+    assert any("5 ids only in A" in e and "5 only in B" in e for e in errors(at)), errors(at)
+
+
+def test_metadata_beside_the_per_sample_table_and_its_download_is_spreadsheet_safe(digits, with_metadata):
+    logits_a, _, labels = digits
+    metadata = pd.DataFrame({"site": sites(len(labels)), "label": np.arange(len(labels))})  # a name the table uses
+    with_metadata["strong.csv"] = metadata
+    at = upload(new_session(), predictions_csv(logits_a, labels), "strong.csv")
+    open_tab(at, "Results")
+    table = dataframe(at, "per_sample_table")
+    assert list(table.columns[:4]) == ["sample", "site", "label (metadata)", "label"]
+    assert (table["site"].to_numpy() == metadata["site"].to_numpy()[table["sample"].to_numpy()]).all()
+
+    from lensdash.analysis import analyze, per_sample_table
+    from lensdash.ui.downloads import frame_csv
+
+    preds = read(predictions_csv(logits_a, labels))
+    written = pd.read_csv(
+        io.BytesIO(frame_csv(per_sample_table(analyze(preds.logits, preds.labels, ld.identity_lens(DIGITS)), metadata)))
+    )
+    assert not written["site"].str.match(r"^[=+\-@]").any()
+    assert (written["label (metadata)"].to_numpy() == metadata["label"].to_numpy()).all()  # numbers unchanged

@@ -117,8 +117,8 @@ def _pair(a: Dataset, b: Dataset) -> Pairing | InputError:
     except InputError as exc:
         return exc
     changes: dict[str, object] = {"logits": paired.logits_b, "labels": paired.labels, "notes": []}
-    if meta_b is not None and hasattr(pb, "metadata"):
-        changes["metadata"] = meta_b.iloc[paired.order_b.numpy()].reset_index(drop=True)
+    if "metadata" in {f.name for f in dataclasses.fields(pb)}:  # B's metadata in A's row order too
+        changes["metadata"] = None if meta_b is None else meta_b.iloc[paired.order_b.numpy()].reset_index(drop=True)
     model_b = Dataset.of(dataclasses.replace(pb, **changes), b.origin)  # type: ignore[arg-type]
     note = paired.note if column is None else f"{paired.note[:-1]} (column {column!r})."
     return Pairing(model_b, note, None if column is None else str(column))
