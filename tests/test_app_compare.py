@@ -200,6 +200,7 @@ def test_mismatched_files_are_refused_with_the_reason(digits):
     open_tab(at, "Compare")
     messages = errors(at)
     assert any("cannot be compared" in m and "the same number of samples in A and B" in m for m in messages), messages
+    assert any("does not pair" in e.value and "896 in B" in e.value for e in at.sidebar.error)  # seen on any tab
     assert not [d for d in at.dataframe if "mcnemar_p" in d.value.columns]
     # labels that differ at the same row: refused too, and the rest of the page keeps working
     shifted = predictions_csv(logits_b, labels.roll(1))

@@ -195,7 +195,7 @@ def data_section() -> Dataset:
     )
     for note in preds.notes:
         st.sidebar.caption(markdown_text(note))
-    model_b_section(kind)
+    model_b_section(dataset, str(kind))
     with st.sidebar.expander("Example files"):
         st.caption("The formats lensdash reads; download one to see, or upload it back.")
         for i, name in enumerate(EXAMPLES):
@@ -214,12 +214,15 @@ def _drop_model_b() -> None:
     state.drop(state.DATA_B, state.SOURCE_KEY_B, state.FAILED_KEY_B, state.FAILED_MESSAGE_B)
 
 
-def model_b_section(kind: str) -> Dataset | None:
+def model_b_section(model_a: Dataset, kind: str) -> Dataset | None:
     """Sidebar, under the first upload: a second model's predictions of the same samples (model B).
 
-    Read once per upload (as model A's file, with the same kind setting) and kept in the session's store; pairing
-    with model A and its errors are the Compare tab's (:mod:`lensdash.ui.compare`), since model A can change later.
+    Read once per upload (as model A's file, with the same kind setting) and kept in the session's store. It is paired
+    with the page's data (``model_a``) on every run, since either can change (kept in the session by content, see
+    :func:`lensdash.ui.compare.paired_model_b`); files that do not pair say why here and in the Compare tab.
     """
+    from lensdash.ui.compare import paired_model_b  # compare builds on this module
+
     st.sidebar.markdown("**Compare with another model**")
     upload = st.sidebar.file_uploader(
         "Model B's predictions of the same samples (optional)",
@@ -242,7 +245,7 @@ def model_b_section(kind: str) -> Dataset | None:
         except LensdashError as exc:
             state.put(state.FAILED_KEY_B, key)
             state.put(state.FAILED_MESSAGE_B, str(exc))
-    if key is not None and state.get(state.FAILED_KEY_B) == key:
+    if upload is not None and state.get(state.FAILED_KEY_B) == key:
         st.sidebar.error(
             f"{markdown_text(upload.name)} was not read: " + markdown_text(state.get(state.FAILED_MESSAGE_B))
         )
@@ -252,5 +255,9 @@ def model_b_section(kind: str) -> Dataset | None:
         st.sidebar.caption(
             f"Model B: **{markdown_text(model_b.origin)}**, {preds.num_samples:,} samples × {preds.num_classes} classes."
         )
+        try:
+            st.sidebar.caption(markdown_text(paired_model_b(model_a, model_b).note) + " See the Compare tab.")
+        except LensdashError as exc:
+            st.sidebar.error("Model B does not pair with the data shown: " + markdown_text(str(exc)))
         st.sidebar.button("Remove model B", key="remove_model_b", on_click=_drop_model_b)
     return model_b
