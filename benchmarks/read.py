@@ -1,4 +1,4 @@
-"""``read_predictions`` against pandas and pyarrow reading the same CSV, side by side in one process.
+"""``read_predictions`` against polars, pyarrow and pandas reading the same CSV, side by side in one process.
 
 python -m benchmarks.read [--rows 100000 --cols 100]
 """
@@ -14,12 +14,13 @@ from benchmarks._timing import header, peak_rss_of, rounds
 
 
 def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
-    """Median per-round ratio of ``read_predictions`` to the faster engine, and peak memory above the imports."""
+    """Median per-round ratio of ``read_predictions`` to each engine, and peak memory above the imports."""
     import numpy as np
     import pandas as pd
+    import polars as pl
     import pyarrow.csv as pacsv
 
-    from lensdash.files import read_predictions
+    from lensdash.io import read_predictions
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -35,22 +36,34 @@ def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
             {
                 "pandas": lambda: pd.read_csv(path, engine="c"),
                 "pyarrow": lambda: pacsv.read_csv(path),
+                "polars": lambda: pl.read_csv(path),
                 "lensdash": lambda: read_predictions(path),
             },
             repeats=repeats,
         )
         med = {name: statistics.median(ts) for name, ts in t.items()}
-        # Each round's own faster engine: drift within the run hits both sides of every ratio alike.
-        ratio = statistics.median(
-            ours / min(pd_t, pa_t) for ours, pd_t, pa_t in zip(t["lensdash"], t["pandas"], t["pyarrow"], strict=True)
+        # Ratios within each round: drift within the run hits both sides of every ratio alike.
+        engines = {"polars": "polars.read_csv", "pyarrow": "pyarrow.csv.read_csv", "pandas": "pandas.read_csv"}
+        ratios = {
+            e: statistics.median(ours / theirs for ours, theirs in zip(t["lensdash"], t[e], strict=True))
+            for e in engines
+        }
+        best = statistics.median(
+            ours / min(others) for ours, *others in zip(t["lensdash"], *(t[e] for e in engines), strict=True)
         )
         print(
-            f"medians of {repeats} rounds: pandas.read_csv {med['pandas']:.3f}s, pyarrow.csv.read_csv {med['pyarrow']:.3f}s, read_predictions {med['lensdash']:.3f}s"
+            f"medians of {repeats} rounds: "
+            + ", ".join(f"{label} {med[e]:.3f}s" for e, label in engines.items())
+            + f", read_predictions {med['lensdash']:.3f}s"
         )
-        print(f"read_predictions / faster engine of the same round, median over rounds: {ratio:.2f} (target <= 1.2)")
-        imports = "import lensdash.files, pyarrow.csv, pandas"
+        print(
+            "read_predictions / engine of the same round, median over rounds: "
+            + ", ".join(f"{label} {ratios[e]:.2f}" for e, label in engines.items())
+            + f"; read_predictions / faster engine {best:.2f} (target <= 1.0 each)"
+        )
+        imports = "import lensdash.io, pyarrow.csv, pandas, polars"
         base = peak_rss_of(imports)
-        peak = peak_rss_of(f"{imports}; lensdash.files.read_predictions({path!r})")
+        peak = peak_rss_of(f"{imports}; lensdash.io.read_predictions({path!r})")
         engine = peak_rss_of(f"{imports}; pyarrow.csv.read_csv({path!r})")
         budget = 3 * rows * cols * 4 + size
         print(

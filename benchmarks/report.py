@@ -58,7 +58,7 @@ def bench_report(rows: int, cols: int, fmt: str) -> None:
         )
         lens = os.path.join(tmp, "lens.csv")
         with open(lens, "wb") as handle:
-            from lensdash.files import lens_to_bytes
+            from lensdash.io import lens_to_bytes
 
             handle.write(lens_to_bytes(merge_lens(cols, [list(range(0, min(cols, 10)))]), "plain-csv"))
         argv = ["report", path, "--labels", labels, "--lens", lens, "--out", os.path.join(tmp, "report"), "--quiet"]

@@ -21,7 +21,6 @@ from lensdash.compare import (
     top1_correct,
 )
 from lensdash.errors import InputError, LensdashError, LensError
-from lensdash.files import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.hierarchy import (
     Hierarchy,
     HierarchySums,
@@ -31,6 +30,7 @@ from lensdash.hierarchy import (
     mass_kept,
 )
 from lensdash.hierarchy_files import read_hierarchy
+from lensdash.io import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
 from lensdash.lens import (
     ROW_SUM_ATOL,
     Lens,
@@ -41,6 +41,7 @@ from lensdash.lens import (
     hierarchy_distances,
     hierarchy_lens,
     identity_lens,
+    lens_matrix,
     merge_lens,
     normalize_lens,
     smoothing_lens,
@@ -50,6 +51,7 @@ from lensdash.lens import (
 from lensdash.losses import (
     LensedCrossEntropyLoss,
     PredictionLensedCrossEntropyLoss,
+    check_loss_inputs,
     lensed_cross_entropy,
     prediction_lensed_cross_entropy,
     soft_target_cross_entropy,
@@ -90,6 +92,7 @@ __all__ = [
     "beta_for_mass",
     "calibration_bins",
     "calibration_error",
+    "check_loss_inputs",
     "comparison_from_counts",
     "comparison_summary",
     "confusion_difference",
@@ -102,6 +105,7 @@ __all__ = [
     "hierarchy_lens",
     "hierarchy_metrics",
     "identity_lens",
+    "lens_matrix",
     "lens_rule",
     "lens_to_bytes",
     "lensed_cross_entropy",

@@ -5,6 +5,10 @@ smoothing, a few confused pairs. Each row is a per-row constant background
 plus a few larger entries. Keeping that form lets the losses skip ``C[y]``
 (N×K) and touch only ``N×m`` entries, ``m`` the widest row's support.
 A lens without such structure keeps its dense form.
+
+Plans are cached only where the lens cannot change under them: on an
+immutable :class:`~lensdash.Lens`, or for a plain tensor keyed by its identity
+and its version counter (an in-place edit bumps the version, so the plan is rebuilt).
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lensdash.lens import Lens, _as_matrix, validate_lens
+from lensdash.lens import Lens, lens_matrix, validate_lens
 
 
 @dataclass(frozen=True)
 class TargetPlan:
     """Row form of ``C``: ``C[i] = background[i] + scatter(idx[i], val[i])``, or dense."""
 
-    negent: Tensor  # (K,) sum_j C_ij log C_ij, with 0 log 0 = 0
+    rowsum: Tensor  # (K,) sum_j C_ij (1 within the lens tolerance)
     dense: Tensor | None  # (K, K) when the sparse form would not pay
     background: Tensor | None  # (K,), None when every row's background is 0
     idx: Tensor | None  # (K, m) column indices of the entries above the background
@@ -31,31 +35,37 @@ class TargetPlan:
 
 @dataclass(frozen=True)
 class PredictionPlan:
-    """Column form of ``C`` for ``log (p @ C)[y]``: ``C[:, y] = beta + scatter(col_idx[y], col_val[y])``."""
+    """Column form of ``C`` for ``log (p @ C)[y]``: ``C[:, y] = beta + scatter(col_idx[y], col_val[y])``, or dense."""
 
     log_columns: Tensor | None  # (K, K) log C^T when dense
     col_idx: Tensor | None  # (K, m)
     col_logval: Tensor | None  # (K, m) log of the entries above beta; -inf pads
-    log_beta: float | None  # log of the one background shared by all entries; None when 0
+    log_beta: Tensor | None  # () log of the one background shared by all entries; None when 0
 
 
 def _sparse_pays(width: int, k: int) -> bool:
     return width <= max(1, k // 4)
 
 
-def _target_plan(c: Tensor) -> TargetPlan:
+def target_plan(c: Tensor, structured: bool = True) -> TargetPlan:
+    """The row form of ``c``; ``structured=False`` keeps it dense without reading values back (for compiled code)."""
+    rowsum = c.sum(dim=1)
+    if not structured:
+        return TargetPlan(rowsum, c.contiguous(), None, None, None)
     k = c.shape[0]
-    negent = torch.special.xlogy(c, c).sum(dim=1)
     background = c.amin(dim=1)
     above = c - background.unsqueeze(1)
     width = int((above > 0).sum(dim=1).max())
     if not _sparse_pays(width, k):
-        return TargetPlan(negent, c.contiguous(), None, None, None)
+        return TargetPlan(rowsum, c.contiguous(), None, None, None)
     val, idx = above.topk(max(width, 1), dim=1)
-    return TargetPlan(negent, None, background if bool(background.any()) else None, idx, val)
+    return TargetPlan(rowsum, None, background if bool(background.any()) else None, idx, val)
 
 
-def _prediction_plan(c: Tensor) -> PredictionPlan:
+def prediction_plan(c: Tensor, structured: bool = True) -> PredictionPlan:
+    """The column form of ``c``; ``structured=False`` keeps it dense (see :func:`target_plan`)."""
+    if not structured:
+        return PredictionPlan(torch.log(c.T).contiguous(), None, None, None)
     k = c.shape[0]
     beta = c.min()
     above = (c - beta).T
@@ -63,11 +73,11 @@ def _prediction_plan(c: Tensor) -> PredictionPlan:
     if not _sparse_pays(width, k):
         return PredictionPlan(torch.log(c.T).contiguous(), None, None, None)
     val, idx = above.topk(max(width, 1), dim=1)
-    log_beta = float(torch.log(beta)) if float(beta) > 0 else None
+    log_beta = torch.log(beta) if float(beta) > 0 else None
     return PredictionPlan(None, idx, torch.log(val), log_beta)
 
 
-_BUILDERS = {"target": _target_plan, "prediction": _prediction_plan}
+_BUILDERS = {"target": target_plan, "prediction": prediction_plan}
 
 # Plans for plain tensors, keyed by id() and checked against a weak reference
 # and the tensor's version counter, so an in-place edit is never missed.
@@ -86,15 +96,24 @@ def _store_for_tensor(lens: Tensor, num_classes: int) -> dict:
 
 
 def plan_for(lens: object, side: str, num_classes: int, dtype: torch.dtype, device: torch.device):
-    """The cached plan of ``lens`` for one side, dtype and device (validated once)."""
+    """The cached plan of ``lens`` for one side, dtype and device (validated once per lens version).
+
+    Inside ``torch.compile`` nothing is read back to the host: the lens is
+    used densely (no structure search, no validation, no cache).
+    """
+    if torch.compiler.is_compiling():
+        matrix = lens._matrix if isinstance(lens, Lens) else lens
+        if not isinstance(matrix, Tensor):
+            matrix = torch.as_tensor(matrix)
+        return _BUILDERS[side](matrix.detach().to(device=device, dtype=dtype), False)
     if isinstance(lens, Lens):
         if lens.num_classes != num_classes:
-            validate_lens(lens.matrix, num_classes)
-        store, matrix = lens._plans, lens.matrix
+            validate_lens(lens, num_classes)
+        store, matrix = lens._plans, lens._matrix
     elif isinstance(lens, Tensor) and not lens.requires_grad:
         store, matrix = _store_for_tensor(lens, num_classes), lens
     else:
-        matrix = validate_lens(_as_matrix(lens), num_classes)
+        matrix = lens_matrix(lens, num_classes)
         store = {}
     if matrix.shape[0] != num_classes:
         validate_lens(matrix, num_classes)

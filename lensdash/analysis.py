@@ -17,21 +17,17 @@ import torch
 from torch import Tensor
 
 from lensdash.errors import InputError
+from lensdash.families import FAMILIES as _REGISTRY
+from lensdash.families import family as _registered_family
 from lensdash.lens import Lens, class_names
-from lensdash.losses import _check_inputs, lensed_cross_entropy, prediction_lensed_cross_entropy
+from lensdash.losses import check_loss_inputs
 
-FAMILIES = {"target": lensed_cross_entropy, "prediction": prediction_lensed_cross_entropy}
+#: Family name -> loss function, read from the one registry (lensdash.families).
+FAMILIES = {name: entry.loss for name, entry in _REGISTRY.items()}
 
 
 def _family(family: str):
-    try:
-        return FAMILIES[family]
-    except KeyError:
-        raise InputError.build(
-            f"a lens family in {sorted(FAMILIES)}",
-            repr(family),
-            fix="'target' is the seed's KL(C[y] || softmax), 'prediction' the forward correction.",
-        ) from None
+    return _registered_family(family).loss
 
 
 def per_sample_losses_and_gradients(
@@ -192,7 +188,7 @@ def baseline(logits: Tensor, labels: Tensor) -> Baseline:
         >>> baseline(torch.zeros(2, 3), torch.tensor([0, 2])).unlensed_loss
         tensor([1.0986, 1.0986])
     """
-    _check_inputs(logits, labels, "none")
+    check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
     return _baseline(logits, labels)
 
 
@@ -264,7 +260,7 @@ def analyze(
         >>> round(a.summary()["unlensed_loss"], 4), round(a.summary()["lensed_loss"], 4)
         (0.9163, 0.367)
     """
-    _check_inputs(logits, labels, "none")
+    check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
     k = logits.shape[1]
     if baseline is None:
         baseline = _baseline(logits, labels)

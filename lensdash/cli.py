@@ -21,10 +21,10 @@ import time
 from typing import Any
 
 from lensdash.errors import InputError, LensdashError
-from lensdash.files import KINDS
+from lensdash.families import FAMILY_NAMES
+from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, KINDS
 from lensdash.report import OutputFolder, all_reduce, check_label_count, check_output_folder, report
 from lensdash.report_folder import signals_deferred
-from lensdash.stream import CHUNK_ROWS
 
 
 class ProgressBar:
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--kind", default="auto", choices=KINDS, help="what the numbers are (default: detect)")
     rep.add_argument(
-        "--family", default="target", choices=["target", "prediction"], help="lens family (default: target, the seed's)"
+        "--family", default="target", choices=FAMILY_NAMES, help="lens family (default: target, the seed's)"
     )
     rep.add_argument("--label-column", help="name of the label column, if not one of label/target/y/...")
     rep.add_argument(
@@ -83,6 +83,18 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=CHUNK_ROWS,
         help=f"rows per chunk for Parquet and .npy (default {CHUNK_ROWS:,})",
+    )
+    rep.add_argument(
+        "--max-cells",
+        type=int,
+        default=DEFAULT_MAX_CELLS,
+        help=f"refuse predictions of more rows x classes, before reading them (default {DEFAULT_MAX_CELLS:,})",
+    )
+    rep.add_argument(
+        "--max-classes",
+        type=int,
+        default=DEFAULT_MAX_CLASSES,
+        help=f"refuse predictions of more classes (default {DEFAULT_MAX_CLASSES:,})",
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -188,6 +200,8 @@ class _Run:
                 chunk_rows=args.chunk_rows,
                 shard=(rank, world),
                 progress=progress,
+                max_cells=args.max_cells,
+                max_classes=args.max_classes,
             )
         except (LensdashError, OSError, MemoryError) as exc:
             error = _user_error(exc)

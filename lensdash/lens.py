@@ -47,8 +47,9 @@ def class_names(classes: Classes) -> tuple[str, ...]:
 
 
 def _as_matrix(lens: object) -> Tensor:
+    """Any lens form as a floating-point tensor, unvalidated; a :class:`Lens`'s own (read-only by contract) entries."""
     if isinstance(lens, Lens):
-        return lens.matrix
+        return lens._matrix
     if isinstance(lens, Tensor):
         matrix = lens.detach()
     else:
@@ -144,6 +145,43 @@ def validate_lens(lens: object, num_classes: int | None = None, *, atol: float =
     return matrix
 
 
+def lens_matrix(
+    lens: object,
+    num_classes: int | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The one way to turn any lens form into its validated K×K matrix.
+
+    Lens convention: row ``i`` is the target distribution used when the true
+    label is ``i``; rows sum to 1.
+
+    Args:
+        lens: a :class:`Lens`, tensor, nested list or numpy array.
+        num_classes: the K the lens must have, if known.
+        dtype: the floating-point dtype wanted (default: the lens's own, float64 for lists).
+        device: the device wanted (default: the lens's own).
+
+    Returns:
+        A K×K tensor that the caller may modify freely only if it made the copy
+        itself: it shares memory with a tensor passed in when no conversion was needed.
+
+    Raises:
+        LensError: see :func:`validate_lens`.
+
+    Example:
+        >>> lens_matrix(Lens([[1, 0], [0, 1]]), dtype=torch.float32)
+        tensor([[1., 0.],
+                [0., 1.]])
+    """
+    matrix = validate_lens(lens, num_classes)
+    out = matrix.detach().to(dtype=dtype or matrix.dtype, device=device)
+    if isinstance(lens, Lens) and out.data_ptr() == matrix.data_ptr():
+        out = out.clone()  # never hand out a Lens's own storage
+    return out
+
+
 def _first(mask: Tensor) -> tuple[int, int]:
     i, j = mask.nonzero()[0].tolist()
     return int(i), int(j)
@@ -195,8 +233,9 @@ class Lens:
     """
 
     def __init__(self, matrix: object, classes: Classes | None = None, *, atol: float = ROW_SUM_ATOL):
-        self.matrix = validate_lens(matrix, atol=atol)
-        k = self.matrix.shape[0]
+        # A snapshot: later edits of the caller's tensor must not reach the lens or its cached plans.
+        self._matrix = validate_lens(matrix, atol=atol).detach().clone()
+        k = self._matrix.shape[0]
         self.classes = class_names(k if classes is None else classes)
         if len(self.classes) != k:
             raise LensError.build(
@@ -204,20 +243,28 @@ class Lens:
                 f"{len(self.classes)}",
                 fix="Give one name per row of the lens.",
             )
-        self._plans: dict[tuple[torch.dtype, torch.device], object] = {}
+        self._plans: dict[tuple[str, torch.dtype, torch.device], object] = {}
+
+    @property
+    def matrix(self) -> Tensor:
+        """The K×K entries, as a new tensor on every access.
+
+        A :class:`Lens` is an immutable snapshot: writing into the returned
+        tensor changes neither the lens nor the losses computed with it.
+        """
+        return self._matrix.clone()
 
     @property
     def num_classes(self) -> int:
-        return self.matrix.shape[0]
+        return self._matrix.shape[0]
 
     def to(self, *args, **kwargs) -> Lens:
         """A copy moved like ``Tensor.to`` (device and/or dtype)."""
-        return Lens(self.matrix.to(*args, **kwargs), self.classes, atol=math.inf)
+        return Lens(self._matrix.to(*args, **kwargs), self.classes, atol=math.inf)
 
     def is_identity(self) -> bool:
-        return bool(
-            torch.equal(self.matrix, torch.eye(self.num_classes, dtype=self.matrix.dtype, device=self.matrix.device))
-        )
+        eye = torch.eye(self.num_classes, dtype=self._matrix.dtype, device=self._matrix.device)
+        return bool(torch.equal(self._matrix, eye))
 
     def __repr__(self) -> str:
         return f"Lens(K={self.num_classes}, classes={list(self.classes)!r})"
@@ -225,7 +272,7 @@ class Lens:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Lens):
             return NotImplemented
-        return self.classes == other.classes and torch.equal(self.matrix, other.matrix.to(self.matrix))
+        return self.classes == other.classes and torch.equal(self._matrix, other._matrix.to(self._matrix))
 
     __hash__ = None  # type: ignore[assignment]
 

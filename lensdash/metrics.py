@@ -30,7 +30,7 @@ from torch import Tensor
 from lensdash.analysis import confusion_counts, lens_credit, lens_hits, per_class_mean, per_class_total
 from lensdash.errors import InputError
 from lensdash.lens import validate_lens
-from lensdash.losses import _check_inputs
+from lensdash.losses import check_loss_inputs
 
 #: Equal-width confidence bins of the calibration error (torchmetrics' default too).
 N_BINS = 15
@@ -437,7 +437,7 @@ class MetricSums:
             InputError: bad logits or labels, a k outside 1..K.
             LensError: an invalid lens.
         """
-        _check_inputs(logits, labels, "none")
+        check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
         num_classes = logits.shape[1]
         k, n_bins = _check_k(num_classes, k), _check_bins(n_bins)
         if lens is None:

@@ -24,11 +24,10 @@ import torch
 from lensdash import figures
 from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table
 from lensdash.errors import InputError, LensdashError
-from lensdash.files import read_lens
+from lensdash.io import CHUNK_ROWS, DEFAULT_MAX_CELLS, DEFAULT_MAX_CLASSES, open_stream, read_lens
 from lensdash.lens import Lens, align_lens
 from lensdash.report_folder import OutputFolder, check_output_folder
 from lensdash.sanitize import html_text, spreadsheet_cell, spreadsheet_safe
-from lensdash.stream import CHUNK_ROWS, open_stream
 
 #: Files of a report, written together or not at all.
 REPORT_FILES = (
@@ -163,6 +162,8 @@ def report(
     chunk_rows: int = CHUNK_ROWS,
     shard: tuple[int, int] = (0, 1),
     progress: Progress | None = None,
+    max_cells: int | None = DEFAULT_MAX_CELLS,
+    max_classes: int | None = DEFAULT_MAX_CLASSES,
 ) -> Report:
     r"""Stream a predictions file and sum, per true class, what :func:`~lensdash.analysis.analyze` computes.
 
@@ -180,6 +181,7 @@ def report(
         chunk_rows: rows per chunk for Parquet and ``.npy``.
         shard: (rank, world size).
         progress: called after each chunk with (done, total, rows read).
+        max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
 
     Returns:
         A :class:`Report`.
@@ -204,7 +206,16 @@ def report(
         )
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError.build("a CUDA device", "none available", fix="Use --device cpu.")
-    stream = open_stream(predictions, labels, kind=kind, label_column=label_column, shard=shard, chunk_rows=chunk_rows)
+    stream = open_stream(
+        predictions,
+        labels,
+        kind=kind,
+        label_column=label_column,
+        shard=shard,
+        chunk_rows=chunk_rows,
+        max_cells=max_cells,
+        max_classes=max_classes,
+    )
     names = stream.class_names
     the_lens, notes = _lens(lens, names)
     matrix = the_lens.matrix.to(device=device, dtype=torch.float32)

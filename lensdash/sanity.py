@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lensdash.lens import merge_lens
+from lensdash.lens import lens_matrix, merge_lens
 from lensdash.losses import (
-    _check_inputs,
+    check_loss_inputs,
     lensed_cross_entropy,
     prediction_lensed_cross_entropy,
     soft_target_cross_entropy,
@@ -127,7 +127,7 @@ def identity_checks(logits: Tensor, labels: Tensor, *, tolerance: float = 1e-6) 
         >>> [c.passed for c in identity_checks(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))]
         [True, True, True, True]
     """
-    _check_inputs(logits, labels, "none")
+    check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
     x = logits.detach().to(torch.float64)
     eye = torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
     checks = [
@@ -159,11 +159,10 @@ def lens_checks(logits: Tensor, labels: Tensor, lens: object | None = None, *, t
         >>> [c.passed for c in lens_checks(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))]
         [True, True]
     """
-    _check_inputs(logits, labels, "none")
+    check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
     x = logits.detach().to(torch.float64)
     k = x.shape[1]
-    matrix = merge_lens(k, [[0, 1]]).matrix if lens is None else getattr(lens, "matrix", lens)
-    matrix = torch.as_tensor(matrix, dtype=torch.float64).to(x.device)
+    matrix = lens_matrix(merge_lens(k, [[0, 1]]) if lens is None else lens, dtype=torch.float64, device=x.device)
     # Zero probabilities (-inf logits) make the seed's formula NaN; move them far
     # below every finite logit instead, which changes neither side's softmax.
     neginf = torch.isneginf(x)

@@ -14,7 +14,7 @@ def test_every_benchmark_module_is_listed():
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["loss", "--scale", "0.0005"], "dense lens vs F.cross_entropy"),
+        (["loss", "--scale", "0.0005", "--no-compiled"], "dense lens vs F.cross_entropy"),
         (["read", "--rows", "300", "--cols", "5", "--repeats", "2"], "read_predictions / faster engine"),
         (["lab", "--repeats", "1", "--epochs", "2"], "digits: default run"),
         (["report", "--rows", "2000", "--cols", "5", "--format", "csv"], "rows/s; peak RSS"),

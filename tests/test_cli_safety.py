@@ -412,7 +412,7 @@ def test_a_run_killed_at_any_step_leaves_the_complete_old_or_new_report(tmp_path
 SLOW_SCRIPT = textwrap.dedent(
     r"""
     import sys, time
-    from lensdash import files
+    from lensdash.io import _csv_parse as files
     import lensdash.report as report_module
     files.PART_BYTES = 2048  # many chunks
     original, calls = report_module.analyze, [0]

@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lensdash as ld
-from lensdash import InputError, LensError, files
+from lensdash import InputError, LensError
 from lensdash.examples import ANIMALS, EXAMPLES, example_bytes
-from lensdash.files import PROB_SUM_ATOL, lens_to_bytes, read_lens, read_predictions, save_lens
+from lensdash.io import PROB_SUM_ATOL, _csv_layout, lens_to_bytes, read_lens, read_predictions, save_lens
+from lensdash.io import _csv_parse as files
 
 
 @pytest.fixture
@@ -306,7 +307,7 @@ def test_a_cell_over_the_csv_modules_limit_is_an_input_error():
 
 
 def test_a_row_longer_than_the_limit_is_refused_before_parsing():
-    with mock.patch.object(files, "_HEAD_BYTES", 100), mock.patch.object(files, "_MAX_HEAD_BYTES", 1000):
+    with mock.patch.object(_csv_layout, "_HEAD_BYTES", 100), mock.patch.object(_csv_layout, "_MAX_HEAD_BYTES", 1000):
         with pytest.raises(
             InputError, match=r"row 2: expected rows of at most .* found a longer row.*\.npy or Parquet"
         ):

@@ -146,3 +146,45 @@ def test_expand_and_align():
     assert note is None
     expanded, note = ld.align_lens(small, ["a", "b", "c"])
     assert "covers 2 of 3" in note and expanded.num_classes == 3
+
+
+def test_lens_matrix_is_the_one_conversion():
+    lens = ld.Lens([[0.5, 0.5], [0.0, 1.0]], classes=["a", "b"])
+    for form in (lens, lens.matrix, lens.matrix.tolist(), lens.matrix.numpy()):
+        out = ld.lens_matrix(form, 2, dtype=torch.float32)
+        torch.testing.assert_close(out, torch.tensor([[0.5, 0.5], [0.0, 1.0]]))
+    own = ld.lens_matrix(lens)
+    own[0, 0] = 9.0  # a Lens never hands out its own storage
+    assert lens.matrix[0, 0] == 0.5
+    with pytest.raises(LensError, match=r"a 3×3 lens"):
+        ld.lens_matrix(lens, 3)
+    with pytest.raises(LensError, match="summing to 1"):
+        ld.lens_matrix([[0.5, 0.4], [0.0, 1.0]])
+
+
+def test_lens_is_an_immutable_snapshot():
+    source = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
+    lens = ld.Lens(source)
+    source[0] = torch.tensor([1.0, 0.0])
+    view = lens.matrix
+    view[1, 1] = 7.0
+    torch.testing.assert_close(lens.matrix, torch.tensor([[0.5, 0.5], [0.0, 1.0]]))
+    assert lens == ld.Lens([[0.5, 0.5], [0.0, 1.0]])
+    assert not lens.is_identity() and ld.identity_lens(3).is_identity()
+
+
+def test_families_are_named_once():
+    from lensdash import analysis, cli
+    from lensdash.families import FAMILIES, FAMILY_NAMES, family
+    from lensdash.losses import lensed_cross_entropy, prediction_lensed_cross_entropy
+
+    assert FAMILY_NAMES == ("target", "prediction")
+    assert {"target": lensed_cross_entropy, "prediction": prediction_lensed_cross_entropy} == analysis.FAMILIES
+    assert analysis._family("prediction") is prediction_lensed_cross_entropy
+    family_action = next(
+        a for a in cli._parser()._subparsers._group_actions[0].choices["report"]._actions if a.dest == "family"
+    )
+    assert tuple(family_action.choices) == FAMILY_NAMES
+    assert all(FAMILIES[name].label for name in FAMILY_NAMES)
+    with pytest.raises(ld.InputError, match="lens family"):
+        family("both")

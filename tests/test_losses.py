@@ -300,3 +300,371 @@ def test_lens_of_the_wrong_size():
         ld.lensed_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), torch.eye(4))
     with pytest.raises(LensError, match=r"a 3×3 lens"):
         ld.prediction_lensed_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), ld.identity_lens(4))
+
+
+# ------------------------------------------------- nn.CrossEntropyLoss parity
+
+
+def _identity_case(data, dtype=torch.float64):
+    """One random call of F.cross_entropy: shapes, weights, ignored positions, smoothing, reduction, target kind."""
+    k = data.draw(st.integers(2, 7), label="K")
+    n = data.draw(st.integers(1, 9), label="N")
+    spatial = data.draw(st.lists(st.integers(1, 3), max_size=2), label="spatial dims")
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(n, k, *spatial, generator=g, dtype=torch.float64) * 3).to(dtype)
+    probabilities = data.draw(st.booleans(), label="probability targets")
+    if probabilities:
+        target = torch.softmax(torch.randn(n, k, *spatial, generator=g, dtype=torch.float64) * 2, 1).to(dtype)
+    else:
+        target = torch.randint(0, k, (n, *spatial), generator=g)
+        ignored = torch.rand(target.shape, generator=g) < data.draw(st.sampled_from([0.0, 0.3]), label="ignored")
+        target[ignored] = -100
+    weight = torch.rand(k, generator=g, dtype=torch.float64).to(dtype) + 0.1 if data.draw(st.booleans()) else None
+    kwargs = {
+        "weight": weight,
+        "reduction": data.draw(st.sampled_from(REDUCTIONS), label="reduction"),
+        "label_smoothing": data.draw(st.sampled_from([0.0, 0.1, 0.35]), label="smoothing"),
+    }
+    return x, target, probabilities, kwargs
+
+
+def _value_and_grad(fn, x, *args, **kwargs):
+    xg = x.detach().clone().requires_grad_(True)
+    out = fn(xg, *args, **kwargs)
+    (grad,) = torch.autograd.grad(out.sum(), xg)
+    return out.detach(), grad
+
+
+@given(st.data())
+def test_identity_lens_equals_cross_entropy_in_every_combination(data):
+    x, target, probabilities, kwargs = _identity_case(data)
+    k = x.shape[1]
+    ref, ref_grad = _value_and_grad(F.cross_entropy, x, target, **kwargs)
+    module = torch.nn.CrossEntropyLoss(**kwargs)
+    torch.testing.assert_close(module(x, target), ref)
+    for fn in (ld.soft_target_cross_entropy, ld.prediction_lensed_cross_entropy, ld.lensed_cross_entropy):
+        out, grad = _value_and_grad(fn, x, target, torch.eye(k, dtype=torch.float64), **kwargs)
+        torch.testing.assert_close(grad, ref_grad, msg=fn.__name__)
+        if fn is not ld.lensed_cross_entropy or not (probabilities or kwargs["label_smoothing"]):
+            torch.testing.assert_close(out, ref, msg=fn.__name__)
+    for cls in (ld.LensedCrossEntropyLoss, ld.PredictionLensedCrossEntropyLoss):
+        out, grad = _value_and_grad(cls(ld.identity_lens(k), **kwargs).double(), x, target)
+        torch.testing.assert_close(grad, ref_grad, msg=cls.__name__)
+
+
+@given(st.data())
+def test_kl_form_is_cross_entropy_minus_the_target_entropy(data):
+    """Unweighted: KL(T || softmax) with T built by hand, against F.kl_div (independent of the CE form)."""
+    x, target, probabilities, kwargs = _identity_case(data)
+    kwargs["weight"] = None
+    k, eps = x.shape[1], kwargs["label_smoothing"]
+    lens = random_lens(k, generator=torch.Generator().manual_seed(k))
+    flat_x = x.movedim(1, -1).reshape(-1, k)
+    if probabilities:
+        rows, keep = target.movedim(1, -1).reshape(-1, k) @ lens, torch.ones(flat_x.shape[0], dtype=torch.bool)
+    else:
+        flat_y = target.reshape(-1)
+        keep = flat_y != -100
+        rows = lens[flat_y.clamp_min(0)]
+    lensed = (1 - eps) * rows + eps / k
+    per_sample = F.kl_div(F.log_softmax(flat_x, 1), lensed, reduction="none").sum(1) * keep
+    expected = {
+        "none": per_sample.reshape(x.shape[0], *x.shape[2:]),
+        "sum": per_sample.sum(),
+        "mean": per_sample.sum() / keep.sum(),
+    }[kwargs["reduction"]]
+    torch.testing.assert_close(ld.lensed_cross_entropy(x, target, lens, **kwargs), expected)
+
+
+@pytest.mark.parametrize("name", ["identity", "merge", "smoothing", "smooth+merge", "dense", "sparse-random"])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_weighted_smoothed_lensed_losses_match_their_definitions(name, eps):
+    k = 6
+    lens = structured_lenses(k)[name]
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, k, generator=g, dtype=torch.float64)
+    y = torch.randint(0, k, (40,), generator=g)
+    y[::5] = 7  # ignored
+    w = torch.rand(k, generator=g, dtype=torch.float64) + 0.1
+    keep = y != 7
+    ys = y.clamp_max(k - 1)
+    logp = F.log_softmax(x, 1)
+    # PyTorch's weighting: the one-hot (here: lens) part by w[y], the uniform part by w[j].
+    target_weighted = (1 - eps) * w[ys, None] * lens[ys] + eps / k * w
+    soft = -(target_weighted * logp).sum(1) * keep
+    pred = ((1 - eps) * w[ys] * forward_correction(x, ys, lens) - eps / k * (w * logp).sum(1)) * keep
+    denominator = (w[ys] * keep).sum()
+    for reduction in REDUCTIONS:
+        expected_soft = {"none": soft, "sum": soft.sum(), "mean": soft.sum() / denominator}[reduction]
+        expected_pred = {"none": pred, "sum": pred.sum(), "mean": pred.sum() / denominator}[reduction]
+        kwargs = {"weight": w, "ignore_index": 7, "reduction": reduction, "label_smoothing": eps}
+        torch.testing.assert_close(ld.soft_target_cross_entropy(x, y, lens, **kwargs), expected_soft)
+        torch.testing.assert_close(ld.prediction_lensed_cross_entropy(x, y, lens, **kwargs), expected_pred)
+        kl = ld.lensed_cross_entropy(x, y, lens, **kwargs)
+        ce = ld.soft_target_cross_entropy(x, y, lens, **kwargs)
+        smoothed = (1 - eps) * lens + eps / k
+        negent = (torch.special.xlogy(target_weighted, smoothed[ys]).sum(1)) * keep
+        expected_gap = {"none": negent, "sum": negent.sum(), "mean": negent.sum() / denominator}[reduction]
+        torch.testing.assert_close(kl - ce, expected_gap)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_probability_targets_are_lensed_as_t_times_c(eps):
+    k = 5
+    lens = random_lens(k, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(12, k, 3, dtype=torch.float64)
+    t = torch.softmax(torch.randn(12, k, 3, dtype=torch.float64), 1)
+    w = torch.rand(k, dtype=torch.float64) + 0.5
+    lensed_t = torch.einsum("nkd,kj->njd", t, lens)
+    for reduction in REDUCTIONS:
+        kwargs = {"weight": w, "reduction": reduction, "label_smoothing": eps}
+        torch.testing.assert_close(
+            ld.soft_target_cross_entropy(x, t, lens, **kwargs), F.cross_entropy(x, lensed_t, **kwargs)
+        )
+    # Prediction side: sum over observed labels y of t_y (1-eps) w_y (-log (pC)_y), plus the smoothing term.
+    flat_x, flat_t = x.movedim(1, -1).reshape(-1, k), t.movedim(1, -1).reshape(-1, k)
+    logq = torch.log(torch.softmax(flat_x, 1) @ lens)
+    smooth = -(w * F.log_softmax(flat_x, 1)).sum(1) * eps / k
+    expected = (-(1 - eps) * (flat_t * w * logq).sum(1) + smooth).reshape(12, 3)
+    torch.testing.assert_close(
+        ld.prediction_lensed_cross_entropy(x, t, lens, weight=w, reduction="none", label_smoothing=eps), expected
+    )
+
+
+@pytest.mark.parametrize("name", ["identity", "smooth+merge", "dense"])
+def test_gradcheck_new_paths(name):
+    k = 4
+    lens = structured_lenses(k)[name]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, k, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, k, (2, 2), generator=g)
+    y[0, 1] = -100
+    t = torch.softmax(torch.randn(2, k, 2, generator=g, dtype=torch.float64), 1)
+    w = torch.rand(k, generator=g, dtype=torch.float64) + 0.1
+    for fn in (ld.lensed_cross_entropy, ld.prediction_lensed_cross_entropy, ld.soft_target_cross_entropy):
+        for target in (y, t):
+            for reduction in ("mean", "none"):
+                kwargs = {"weight": w, "reduction": reduction, "label_smoothing": 0.15}
+                assert torch.autograd.gradcheck(
+                    lambda v, fn=fn, target=target, kwargs=kwargs: fn(v, target, lens, **kwargs), (x,)
+                )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_compute_in_float32_and_return_the_input_dtype(dtype):
+    x = torch.randn(30, 6, 4).to(dtype)
+    y = torch.randint(0, 6, (30, 4))
+    lens = ld.merge_lens(6, [[0, 1, 2]])
+    for fn in (ld.lensed_cross_entropy, ld.prediction_lensed_cross_entropy):
+        xg = x.clone().requires_grad_(True)
+        out = fn(xg, y, lens, label_smoothing=0.1)
+        out.backward()
+        assert out.dtype == F.cross_entropy(x, y).dtype == dtype
+        assert xg.grad.dtype == dtype
+        x32 = x.float().requires_grad_(True)
+        ref = fn(x32, y, lens, label_smoothing=0.1)
+        ref.backward()
+        torch.testing.assert_close(out.float(), ref, atol=1e-2, rtol=1e-2)
+        torch.testing.assert_close(xg.grad.float(), x32.grad, atol=1e-3, rtol=2e-2)
+
+
+def test_all_ignored_mean_is_nan_as_in_pytorch():
+    x, y = torch.randn(3, 4), torch.full((3,), -100)
+    assert torch.isnan(F.cross_entropy(x, y))
+    assert torch.isnan(ld.lensed_cross_entropy(x, y, torch.eye(4)))
+    assert ld.lensed_cross_entropy(x, y, torch.eye(4), reduction="sum") == 0
+
+
+# ------------------------------------------- prediction side: zero probability
+
+
+def test_prediction_side_gradient_where_the_true_class_has_probability_zero():
+    x = torch.tensor([[0.0, -torch.inf, 1.0], [2.0, -torch.inf, -torch.inf]], requires_grad=True)
+    y = torch.tensor([1, 2])
+    out, grad = _value_and_grad(ld.prediction_lensed_cross_entropy, x, y, torch.eye(3), reduction="sum")
+    ref, ref_grad = _value_and_grad(F.cross_entropy, x, y, reduction="sum")
+    assert out == ref == torch.inf
+    torch.testing.assert_close(grad, ref_grad)  # -1 at the true class, softmax elsewhere; no nan
+    merged = ld.merge_lens(3, [[1, 2]]).matrix.float()
+    _, grad = _value_and_grad(ld.prediction_lensed_cross_entropy, x[1:], y[1:], merged, reduction="sum")
+    torch.testing.assert_close(grad, torch.tensor([[1.0, -0.5, -0.5]]))  # the posterior's limit: C[:, y] normalised
+    from lensdash.analysis import per_sample_losses_and_gradients
+
+    _, grad = per_sample_losses_and_gradients(x.detach(), y, torch.eye(3), family="prediction")
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(grad, ref_grad)
+
+
+# ------------------------------------------------------- compile, no host sync
+
+
+def _training_step_parity(loss_fn, x, y, backend="aot_eager"):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(x.shape[-1], loss_fn.lens.shape[0]).double()
+
+    def forward(inputs, targets):
+        logits = model(inputs)
+        if logits.dim() == 3:  # (N, d, K) -> (N, K, d)
+            logits = logits.movedim(-1, 1)
+        return loss_fn(logits, targets)
+
+    eager = forward(x, y)
+    eager.backward()
+    eager_grad = model.weight.grad.clone()
+    model.zero_grad()
+    compiled = torch.compile(forward, fullgraph=True, backend=backend)(x, y)
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(model.weight.grad, eager_grad)
+
+
+@pytest.mark.parametrize("cls", [ld.LensedCrossEntropyLoss, ld.PredictionLensedCrossEntropyLoss])
+def test_compiled_training_step_has_no_graph_break_and_matches_eager(cls):
+    torch._dynamo.reset()
+    lens = ld.merge_lens(4, [[0, 1]])
+    loss_fn = cls(lens, weight=torch.rand(4) + 0.5, ignore_index=3, label_smoothing=0.1).double()
+    x = torch.randn(16, 5, 6, dtype=torch.float64)
+    y = torch.randint(0, 4, (16, 5))
+    _training_step_parity(loss_fn, x, y)
+    _training_step_parity(cls(torch.eye(4)).double(), x[:, 0], y[:, 0])
+
+
+def test_labels_are_checked_on_the_device_while_compiling():
+    torch._dynamo.reset()
+    fn = torch.compile(lambda x, y: ld.lensed_cross_entropy(x, y, torch.eye(3)), fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(
+        fn(torch.zeros(2, 3), torch.tensor([0, 2])), F.cross_entropy(torch.zeros(2, 3), torch.tensor([0, 2]))
+    )
+    with pytest.raises(RuntimeError, match=r"class index outside 0\.\.2"):
+        fn(torch.zeros(2, 3), torch.tensor([0, 3]))
+
+
+def test_validate_args_false_skips_the_label_check(monkeypatch):
+    import lensdash.losses as losses
+
+    def fail(*args):
+        raise AssertionError("labels were read")
+
+    monkeypatch.setattr(losses, "_check_labels", fail)
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 2, -100])
+    torch.testing.assert_close(ld.lensed_cross_entropy(x, y, torch.eye(3), validate_args=False), F.cross_entropy(x, y))
+    with pytest.raises(AssertionError, match="labels were read"):
+        ld.lensed_cross_entropy(x, y, torch.eye(3))
+
+
+def test_compiled_kernel_falls_back_to_eager_when_compiling_fails(monkeypatch):
+    import lensdash.losses as losses
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(losses, "_compiled", {})
+    monkeypatch.setattr(losses, "_compile_failed", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    x, y = torch.randn(8, 4, requires_grad=True), torch.randint(0, 4, (8,))
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
+        out = ld.lensed_cross_entropy(x, y, SEED_LENS, compiled=True)
+    torch.testing.assert_close(out, seed_lensed_cross_entropy(x, y, SEED_LENS))
+    assert losses._target_index_kernel in losses._compile_failed
+    ld.lensed_cross_entropy(x, y, SEED_LENS, compiled=True).backward()  # no second warning, eager from now on
+    torch.testing.assert_close(x.grad, (torch.softmax(x, 1) - SEED_LENS[y]).detach() / 8)
+
+
+# ------------------------------------------------------------------- snapshots
+
+
+def test_a_lens_object_is_a_snapshot_of_its_source():
+    source = torch.eye(4)
+    lens = ld.Lens(source)
+    x, y = torch.randn(8, 4), torch.randint(0, 4, (8,))
+    before = ld.lensed_cross_entropy(x, y, lens)
+    source.copy_(SEED_LENS)
+    lens.matrix[0, 0] = 0.5  # writing into the returned tensor does not reach the lens
+    torch.testing.assert_close(lens.matrix, torch.eye(4))
+    torch.testing.assert_close(ld.lensed_cross_entropy(x, y, lens), before)
+    torch.testing.assert_close(before, F.cross_entropy(x, y))
+
+
+def test_a_plain_tensor_plan_is_rebuilt_after_an_in_place_edit():
+    from lensdash._plan import plan_for
+
+    lens = torch.eye(4)
+    first = plan_for(lens, "target", 4, torch.float32, torch.device("cpu"))
+    assert plan_for(lens, "target", 4, torch.float32, torch.device("cpu")) is first
+    lens.copy_(SEED_LENS)
+    second = plan_for(lens, "target", 4, torch.float32, torch.device("cpu"))
+    assert second is not first
+    assert first.dense is None and second.dense is not None  # identity is structured; the seed lens at K=4 is not
+    lens[0, 0] = 5.0  # an edit into an invalid lens is refused, not used
+    with pytest.raises(LensError, match="summing to 1"):
+        ld.lensed_cross_entropy(torch.randn(2, 4), torch.tensor([0, 1]), lens)
+
+
+# --------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "target", "match"),
+    [
+        ({"weight": torch.ones(4)}, torch.tensor([0, 1]), "weight as a floating-point tensor of 3"),
+        ({"label_smoothing": 1.5}, torch.tensor([0, 1]), r"label_smoothing in \[0, 1\]"),
+        ({}, torch.rand(2, 4), "probability targets shaped like the input"),
+        ({}, torch.tensor([[0, 1]]), r"target of shape \(2,\)"),
+        ({"ignore_index": 5}, torch.tensor([0, 3]), "class indices in 0..2"),
+    ],
+)
+def test_new_argument_errors(kwargs, target, match):
+    with pytest.raises(InputError, match=match):
+        ld.lensed_cross_entropy(torch.randn(2, 3), target, torch.eye(3), **kwargs)
+
+
+def test_spatial_label_error_names_the_position():
+    y = torch.zeros(2, 3, dtype=torch.int64)
+    y[1, 2] = 9
+    with pytest.raises(InputError, match=r"target position \(2, 3\): expected class indices in 0..3, found 9"):
+        ld.prediction_lensed_cross_entropy(torch.randn(2, 4, 3), y, torch.eye(4))
+
+
+def test_module_argument_errors():
+    with pytest.raises(InputError, match="weight as a tensor of 3"):
+        ld.LensedCrossEntropyLoss(torch.eye(3), weight=torch.ones(2))
+    with pytest.raises(InputError, match="label_smoothing"):
+        ld.PredictionLensedCrossEntropyLoss(torch.eye(3), label_smoothing=-0.1)
+
+
+def test_module_keeps_weights_in_state_dict_and_moves_them():
+    loss_fn = ld.LensedCrossEntropyLoss(SEED_LENS, weight=torch.tensor([1.0, 2.0, 3.0, 4.0]), ignore_index=0)
+    assert set(loss_fn.state_dict()) == {"lens", "weight"}
+    assert loss_fn.double().weight.dtype == torch.float64
+    assert "ignore_index=0" in repr(loss_fn)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_parity_with_every_argument():
+    x = torch.randn(32, 6, 3, dtype=torch.float64)
+    y = torch.randint(0, 6, (32, 3))
+    y[::4] = -100
+    w = torch.rand(6, dtype=torch.float64) + 0.1
+    for fn in (ld.lensed_cross_entropy, ld.prediction_lensed_cross_entropy, ld.soft_target_cross_entropy):
+        for lens in structured_lenses(6).values():
+            kwargs = {"weight": w, "label_smoothing": 0.1}
+            out, grad = _value_and_grad(fn, x, y, lens, **kwargs)
+            out_c, grad_c = _value_and_grad(fn, x.cuda(), y.cuda(), lens.cuda(), weight=w.cuda(), label_smoothing=0.1)
+            torch.testing.assert_close(out_c.cpu(), out)
+            torch.testing.assert_close(grad_c.cpu(), grad)
+    _, ref_grad = _value_and_grad(F.cross_entropy, x.cuda(), y.cuda(), weight=w.cuda(), label_smoothing=0.1)
+    _, grad = _value_and_grad(
+        ld.lensed_cross_entropy, x.cuda(), y.cuda(), torch.eye(6).cuda(), w.cuda(), label_smoothing=0.1, compiled=True
+    )
+    torch.testing.assert_close(grad, ref_grad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_compiled_training_step():
+    torch._dynamo.reset()
+    loss_fn = ld.LensedCrossEntropyLoss(ld.merge_lens(4, [[0, 1]]), label_smoothing=0.1).double().cuda()
+    _training_step_parity(loss_fn, torch.randn(16, 6, dtype=torch.float64).cuda(), torch.randint(0, 4, (16,)).cuda())

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import lensdash as ld
-from lensdash import files
 from lensdash.analysis import ClassSums, analyze, per_class_table
 from lensdash.cli import ProgressBar, main
+from lensdash.io import _csv_parse as files
+from lensdash.io import open_stream
 from lensdash.report import REPORT_FILES, report
 from lensdash.report_folder import MARKER
-from lensdash.stream import open_stream
 
 K, N = 5, 900
 NAMES = ["ant", "bee", "cat", "dog", "eel"]

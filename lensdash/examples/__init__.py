@@ -76,7 +76,7 @@ def _write_examples(folder: str) -> None:  # pragma: no cover - how the shipped 
     demo["label"].map({c: i for i, c in enumerate(ANIMALS)}).to_csv(
         os.path.join(folder, "animals_labels.csv"), index=False
     )
-    from lensdash.files import save_lens
+    from lensdash.io import save_lens
     from lensdash.lens import merge_lens
 
     save_lens(merge_lens(ANIMALS, [list(p) for p in CONFUSED_PAIRS]), os.path.join(folder, "animals_lens.csv"))

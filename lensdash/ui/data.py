@@ -14,7 +14,7 @@ from torch import Tensor
 from lensdash.analysis import Baseline, baseline, soft_confusion
 from lensdash.errors import LensdashError
 from lensdash.examples import EXAMPLES, demo_frame, example_bytes
-from lensdash.files import KINDS, Predictions, read_predictions
+from lensdash.io import KINDS, Predictions, read_predictions
 from lensdash.sanitize import markdown_text
 from lensdash.ui import state
 from lensdash.ui.cache import clear_session_memo, tensor_digest

@@ -8,7 +8,7 @@ import torch
 
 from lensdash import figures
 from lensdash.errors import LensdashError
-from lensdash.files import Predictions
+from lensdash.io import Predictions
 from lensdash.lens import Lens, merge_lens, smoothing_lens
 from lensdash.presets import parse_groups
 from lensdash.sanitize import markdown_text

@@ -11,7 +11,7 @@ import torch
 
 from lensdash.analysis import confused_pairs, lens_pairs, suggest_groups
 from lensdash.errors import LensdashError, LensError
-from lensdash.files import lens_to_bytes, read_lens
+from lensdash.io import lens_to_bytes, read_lens
 from lensdash.lens import ROW_SUM_ATOL, Lens, normalize_lens
 from lensdash.presets import PRESETS, build_preset, format_groups, parse_groups
 from lensdash.sanitize import markdown_text

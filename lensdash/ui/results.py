@@ -19,16 +19,14 @@ from lensdash.analysis import (
     per_sample_losses_and_gradients,
     per_sample_table,
 )
+from lensdash.families import FAMILIES as FAMILY_REGISTRY
 from lensdash.lens import Lens
 from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
 
-FAMILY_LABELS = {
-    "target": "target-side (seed): KL(C[y] ‖ softmax)",
-    "prediction": "prediction-side: −log (softmax·C)[y]",
-}
+FAMILY_LABELS = {name: entry.label for name, entry in FAMILY_REGISTRY.items()}
 #: Rows of the per-sample table shown in the page; the download has all of them.
 TABLE_ROWS = 1000
 #: The lens checks (float64, autograd through the seed's formula) run on at most this many samples.

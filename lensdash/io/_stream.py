@@ -3,7 +3,7 @@ r"""Predictions too large to hold: read chunk by chunk, each process of a sharde
 :func:`open_stream` reads CSV, Parquet or ``.npy`` files (paths) with the same
 rules and the same :class:`~lensdash.InputError` messages as
 :func:`~lensdash.read_predictions`, but yields :class:`Chunk`\ s whose size is
-bounded by ``chunk_rows`` (or one CSV part of ``files.PART_BYTES``), so memory does not grow with the file.
+bounded by ``chunk_rows`` (or one CSV part of ``_csv_parse.PART_BYTES``), so memory does not grow with the file.
 With ``shard=(rank, world_size)`` a process reads only its share: a byte range
 cut at line ends (CSV), a range of row groups (Parquet) or of rows (``.npy``).
 Parquet is read a row group at a time, so its memory is bounded by the writer's row-group size.
@@ -21,25 +21,31 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from lensdash import files
 from lensdash.errors import InputError
-from lensdash.files import (
-    KINDS,
+from lensdash.io import _csv_parse
+from lensdash.io._binary import _npy_header, _parquet_columns, _parquet_file
+from lensdash.io._csv_layout import _csv_layout, _CsvLayout, _head, _line_end
+from lensdash.io._csv_parse import (
+    _ARROW_ERRORS,
     _check_filled,
-    _csv_layout,
     _csv_parts,
-    _csv_table,
-    _CsvLayout,
-    _head,
-    _Input,
-    _label_values,
-    _labels_file,
-    _line_end,
-    _open,
-    _parquet_columns,
+    _diagnose_csv,
+    _empty_cell,
+    _parse_values,
     _row_major,
-    _to_logits,
-    _unique_names,
+)
+from lensdash.io._kinds import _to_logits
+from lensdash.io._labels import _label_values, _labels_file, _unique_names
+from lensdash.io._source import (
+    DEFAULT_MAX_CELLS,
+    DEFAULT_MAX_CLASSES,
+    KINDS,
+    Limits,
+    _decoding,
+    _Input,
+    _limits,
+    _open,
+    file_format,
 )
 
 #: Rows per chunk for Parquet and ``.npy`` (CSV chunks are parts of about ``PART_BYTES``).
@@ -77,6 +83,8 @@ def open_stream(
     label_column: str | int | None = None,
     shard: tuple[int, int] = (0, 1),
     chunk_rows: int = CHUNK_ROWS,
+    max_cells: int | None = DEFAULT_MAX_CELLS,
+    max_classes: int | None = DEFAULT_MAX_CLASSES,
 ) -> Stream:
     """Open predictions for chunked reading; see the module docstring.
 
@@ -84,7 +92,9 @@ def open_stream(
     :func:`~lensdash.read_predictions`) and then enforced on every chunk, so a
     file whose later rows are not probabilities stops with the row that is not.
     Labels come from a label column, or a separate ``labels`` file that is read
-    whole (N integers) and sliced.
+    whole (N integers) and sliced. ``max_cells`` and ``max_classes`` bound the
+    file's rows × classes and classes as for :func:`~lensdash.read_predictions`
+    (checked before reading, from the header, footer or first line, and again as rows are read).
 
     Raises:
         InputError: unreadable files; in the chunks, bad rows with their row and column.
@@ -110,15 +120,28 @@ def open_stream(
         )
     if chunk_rows < 1:
         raise InputError.build("chunk_rows >= 1", str(chunk_rows), fix="Give a positive number of rows per chunk.")
+    limits = _limits(max_cells, max_classes)
     inp = _open(path, "predictions", None)
-    head = bytes(inp.data[:8])
-    if head[:4] == b"PAR1":
+    with _decoding(lambda: inp.name, "predictions"):
+        stream = _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits)
+    stream.chunks = _guarded(stream.name, stream.chunks)
+    return stream
+
+
+def _guarded(name: str, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    with _decoding(lambda: name, "predictions"):
+        yield from chunks
+
+
+def _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits) -> Stream:
+    fmt = file_format(inp.data)
+    if fmt == "parquet":
         inp.close()
-        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows)
-    if head[:6] == b"\x93NUMPY":
+        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows, limits)
+    if fmt == "npy":
         inp.close()
-        return _npy_stream(path, labels, kind, rank, world, chunk_rows)
-    if head[:4] == b"PK\x03\x04":
+        return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits)
+    if fmt == "zip":
         inp.close()
         raise InputError.build(
             "CSV, Parquet or .npy for streaming",
@@ -126,7 +149,7 @@ def open_stream(
             where=inp.name,
             fix="Save the logits with numpy.save (one .npy) and pass the labels with --labels.",
         )
-    return _csv_stream(inp, labels, kind, label_column, rank, world)
+    return _csv_stream(inp, labels, kind, label_column, rank, world, limits)
 
 
 # ------------------------------------------------------------------ shared
@@ -135,10 +158,12 @@ def open_stream(
 class _Labels:
     """Labels of a separate file, read whole and handed out by row range."""
 
-    def __init__(self, path: str | os.PathLike | None, names: list[str] | None, k: int, notes: list[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike | None, names: list[str] | None, k: int, notes: list[str], limits: Limits
+    ) -> None:
         self.values = None
         if path is not None:
-            name, column, first_row, col = _labels_file(path, None)
+            name, column, first_row, col = _labels_file(path, None, limits)
             self.values = _known_labels(name, column, names, k, first_row, col, notes)
             self.name = name
 
@@ -160,7 +185,7 @@ def _count(separate: _Labels | None) -> int | None:
 def _known_labels(
     name: str, column: object, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]
 ) -> np.ndarray:
-    """Labels as 0..K-1 (see ``files._label_values``), refusing class names that no header defines."""
+    """Labels as 0..K-1 (see ``_labels._label_values``), refusing class names that no header defines."""
     values, mapped = _label_values(name, column, names, k, first_row, col, notes)
     if mapped is not None:
         raise InputError.build(
@@ -191,38 +216,36 @@ def _shard_range(total: int, rank: int, world: int) -> tuple[int, int]:
 # --------------------------------------------------------------------- CSV
 
 
-def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, world: int) -> Stream:
+def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, world: int, limits: Limits) -> Stream:
     name, data = inp.name, inp.data
-    layout = _csv_layout(name, data, label_column)
+    layout = _csv_layout(name, data, label_column, limits)
     notes = list(layout.notes)
     names = layout.class_names
     k = len(layout.float_cols)
     size = len(data)
     lo, hi = (_line_end(data, b) if b else 0 for b in _shard_range(size, rank, world))
-    separate = _Labels(labels_path, names, k, notes) if labels_path is not None else None
+    separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
     if separate is None and layout.label_idx is None:
         raise InputError.build(
             "a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE."
         )
     # The kind is decided on the first rows of the file, the same for every shard.
-    first = _csv_table(
-        name,
-        _head(data, lines=3, min_bytes=1 << 14),
-        layout.delim,
-        layout.header is not None,
-        layout.width,
-        layout.float_cols,
-        pa.float64(),
-        block_size=layout.block_size,
-    )
-    checker = _Checker(name, kind, _row_major(first, layout.float_cols), layout.locate, notes)
+    head = _head(data, lines=3, min_bytes=1 << 14)
+    skip = layout.header is not None
+    try:
+        first, _, null = _parse_values(head, layout, skip)
+    except _ARROW_ERRORS as exc:
+        raise _diagnose_csv(name, head, layout.delim, skip, layout.width, layout.float_cols, str(exc)) from None
+    if null is not None:
+        raise _empty_cell(name, layout.first_row + null[0], layout.float_cols[null[1]] + 1)
+    checker = _Checker(name, kind, first, layout.locate, notes)
     class_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
 
     def chunks() -> Iterator[Chunk]:
         try:
             # Closing the parts stops their threads before the file closes, when the caller stops early.
             with contextlib.closing(
-                _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), files.PART_BYTES)
+                _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), _csv_parse.PART_BYTES)
             ) as parts:
                 for row, stop, values, label_part in parts:
                     yield _csv_chunk(name, layout, row, values, label_part, separate, checker, stop - lo)
@@ -236,7 +259,7 @@ def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
     """Data rows before a byte offset at a line start (a later shard's first row number)."""
     if offset == 0:
         return 0
-    step = files.PART_BYTES
+    step = _csv_parse.PART_BYTES
     lines = sum(bytes(data[s : min(offset, s + step)]).count(b"\n") for s in range(0, offset, step))
     return lines - (1 if layout.header is not None else 0)
 
@@ -275,25 +298,17 @@ def _csv_chunk(
 # ----------------------------------------------------------------- Parquet
 
 
-def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world: int, chunk_rows: int) -> Stream:
-    import pyarrow.parquet as pq
-
+def _parquet_stream(
+    path, labels_path, kind: str, label_column, rank: int, world: int, chunk_rows: int, limits: Limits
+) -> Stream:
     name = os.path.basename(os.fspath(path))
-    try:
-        handle = pq.ParquetFile(
-            os.fspath(path), pre_buffer=False, buffer_size=1 << 20
-        )  # memory: one row group, not the file
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError.build(
-            "a Parquet file",
-            f"one pyarrow cannot read ({exc})",
-            where=name,
-            fix="Write it with DataFrame.to_parquet().",
-        ) from None
+    handle = _parquet_file(name, os.fspath(path))
+    limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
     float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
     names = [header[i] for i in float_cols]
     k, notes = len(float_cols), []
-    separate = _Labels(labels_path, names, k, notes) if labels_path is not None else None
+    limits.check_cells(name, handle.metadata.num_rows, k)
+    separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
     if separate is None and label_idx is None:
         raise InputError.build(
             "a label column or a labels file", "neither", where=name, fix="Add a 'label' column, or pass --labels FILE."
@@ -338,21 +353,14 @@ def _parquet_stream(path, labels_path, kind: str, label_column, rank: int, world
 # -------------------------------------------------------------------- .npy
 
 
-def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows: int) -> Stream:
+def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows: int, limits: Limits) -> Stream:
     name = os.path.basename(os.fspath(path))
     handle = open(path, "rb")  # noqa: SIM115  (closed when the chunks are done)
     try:
-        version = np.lib.format.read_magic(handle)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(handle)
-    except ValueError as exc:
+        shape, fortran, dtype = _npy_header(name, handle)
+    except InputError:
         handle.close()
-        raise InputError.build(
-            "a numeric .npy array",
-            f"a file numpy cannot read ({exc})",
-            where=name,
-            fix="Save it with numpy.save(path, array).",
-        ) from None
+        raise
     if len(shape) != 2 or dtype.kind not in "fiu" or shape[1] < 2:
         handle.close()
         raise InputError.build(
@@ -370,8 +378,13 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
             fix="A .npy holds numbers only; save the labels separately.",
         )
     n, k = shape
+    try:
+        limits.check_cells(name, n, k)
+    except InputError:
+        handle.close()
+        raise
     offset, notes = handle.tell(), []
-    separate = _Labels(labels_path, None, k, notes)
+    separate = _Labels(labels_path, None, k, notes, limits)
     if len(separate.values) != n:
         handle.close()
         raise InputError.build(

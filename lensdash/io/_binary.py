@@ -1,0 +1,214 @@
+"""Binary formats: ``.npy``, ``.npz`` and Parquet, their sizes checked from headers and footers before decoding."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+import zipfile
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+
+from lensdash.errors import InputError
+from lensdash.io._csv_layout import (
+    _label_index,
+)
+from lensdash.io._csv_parse import (
+    _concat_labels,
+    _float_matrix,
+)
+from lensdash.io._source import (
+    _DECODE_ERRORS,
+    Limits,
+)
+
+
+def _npy_header(name: str, handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from a ``.npy`` header, read without touching the data."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # numpy's note on Python 2 headers: read all the same
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:  # 3.0 only differs for structured dtypes with non-Latin-1 names, which are refused anyway
+                raise ValueError(f"format version {version}")
+    except (ValueError, OSError, *_DECODE_ERRORS) as exc:
+        raise InputError.build(
+            "a numeric .npy array",
+            f"a file numpy cannot read ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
+            where=name,
+            fix="Save it with numpy.save(path, array).",
+        ) from None
+    if dtype.hasobject or dtype.kind not in "fiubUS" or dtype.itemsize == 0 or dtype.fields is not None:
+        raise InputError.build(
+            "a numeric .npy array",
+            f"dtype {dtype}",
+            where=name,
+            fix="Save numbers (float or int) with numpy.save(path, array).",
+        )
+    return tuple(int(d) for d in shape), bool(fortran), dtype
+
+
+def _check_array_shape(name: str, shape: tuple[int, ...], dtype: np.dtype, limits: Limits, ndim: int) -> None:
+    """Refuse an array whose header declares more than ``limits`` allow, before its data is read."""
+    if ndim == 1 and len(shape) == 2 and shape[1] == 1:
+        shape = (shape[0],)
+    if len(shape) != ndim:
+        raise InputError.build(
+            "an N×K numeric array" if ndim == 2 else "labels as one column",
+            f"shape {shape}, dtype {dtype}",
+            where=name,
+            fix="One row per sample, one column per class." if ndim == 2 else "Give one label per row.",
+        )
+    rows, k = (shape[0], shape[1]) if ndim == 2 else (shape[0], 2)
+    limits.check_cells(name, rows, k)
+    if dtype.kind in "US":  # text labels: bound their bytes as the cells' (4 bytes each) are bounded
+        budget = None if limits.max_cells is None else 4 * limits.max_cells
+        if budget is not None and rows * dtype.itemsize > budget:
+            raise InputError.build(
+                f"at most {budget:,} bytes of text labels (4 × max_cells)",
+                f"{rows:,} × {dtype.itemsize:,} bytes",
+                where=name,
+                fix="Raise max_cells=N (command line: --max-cells N), or write labels as integers 0..K-1.",
+            )
+
+
+def _array_from(
+    name: str, data: bytes | memoryview, shape: tuple[int, ...], fortran: bool, dtype: np.dtype
+) -> np.ndarray:
+    """The array from its raw bytes (a copy: the source's memory may be released)."""
+    count = math.prod(shape)
+    if len(data) < count * dtype.itemsize:
+        raise InputError.build(
+            f"{count * dtype.itemsize:,} bytes of data for shape {shape}",
+            f"{len(data):,}",
+            where=name,
+            fix="The file is truncated; save it again.",
+        )
+    flat = np.frombuffer(data, dtype=dtype, count=count)
+    return (flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)).copy(order="C")
+
+
+def _npy(name: str, data: bytes | memoryview, limits: Limits, ndim: int = 2) -> np.ndarray:
+    handle = io.BytesIO(data[: 1 << 20])  # the header; numpy refuses headers over 10 KB anyway
+    shape, fortran, dtype = _npy_header(name, handle)
+    _check_array_shape(name, shape, dtype, limits, ndim)
+    return _array_from(name, data[handle.tell() :], shape, fortran, dtype)
+
+
+_NPZ_PREDICTIONS = ("logits", "probs", "log_probs", "predictions", "scores", "outputs")
+
+
+_NPZ_LABELS = ("labels", "label", "targets", "target", "y")
+
+
+def _npz_member(name: str, archive: zipfile.ZipFile, key: str, limits: Limits, ndim: int) -> np.ndarray:
+    """One array of an archive, its header checked against ``limits`` before its data is decompressed.
+
+    The zip directory's sizes can lie: only as many bytes as the array's header declares are
+    decompressed (``ZipExtFile.read(n)`` stops there), and a member that ends sooner is truncated.
+    """
+    where = f"{name}, array {key!r}"
+    with archive.open(key + ".npy") as member:
+        shape, fortran, dtype = _npy_header(where, member)  # type: ignore[arg-type]
+        _check_array_shape(where, shape, dtype, limits, ndim)
+        return _array_from(where, member.read(math.prod(shape) * dtype.itemsize), shape, fortran, dtype)
+
+
+def _npz(
+    name: str, data: bytes | memoryview, limits: Limits
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, str | None]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        keys = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+        pred_key = next((k for k in _NPZ_PREDICTIONS if k in keys), keys[0] if len(keys) == 1 else None)
+        if pred_key is None:
+            raise InputError.build(
+                f"an array named one of {list(_NPZ_PREDICTIONS)}",
+                f"the arrays {keys[:8]}",
+                where=name,
+                fix="Save with numpy.savez(path, logits=..., labels=...).",
+            )
+        label_key = next((k for k in _NPZ_LABELS if k in keys), None)
+        values = _npz_member(name, archive, pred_key, limits, 2)
+        labels = _npz_member(name, archive, label_key, limits, 1) if label_key else None
+        names = None
+        if "class_names" in keys:
+            class_limits = Limits(2 * (limits.max_classes or values.shape[1]), limits.max_classes)
+            names = [str(c) for c in _npz_member(name, archive, "class_names", class_limits, 1)]
+        kind = pred_key if pred_key in ("logits", "probs", "log_probs") else None
+        return values, labels, names, kind
+    except (ValueError, OSError, RuntimeError, NotImplementedError, *_DECODE_ERRORS) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError.build(
+            "a numeric .npz archive",
+            f"a file numpy cannot read ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
+            where=name,
+            fix="Save it with numpy.savez.",
+        ) from None
+
+
+def _parquet_columns(
+    name: str, schema: pa.Schema, label_column: str | int | None
+) -> tuple[list[int], int | None, list[str]]:
+    """Which Parquet columns are classes (numeric) and which holds the labels."""
+    header = [str(c) for c in schema.names]
+    label_idx = _label_index(header, label_column, name)
+    skip = {label_idx} if label_idx is not None else set()
+    skip |= {i for i, h in enumerate(header) if h in ("__index_level_0__", "index")}
+    float_cols = [i for i in range(len(header)) if i not in skip]
+    for i in float_cols:
+        if not (pa.types.is_floating(schema.field(i).type) or pa.types.is_integer(schema.field(i).type)):
+            raise InputError.build(
+                "numeric prediction columns",
+                f"{schema.field(i).type} in column {header[i]!r}",
+                where=f"{name}, column {i + 1}",
+                fix="Name the label column 'label'.",
+            )
+    return float_cols, label_idx, header
+
+
+def _parquet_file(name: str, source: object) -> object:
+    import pyarrow.parquet as pq
+
+    try:  # memory: one row group's pages at a time, not the file
+        return pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError.build(
+            "a Parquet file",
+            f"one pyarrow cannot read ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
+            where=name,
+            fix="Write it with DataFrame.to_parquet().",
+        ) from None
+
+
+def _parquet(
+    name: str, data: bytes | memoryview, label_column: str | int | None, limits: Limits
+) -> tuple[np.ndarray, object, list[str]]:
+    """Rows × classes from the footer checked before reading; then read a batch at a time into one float32 array."""
+    handle = _parquet_file(name, pa.BufferReader(pa.py_buffer(data)))
+    limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
+    float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
+    n, k = handle.metadata.num_rows, len(float_cols)
+    limits.check_cells(name, n, k)
+    columns = [header[i] for i in float_cols] + ([header[label_idx]] if label_idx is not None else [])
+    values = np.empty((n, k), dtype=np.float32)
+    label_parts, row = [], 0
+    for batch in handle.iter_batches(batch_size=max(1, (1 << 22) // max(k, 1)), columns=columns):
+        table = pa.Table.from_batches([batch])
+        if row + table.num_rows > n:
+            raise InputError.build(f"{n:,} rows, as the footer says", "more", where=name, fix="Write the file again.")
+        values[row : row + table.num_rows] = _float_matrix(name, table, list(range(k)), row + 1)
+        if label_idx is not None:
+            label_parts.append(table.column(k))
+        row += table.num_rows
+    if row != n:
+        raise InputError.build(f"{n:,} rows, as the footer says", f"{row:,}", where=name, fix="Write the file again.")
+    labels = (_concat_labels(label_parts), 1, label_idx) if label_idx is not None and label_parts else None
+    return values, labels, [header[i] for i in float_cols]

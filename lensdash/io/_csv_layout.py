@@ -1,0 +1,242 @@
+"""A CSV's layout from its first lines: delimiter, header, which columns are classes and labels."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lensdash.errors import InputError
+from lensdash.io._source import (
+    LABEL_NAMES,
+    Limits,
+)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.strip().strip('"').strip())
+    except ValueError:
+        return False
+    return True
+
+
+#: A file's layout is found from its first lines, read whole: at least this many bytes...
+_HEAD_BYTES = 1 << 16
+
+
+#: ...extended to the end of the line they cut (a row of 10,000 classes is ~100 KB), up to this many.
+_MAX_HEAD_BYTES = 16 << 20
+
+
+def _head(data: bytes | memoryview, lines: int = 6, min_bytes: int | None = None) -> bytes | memoryview:
+    """Whole lines from the start: past ``min_bytes`` (64 KiB) and at least ``lines`` of them (or the whole file), within 16 MB."""
+    capped = data[:_MAX_HEAD_BYTES]
+    end = _line_end(capped, min(len(capped), min_bytes or _HEAD_BYTES) - 1) if len(capped) else 0
+    found = bytes(capped[:end]).count(b"\n")
+    while found < lines and end < len(capped):
+        end, found = _line_end(capped, end), found + 1
+    return capped[:end]
+
+
+def _decode_head(name: str, data: bytes | memoryview) -> str:
+    """The file's first whole lines as text; refuses empty, binary and non-UTF-8 files."""
+    first = bytes(data[:_HEAD_BYTES])
+    if not first.strip(b" \t\r\n\xef\xbb\xbf"):
+        raise InputError.build(
+            "a file with a table of numbers", "an empty file", where=name, fix="Check that the right file was chosen."
+        )
+    if b"\x00" in first:
+        raise InputError.build(
+            "a text CSV file (or Parquet, .npy, .npz)",
+            "binary data",
+            where=name,
+            fix="Export the predictions as CSV, e.g. DataFrame.to_csv or numpy.savetxt(..., delimiter=',').",
+        )
+    head = bytes(_head(data))
+    cut = len(head) < len(data) and not head.endswith(b"\n")  # a line longer than the head's limit
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if not (cut and exc.start >= len(head) - 4):  # not just a character cut at the limit
+            line = head[: exc.start].count(b"\n") + 1
+            raise InputError.build(
+                "UTF-8 text",
+                f"the byte 0x{head[exc.start]:02x}, which is not UTF-8",
+                where=f"{name}, row {line}",
+                fix="Save the file as 'CSV UTF-8' (Excel) or with encoding='utf-8'.",
+            ) from None
+        text = head[: exc.start].decode("utf-8-sig")
+    if cut:
+        raise InputError.build(
+            f"rows of at most {_MAX_HEAD_BYTES >> 20} MB (about a million numbers)",
+            "a longer row",
+            where=f"{name}, row {text.count(chr(10)) + 1}",
+            fix="Check the line ends; a file this wide is better saved as .npy or Parquet.",
+        )
+    return text
+
+
+def _split(lines: list[str], delim: str, **options: bool) -> list[list[str]]:
+    """The lines split at ``delim``; none if a field exceeds the csv module's limit (128 KiB: ``delim`` is not this file's)."""
+    try:
+        return list(csv.reader(lines, delimiter=delim, **options))
+    except csv.Error:
+        return []
+
+
+def _sniff(name: str, text: str) -> tuple[str, list[list[str]]]:
+    """The delimiter and the first few rows, split."""
+    lines = [ln for ln in text.splitlines() if ln.strip()][:6]
+    best: tuple[int, str, list[list[str]]] | None = None
+    for delim in (",", ";", "\t"):
+        rows = _split(lines, delim, skipinitialspace=True)
+        widths = {len(r) for r in rows}
+        if len(widths) == 1 and rows and len(rows[0]) > 1 and (best is None or len(rows[0]) > best[0]):
+            best = (len(rows[0]), delim, rows)
+    if best is None:
+        for delim in (",", ";", "\t"):
+            rows = _split(lines, delim)
+            if rows and len(rows[0]) > 1:
+                return delim, rows
+        raise InputError.build(
+            "at least 2 columns separated by commas, semicolons or tabs",
+            f"{len(lines[0].split(',')) if lines else 0} column",
+            where=f"{name}, row 1",
+            fix="Put one column per class (and a label column), e.g. DataFrame.to_csv().",
+        )
+    return best[1], best[2]
+
+
+def _has_header(rows: list[list[str]]) -> bool:
+    first = [_is_number(t) for t in rows[0]]
+    if all(first):
+        return False
+    if len(rows) == 1:
+        return True
+    return first != [_is_number(t) for t in rows[1]]
+
+
+def _label_index(header: list[str], label_column: str | int | None, name: str) -> int | None:
+    if label_column is not None:
+        if isinstance(label_column, int):
+            if not 0 <= label_column < len(header):
+                raise InputError.build(
+                    f"label_column in 0..{len(header) - 1}",
+                    str(label_column),
+                    where=name,
+                    fix="Give the column's 0-based index or its name.",
+                )
+            return label_column
+        lowered = [h.strip().lower() for h in header]
+        if str(label_column).strip().lower() in lowered:
+            return lowered.index(str(label_column).strip().lower())
+        raise InputError.build(
+            f"a column named {label_column!r}",
+            f"the columns {header[:8]}{'…' if len(header) > 8 else ''}",
+            where=name,
+            fix="Check the label column's name.",
+        )
+    for i, h in enumerate(header):
+        if h.strip().lower() in LABEL_NAMES:
+            return i
+    return None
+
+
+def _is_index_column(header: list[str], rows: list[list[str]]) -> bool:
+    """pandas' ``to_csv()`` writes an unnamed index first: header ``""``, values 0, 1, 2, … (judged on the first rows)."""
+    if header[0].strip() not in ("", "Unnamed: 0", "index"):
+        return False
+    return [r[0].strip() for r in rows] == [str(i) for i in range(len(rows))]
+
+
+@dataclass
+class _CsvLayout:
+    """What the first rows of a predictions CSV say: delimiter, header, which columns are classes and labels."""
+
+    name: str
+    delim: str
+    header: list[str] | None
+    width: int
+    float_cols: list[int]
+    label_idx: int | None
+    notes: list[str]
+    #: pyarrow's block size for this file: about a thousand rows, between 1 and 16 MB
+    #: (pyarrow's cost per block and column dominates when its default 1 MB block
+    #: holds few rows: 1,000 classes, ~100 rows, read 1.5x slower).
+    block_size: int
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def first_row(self) -> int:
+        return 2 if self.header is not None else 1
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return [self.header[i] for i in self.float_cols] if self.header is not None else None
+
+    def locate(self, r: int, c: int) -> str:
+        return f"{self.name}, row {r + self.first_row}, column {self.float_cols[c] + 1}"
+
+
+def _check_width(name: str, data: bytes | memoryview, limits: Limits) -> None:
+    """Refuse a first line with far more cells than ``max_classes`` before it is split (two passes of C code).
+
+    Any of the three delimiters may be the file's, and a ``;`` file may write decimal commas: refused only
+    when even the least frequent delimiter that occurs is over twice the limit.
+    """
+    if limits.max_classes is None:
+        return
+    line = bytes(data[: _line_end(data[:_MAX_HEAD_BYTES], 0)])
+    counts = [c for c in (line.count(d) for d in (b",", b";", b"\t")) if c]
+    if counts and min(counts) + 1 > 2 * limits.max_classes + 2:
+        limits.check_classes(f"{name}, row 1", min(counts) + 1, "columns", slack=limits.max_classes + 2)
+
+
+def _csv_layout(
+    name: str, data: bytes | memoryview, label_column: str | int | None, limits: Limits | None = None
+) -> _CsvLayout:
+    limits = limits or Limits()
+    _check_width(name, data, limits)
+    text = _decode_head(name, data)
+    delim, rows = _sniff(name, text)
+    header = [h.strip() for h in rows[0]] if _has_header(rows) else None
+    width = len(rows[0])
+    limits.check_classes(f"{name}, row 1", width, "columns", slack=2)  # a label and an index column
+    if header is not None and len(rows) == 1:
+        raise InputError.build(
+            "data rows below the header",
+            "a header only",
+            where=name,
+            fix="The file has column names but no predictions.",
+        )
+    notes: list[str] = []
+    if header is not None:
+        label_idx = _label_index(header, label_column, name)
+    else:
+        label_idx = label_column if isinstance(label_column, int) else None
+    skip = {label_idx} if label_idx is not None else set()
+    if header is not None and label_idx != 0 and _is_index_column(header, rows[1:]):
+        skip.add(0)
+        notes.append("The first column is a pandas index (0, 1, 2, …) and was ignored.")
+    row_bytes = len(text) / max(1, text.count("\n"))
+    block_size = int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
+    float_cols = [i for i in range(width) if i not in skip]
+    # Rows estimated from the first lines' length; the parts count the real rows as they are read.
+    header_bytes = len(text.split("\n", 1)[0]) + 1 if header is not None else 0
+    data_row_bytes = (len(text) - header_bytes) / max(1, text.count("\n") - (header is not None))
+    rows = int((len(data) - header_bytes) / max(data_row_bytes, 1.0))
+    limits.check_cells(name, rows, len(float_cols), estimated=True)
+    return _CsvLayout(name, delim, header, width, float_cols, label_idx, notes, block_size, limits)
+
+
+def _line_end(data: memoryview, pos: int) -> int:
+    """The offset just after the first line end at or after ``pos`` (or the end of the data)."""
+    while pos < len(data):
+        window = np.frombuffer(data[pos : pos + (1 << 16)], dtype=np.uint8)
+        hits = np.flatnonzero(window == 10)
+        if len(hits):
+            return pos + int(hits[0]) + 1
+        pos += len(window)
+    return len(data)
