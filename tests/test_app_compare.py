@@ -464,3 +464,21 @@ def test_metadata_beside_the_per_sample_table_and_its_download_is_spreadsheet_sa
     )
     assert not written["site"].str.match(r"^[=+\-@]").any()
     assert (written["label (metadata)"].to_numpy() == metadata["label"].to_numpy()).all()  # numbers unchanged
+
+
+def test_settings_of_a_view_that_do_not_fit_are_ignored_and_the_lens_still_opens(share_url):
+    from lensdash.ui.data import demo_predictions
+
+    names = demo_predictions().class_names
+    lens = ld.smoothing_lens(names, 0.2)
+    settings = {"family": "bogus", "preset": "nope", "view": "Nope", "epsilon": 1, "beta": 99, "groups": "x" * 9000}
+    share_id = ShareStore(default_engine(share_url)).save(lens, settings)
+    at = new_session(view=share_id)
+    assert not errors(at)
+    np.testing.assert_allclose(lens_of(at), lens.matrix.numpy(), atol=1e-7)
+    assert at.session_state["family"] == "target" and at.session_state["preset"] == "merge groups"
+    assert at.session_state["epsilon"] == 1.0 and isinstance(at.session_state["epsilon"], float)
+    assert at.session_state["beta"] != 99 and at.session_state["groups"] != "x" * 9000
+    at.selectbox(key="preset").set_value("label smoothing")
+    ok(at)
+    assert any(m.label == "Lensed loss" for m in at.metric)

@@ -1,9 +1,9 @@
-"""Compare tab: model A (the page's data) and model B (the second upload) on the same samples, under the current lens.
+r"""Compare tab: model A (the page's data) and model B (the second upload) on the same samples, under the current lens.
 
 Every difference is B − A. Pairing, the paired test, the bootstrap and the tables are :mod:`lensdash.compare`'s; this
 module only pairs the session's two datasets, keeps the results in the session (keyed by content) and draws them.
 Correctness follows the page: top-1, and the lens-aware rule of :func:`lensdash.analysis.lens_hits`
-(:math:`C_{y\\hat y} \\ge \\tfrac12 \\max_j C_{yj}`), as ``Analysis.lens_hit``.
+(:math:`C_{y\hat y} \ge \tfrac12 \max_j C_{yj}`), as ``Analysis.lens_hit``.
 """
 
 from __future__ import annotations

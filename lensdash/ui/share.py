@@ -14,7 +14,7 @@ goes on with its defaults.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
@@ -38,15 +38,25 @@ DEFAULT_URL = STORE_DEFAULT_URL
 SQLITE_TIMEOUT_S = 30
 #: The link's query parameter.
 QUERY = "view"
-#: Longest text accepted for the groups setting of a shared view.
-MAX_GROUPS_CHARS = 20_000
-#: Settings of the preset widgets: key → check of a value from a stored view.
-PRESET_SETTINGS = {
-    state.GROUPS: lambda v: isinstance(v, str) and len(v) <= MAX_GROUPS_CHARS,
-    state.EPSILON: lambda v: isinstance(v, int | float) and 0.0 <= v <= 1.0,
-    state.BETA: lambda v: isinstance(v, int | float) and 0.0 <= v <= 10.0,
-    state.ALPHA: lambda v: isinstance(v, int | float) and 0.0 <= v <= 1.0,
-    state.CONFUSION_KIND: lambda v: v in ("soft", "counts"),
+#: Longest groups text a view keeps (the lens itself is always saved; the text only refills the preset's box).
+MAX_GROUPS_CHARS = 8_000
+
+
+def _number(low: float, high: float) -> Callable[[object], float | None]:
+    def check(value: object) -> float | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+        return float(value) if ok else None  # type: ignore[arg-type]
+
+    return check
+
+
+#: Settings of the preset widgets: key → the value to use from a stored view, or None where it is not valid here.
+PRESET_SETTINGS: dict[str, Callable[[object], object | None]] = {
+    state.GROUPS: lambda v: v if isinstance(v, str) and len(v) <= MAX_GROUPS_CHARS else None,
+    state.EPSILON: _number(0.0, 1.0),
+    state.BETA: _number(0.0, 10.0),
+    state.ALPHA: _number(0.0, 1.0),
+    state.CONFUSION_KIND: lambda v: v if v in ("soft", "counts") else None,
 }
 
 
@@ -76,9 +86,9 @@ def view_settings(views: Sequence[str]) -> dict[str, Any]:
     view = state.get(state.VIEW)
     if view in views:
         settings["view"] = view
-    for key in PRESET_SETTINGS:
+    for key, valid in PRESET_SETTINGS.items():
         value = state.get(key)
-        if value is not None:
+        if value is not None and valid(value) is not None:  # a groups text too long for a link is left out
             settings[key] = value
     return settings
 
@@ -91,8 +101,9 @@ def _apply(view: SharedView, dataset: Dataset, views: Sequence[str]) -> None:
         st.session_state[state.FAMILY] = settings["family"]
     state.put(state.PRESET, settings["preset"] if settings.get("preset") in PRESETS else "merge groups")
     for key, valid in PRESET_SETTINGS.items():
-        if key in settings and valid(settings[key]):
-            st.session_state[key] = settings[key]
+        value = valid(settings.get(key))
+        if value is not None:
+            st.session_state[key] = value
     state.init_widgets(state.EPSILON, state.BETA, state.ALPHA, state.CONFUSION_KIND)
     if settings.get("view") in views:
         st.session_state[state.VIEW] = settings["view"]
