@@ -482,3 +482,16 @@ def test_settings_of_a_view_that_do_not_fit_are_ignored_and_the_lens_still_opens
     at.selectbox(key="preset").set_value("label smoothing")
     ok(at)
     assert any(m.label == "Lensed loss" for m in at.metric)
+
+
+def test_sharing_the_same_view_twice_keeps_its_id(share_url):
+    at = new_session()
+    at.button(key="share_view").click()
+    first = ok(at).session_state["share_link"]
+    at.button(key="share_view").click()
+    assert ok(at).session_state["share_link"] == first
+    at.session_state["family"] = "prediction"
+    ok(at)
+    at.button(key="share_view").click()
+    assert ok(at).session_state["share_link"] != first  # another view, another id
+    assert ShareStore(default_engine(share_url)).usage()[0] == 2

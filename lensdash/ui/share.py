@@ -14,6 +14,7 @@ goes on with its defaults.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from lensdash.sanitize import markdown_text
 from lensdash.share_store import DEFAULT_URL as STORE_DEFAULT_URL
 from lensdash.share_store import SharedView, ShareStore
 from lensdash.ui import state
+from lensdash.ui.cache import lens_digest
 from lensdash.ui.data import Dataset
 from lensdash.ui.lens_editor import _set_base
 from lensdash.ui.results import FAMILY_LABELS
@@ -162,12 +164,17 @@ def share_section(lens: Lens, views: Sequence[str]) -> None:
         help="Saves this lens and the page's settings (never your predictions) under a random id; the link opens "
         "them for anyone who has it, at any number of classes.",
     ):
+        settings = view_settings(views)
+        saved = (lens_digest(lens), json.dumps(settings, sort_keys=True, default=str))
         try:
-            share_id = open_store().save(lens, view_settings(views))
+            # the same view again keeps its id: repeated clicks do not use up the store's daily limit
+            share_id = state.get(state.SHARE_LINK) if state.get(state.SHARE_SAVED) == saved else None
+            share_id = share_id or open_store().save(lens, settings)
         except LensdashError as exc:
             st.sidebar.error(markdown_text(str(exc)))
         else:
             state.put(state.SHARE_LINK, share_id)
+            state.put(state.SHARE_SAVED, saved)
             state.put(state.SHARE_OPENED, share_id)  # this session has it already
             for name in ("lens", "preset"):  # a lens in the link would disagree with the view once edited
                 st.query_params.pop(name, None)

@@ -81,6 +81,7 @@ SHARE_PENDING = "share_pending"  #: a shared view waiting for data of its classe
 SHARE_MESSAGE = "share_message"  #: why the shared view could not be opened
 SHARE_INFO = "share_info"  #: a one-time note (the view was loaded)
 SHARE_LINK = "share_link"  #: the id of the view this session last saved
+SHARE_SAVED = "share_saved"  #: what that view holds (lens digest, settings), to reuse its id for the same view
 
 #: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
 HELD = frozenset({DATA, DEMO, SOURCES, MEMO, DATA_B, SHARE_PENDING})
