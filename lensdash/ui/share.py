@@ -114,7 +114,7 @@ def _apply(view: SharedView, dataset: Dataset, views: Sequence[str]) -> None:
     state.put(
         state.SHARE_INFO,
         f"Opened the shared view: the {view.lens.num_classes}×{view.lens.num_classes} lens and its settings "
-        f"({settings.get('family', 'target')}-side, preset '{state.get(state.PRESET)}').",
+        f"({state.get(state.FAMILY)}-side, preset '{state.get(state.PRESET)}').",
     )
 
 
@@ -137,6 +137,7 @@ def shared_view_section(dataset: Dataset, views: Sequence[str]) -> None:
             state.put(state.SHARE_PENDING, open_store().load(share_id))
         except LensdashError as exc:
             state.put(state.SHARE_MESSAGE, f"The shared view could not be opened: {exc}")
+            del st.query_params[QUERY]  # so that the link in the address bar no longer names it
     pending: SharedView | None = state.get(state.SHARE_PENDING)
     if pending is not None:
         names = dataset.predictions.class_names
@@ -148,8 +149,9 @@ def shared_view_section(dataset: Dataset, views: Sequence[str]) -> None:
                 f"The shared view is a lens for {_describe(pending.lens.classes)}; the data shown has "
                 f"{_describe(names)}. Upload the predictions it was made for and the view opens."
             )
-    if state.get(state.SHARE_MESSAGE):
+    if state.get(state.SHARE_MESSAGE):  # said once: the page goes on with its defaults
         st.error(markdown_text(state.get(state.SHARE_MESSAGE)))
+        state.drop(state.SHARE_MESSAGE)
     if state.get(state.SHARE_INFO):
         st.info(markdown_text(state.get(state.SHARE_INFO)))
         state.drop(state.SHARE_INFO)
