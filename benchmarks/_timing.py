@@ -24,7 +24,8 @@ def header(device: str = "cpu") -> None:
         else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     )
     print(
-        f"# torch {torch.__version__}, python {platform.python_version()}, {device}: {where}, threads={torch.get_num_threads()}"
+        f"# torch {torch.__version__}, python {platform.python_version()}, {device}: {where}, "
+        f"threads={torch.get_num_threads()}"
     )
 
 

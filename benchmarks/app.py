@@ -72,7 +72,8 @@ def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
     t = rounds({"core": core, "rerun": edit_and_rerun}, repeats=repeats)
     ratio = statistics.median(r / c for r, c in zip(t["rerun"], t["core"], strict=True))
     print(
-        f"medians of {repeats} rounds: rerun after a lens edit {statistics.median(t['rerun']):.3f}s, core analyze() alone {statistics.median(t['core']):.3f}s"
+        f"medians of {repeats} rounds: rerun after a lens edit {statistics.median(t['rerun']):.3f}s, "
+        f"core analyze() alone {statistics.median(t['core']):.3f}s"
     )
     print(f"rerun / core of the same round, median over rounds: {ratio:.2f} (target <= 1.5)")
     sizes = {}

@@ -26,7 +26,8 @@ def bench_lab(repeats: int = 3, epochs: int | None = None) -> None:
             train_pair(problem, lens, config)
             times.append(time.perf_counter() - t0)
         print(
-            f"{problem.name}: default run (2 models x {config.epochs} epochs) median {statistics.median(times):.2f}s, first {times[0]:.2f}s (target < 10 s)"
+            f"{problem.name}: default run (2 models x {config.epochs} epochs) median "
+            f"{statistics.median(times):.2f}s, first {times[0]:.2f}s (target < 10 s)"
         )
 
 

@@ -67,8 +67,10 @@ def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
         engine = peak_rss_of(f"{imports}; pyarrow.csv.read_csv({path!r})")
         budget = 3 * rows * cols * 4 + size
         print(
-            f"peak memory while reading, above the import baseline of {base / 1e6:.0f} MB: read_predictions {(peak - base) / 1e6:.0f} MB"
-            f" (pyarrow.csv.read_csv alone {(engine - base) / 1e6:.0f} MB); budget 3x float32 data + file = {budget / 1e6:.0f} MB"
+            f"peak memory while reading, above the import baseline of {base / 1e6:.0f} MB: "
+            f"read_predictions {(peak - base) / 1e6:.0f} MB "
+            f"(pyarrow.csv.read_csv alone {(engine - base) / 1e6:.0f} MB); "
+            f"budget 3x float32 data + file = {budget / 1e6:.0f} MB"
         )
 
 

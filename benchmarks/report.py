@@ -54,7 +54,8 @@ def bench_report(rows: int, cols: int, fmt: str) -> None:
             writer.close()
         size = os.path.getsize(path)
         print(
-            f"# {fmt}: {rows:,} x {cols} float32 ({rows * cols * 4 / 1e9:.1f} GB of data, file {size / 1e9:.1f} GB), written in {time.perf_counter() - t0:.0f}s"
+            f"# {fmt}: {rows:,} x {cols} float32 ({rows * cols * 4 / 1e9:.1f} GB of data, file {size / 1e9:.1f} GB), "
+            f"written in {time.perf_counter() - t0:.0f}s"
         )
         lens = os.path.join(tmp, "lens.csv")
         with open(lens, "wb") as handle:
@@ -68,7 +69,8 @@ def bench_report(rows: int, cols: int, fmt: str) -> None:
         seconds = time.perf_counter() - t0
         base = peak_rss_of("import lensdash.cli, lensdash.report, pyarrow.parquet")
         print(
-            f"report: {seconds:.1f}s, {rows / seconds:,.0f} rows/s; peak RSS {peak / 1e9:.2f} GB ({(peak - base) / 1e6:.0f} MB above the imports) (target < 1 GB)"
+            f"report: {seconds:.1f}s, {rows / seconds:,.0f} rows/s; peak RSS {peak / 1e9:.2f} GB "
+            f"({(peak - base) / 1e6:.0f} MB above the imports) (target < 1 GB)"
         )
 
 

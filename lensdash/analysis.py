@@ -569,7 +569,7 @@ def confused_pairs(confusion: Tensor, names: Sequence[str], top: int = 10) -> pd
 def suggest_groups(
     confusion: Tensor, names: Sequence[str], *, threshold: float = 0.1, top: int = 5, min_samples: int = 5
 ) -> list[list[str]]:
-    """Groups of interchangeable classes: pairs whose mutual confusion rate is at least ``threshold``, joined transitively.
+    """Groups of interchangeable classes: pairs confused at a rate of at least ``threshold``, joined transitively.
 
     ``confusion`` holds counts (row = true class). Classes with fewer than
     ``min_samples`` samples are left out: their rates are noise.
@@ -607,7 +607,7 @@ def lens_pairs(lens: object, names: Sequence[str] | None = None, top: int = 10) 
         0          a      b     0.3
     """
     matrix = torch.as_tensor(getattr(lens, "matrix", lens), dtype=torch.float64)
-    names = class_names(names if names is not None else getattr(lens, "classes", matrix.shape[0]))
+    names = class_names(names if names is not None else getattr(lens, "classes", None) or matrix.shape[0])
     off = matrix.clone()
     off.fill_diagonal_(0)
     flat = off.reshape(-1)

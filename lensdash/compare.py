@@ -288,7 +288,8 @@ class PairedCounts:
     def from_tensor(cls, values: Tensor) -> PairedCounts:
         """Inverse of :meth:`to_tensor`."""
         items = values.tolist()
-        return cls(*(int(v) if f.type == "int" else float(v) for f, v in zip(fields(cls), items)))
+        kwargs: dict[str, Any] = {f.name: int(v) if f.type == "int" else float(v) for f, v in zip(fields(cls), items)}
+        return cls(**kwargs)
 
 
 def _as_bool(correct: Tensor, n: int, name: str) -> Tensor:

@@ -7,6 +7,10 @@ verbatim with ``st.error`` and the CLI can print it without a traceback.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+_E = TypeVar("_E", bound="LensdashError")
+
 
 def _message(expected: str, found: str, where: str | None, fix: str | None) -> str:
     parts = []
@@ -23,13 +27,13 @@ class LensdashError(ValueError):
 
     @classmethod
     def build(
-        cls,
+        cls: type[_E],
         expected: str,
         found: str,
         *,
         where: str | None = None,
         fix: str | None = None,
-    ) -> LensdashError:
+    ) -> _E:
         """Make an error whose message follows the project's one style."""
         return cls(_message(expected, found, where, fix))
 

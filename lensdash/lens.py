@@ -558,5 +558,6 @@ def align_lens(lens: Lens, classes: Classes) -> tuple[Lens, str | None]:
     others = [c for c in names if c not in lens.classes]
     return (
         expanded,
-        f"The lens covers {len(lens.classes)} of {len(names)} classes; {others[:5]}{'…' if len(others) > 5 else ''} keep identity rows.",
+        f"The lens covers {len(lens.classes)} of {len(names)} classes; "
+        f"{others[:5]}{'…' if len(others) > 5 else ''} keep identity rows.",
     )

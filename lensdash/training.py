@@ -96,7 +96,7 @@ def blobs(
 
 
 def digits(*, test_fraction: float = 0.25, seed: int = 0) -> Problem:
-    """scikit-learn's handwritten digits (1,797 8×8 images, 10 classes; shipped with the package), pixels scaled to [0, 1].
+    """scikit-learn's handwritten digits (1,797 8×8 images, 10 classes; shipped with the package), pixels in [0, 1].
 
     Example:
         >>> p = digits()
@@ -151,9 +151,16 @@ class TrainConfig:
     family: str = "target"
 
 
+METRICS = ("train_loss", "test_accuracy", "test_lens_aware_accuracy", "test_group_mass")
+
+
 @dataclass
 class Run:
-    """One trained model and its history: per epoch ``train_loss``, ``test_accuracy``, ``test_lens_aware_accuracy``, ``test_group_mass``."""
+    """One trained model and its history.
+
+    ``history`` holds, per epoch, ``train_loss``, ``test_accuracy``, ``test_lens_aware_accuracy`` and
+    ``test_group_mass``.
+    """
 
     name: str
     model: nn.Module
@@ -162,9 +169,6 @@ class Run:
 
     def final(self) -> dict[str, float]:
         return {m: values[-1] for m, values in self.history.items() if values}
-
-
-METRICS = ("train_loss", "test_accuracy", "test_lens_aware_accuracy", "test_group_mass")
 
 
 def make_model(num_features: int, num_classes: int, hidden: int) -> nn.Module:
@@ -275,7 +279,10 @@ def train_pair(
 def probability_grid(
     model: nn.Module, points: Tensor, steps: int = 120, margin: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The model's class probabilities over a ``steps``×``steps`` grid covering 2-D ``points``: (xs, ys, probs (steps, steps, K))."""
+    """The model's class probabilities over a ``steps``×``steps`` grid covering 2-D ``points``.
+
+    Returns ``(xs, ys, probs)`` with ``probs`` of shape ``(steps, steps, K)``.
+    """
     lo, hi = points.min(dim=0).values - margin, points.max(dim=0).values + margin
     xs, ys = torch.linspace(float(lo[0]), float(hi[0]), steps), torch.linspace(float(lo[1]), float(hi[1]), steps)
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")
@@ -286,4 +293,6 @@ def probability_grid(
 
 def confusion_of(run: Run, problem: Problem) -> Tensor:
     """K×K counts of the run's test predictions: row = true class, column = predicted."""
+    if run.test_logits is None:
+        raise ValueError(f"the {run.name} run has no test predictions yet")
     return confusion_counts(run.test_logits.argmax(dim=1), problem.y_test, problem.num_classes)

@@ -2,7 +2,8 @@
 
 A user's data and what is computed from it never go into a cache shared across sessions: results live in the
 session's own store (:func:`session_memo`, see :mod:`lensdash.ui.state`), keyed by a content digest of everything
-that determines them, and go with the session. ``st.cache_data`` is used only for values that hold no user data, with ``max_entries`` and a TTL.
+that determines them, and go with the session. ``st.cache_data`` is used only for values that hold no user data,
+with ``max_entries`` and a TTL.
 """
 
 from __future__ import annotations

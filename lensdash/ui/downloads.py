@@ -19,7 +19,7 @@ def frame_csv(frame: pd.DataFrame, **to_csv: object) -> bytes:
     """
     # Categorical columns (class names in the analysis tables) are text too: spreadsheet_safe maps object columns only.
     as_text = {c: object for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
-    return spreadsheet_safe(frame.astype(as_text)).to_csv(index=False, **to_csv).encode()  # type: ignore[arg-type]
+    return spreadsheet_safe(frame.astype(as_text)).to_csv(index=False, **to_csv).encode()
 
 
 def lens_csv(lens: Lens) -> bytes:

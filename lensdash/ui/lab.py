@@ -126,6 +126,13 @@ def _train(problem: Problem, lens: Lens, config: TrainConfig) -> None:
     state.put(state.LAB, state.LabResult(runs=runs, problem=problem, lens=lens, config=config))
 
 
+def _test_logits(run: Run) -> torch.Tensor:
+    """A finished run's test logits (every run in a LabResult has them)."""
+    if run.test_logits is None:
+        raise ValueError(f"the {run.name} run has no test predictions yet")
+    return run.test_logits
+
+
 def _send(lab: state.LabResult, name: str) -> None:
     """Put a model's test predictions on the analysis pages, as if uploaded."""
     problem, run, config = lab["problem"], lab["runs"][name], lab["config"]
@@ -134,7 +141,7 @@ def _send(lab: state.LabResult, name: str) -> None:
         f"({problem.name}, {config.family} family, seed {config.seed})."
     )
     preds = Predictions(
-        run.test_logits.detach().clone(),
+        _test_logits(run).detach().clone(),
         problem.y_test.clone(),
         problem.class_names,
         "logits",
@@ -202,18 +209,19 @@ def _results(lab: state.LabResult) -> None:
         )
     st.subheader("Probability on each class's group")
     support = lens.matrix > 0
+    test_logits = {name: _test_logits(runs[name]) for name in RUNS}
     rows = []
-    for c, cname in enumerate(problem.class_names):
-        mask = problem.y_test == c
+    for index, cname in enumerate(problem.class_names):
+        mask = problem.y_test == index
         if not mask.any():
             continue
-        row = {
+        row: dict[str, object] = {
             "true class": cname,
-            "group": ", ".join(n for n, s in zip(problem.class_names, support[c].tolist()) if s),
+            "group": ", ".join(n for n, s in zip(problem.class_names, support[index].tolist()) if s),
         }
         for name in RUNS:
             row[RUN_LABELS[name]] = round(
-                float(group_mass(runs[name].test_logits[mask], problem.y_test[mask], lens.matrix)), 4
+                float(group_mass(test_logits[name][mask], problem.y_test[mask], lens.matrix)), 4
             )
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="lab_group_table")

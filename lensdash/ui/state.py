@@ -17,7 +17,7 @@ import ctypes
 import gc
 import secrets
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import streamlit as st
@@ -144,7 +144,7 @@ def _held() -> dict[str, Any]:
 
 
 def _home(key: str) -> MutableMapping[str, Any]:
-    return _held() if key in HELD else st.session_state
+    return _held() if key in HELD else cast(MutableMapping[str, Any], st.session_state)
 
 
 def get(key: str) -> Any:
