@@ -29,8 +29,7 @@ from lensdash.hierarchy import (
     hierarchy_metrics,
     mass_kept,
 )
-from lensdash.hierarchy_files import read_hierarchy
-from lensdash.io import Predictions, lens_to_bytes, read_lens, read_predictions, save_lens
+from lensdash.io import Predictions, lens_to_bytes, read_hierarchy, read_lens, read_predictions, save_lens
 from lensdash.lens import (
     ROW_SUM_ATOL,
     Lens,

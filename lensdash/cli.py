@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="stream a predictions file and write the summary the app shows")
-    rep.add_argument("predictions", help="CSV, Parquet or .npy file")
+    rep.add_argument("predictions", help="CSV, Parquet, .npy or .npz file")
     rep.add_argument("--labels", help="a separate labels file (one label per prediction row)")
     rep.add_argument(
         "--lens",
@@ -96,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CLASSES,
         help=f"refuse predictions of more classes (default {DEFAULT_MAX_CLASSES:,})",
     )
+    rep.add_argument(
+        "--meta-columns",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        default=None,
+        help="comma-separated columns kept aside as metadata even when numeric (text columns and "
+        "id/sample_id/index/idx/filename/path are kept aside without it)",
+    )
+    rep.add_argument("--class-names", help="a file with one class name per line, naming .npy / .npz columns")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -180,7 +188,7 @@ class _Run:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group(backend="nccl" if args.device == "cuda" else "gloo")
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if args.device == "cuda" and distributed else args.device
-        inputs = [path for path in (args.predictions, args.labels, args.lens) if path]
+        inputs = [path for path in (args.predictions, args.labels, args.lens, args.class_names) if path]
         error: LensdashError | None = None
         result = None
         try:
@@ -202,6 +210,8 @@ class _Run:
                 progress=progress,
                 max_cells=args.max_cells,
                 max_classes=args.max_classes,
+                meta_columns=args.meta_columns,
+                class_names=args.class_names,
             )
         except (LensdashError, OSError, MemoryError) as exc:
             error = _user_error(exc)

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +164,8 @@ def report(
     progress: Progress | None = None,
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
+    meta_columns: Sequence[str | int] | None = None,
+    class_names: Sequence[str] | str | os.PathLike | None = None,
 ) -> Report:
     r"""Stream a predictions file and sum, per true class, what :func:`~lensdash.analysis.analyze` computes.
 
@@ -171,7 +173,7 @@ def report(
     only this process's share is read; combine shares with :func:`all_reduce`.
 
     Args:
-        predictions: CSV, Parquet or ``.npy`` path.
+        predictions: CSV, Parquet, ``.npy`` or ``.npz`` path.
         lens: a lens file (CSV, JSON, ``.pt``), a K×K tensor or a :class:`~lensdash.Lens`;
             rows are target distributions, rows sum to 1. Matched to the classes by name.
         labels: a separate labels file (one per prediction row).
@@ -182,6 +184,8 @@ def report(
         shard: (rank, world size).
         progress: called after each chunk with (done, total, rows read).
         max_cells, max_classes: as for :func:`~lensdash.io.open_stream` (CLI: ``--max-cells``, ``--max-classes``).
+        meta_columns: columns kept aside as metadata, as for :func:`~lensdash.io.open_stream` (``--meta-columns``).
+        class_names: names of ``.npy`` / ``.npz`` columns, a list or a file of one name a line (``--class-names``).
 
     Returns:
         A :class:`Report`.
@@ -215,6 +219,8 @@ def report(
         chunk_rows=chunk_rows,
         max_cells=max_cells,
         max_classes=max_classes,
+        meta_columns=meta_columns,
+        class_names=class_names,
     )
     names = stream.class_names
     the_lens, notes = _lens(lens, names)

@@ -109,7 +109,7 @@ def test_hostile_files_are_refused_cheaply(tmp_path, monkeypatch):
     chain = "\n".join(f"n{i} n{i + 1}" for i in range(300)).encode()
     with pytest.raises(InputError, match=r"line 100: expected a tree at most 100 levels deep"):
         ld.read_hierarchy(chain)
-    monkeypatch.setattr("lensdash.hierarchy_files.MAX_HIERARCHY_BYTES", 100)
+    monkeypatch.setattr("lensdash.io._hierarchy_files.MAX_HIERARCHY_BYTES", 100)
     with pytest.raises(InputError, match=r"big.csv: expected a hierarchy file of at most 0 MB, found a larger file"):
         path = tmp_path / "big.csv"
         path.write_bytes(b"a,b\n" * 100)

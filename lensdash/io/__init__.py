@@ -15,6 +15,12 @@ Detection of ``kind="auto"`` (documented rule, applied to the whole matrix):
 * every value ``<= 0`` and every row's ``logsumexp`` within :data:`PROB_SUM_ATOL` of 0: log-probabilities;
 * anything else: logits.
 
+Metadata columns (CSV with a header, Parquet): columns named in ``meta_columns=``, columns
+named one of :data:`META_NAMES` (``id``, ``sample_id``, ``index``, ``idx``, ``filename``, ``path``; any
+case) and text columns (text and no number in the first rows) are kept aside, not read as scores:
+:attr:`Predictions.metadata` / :attr:`Chunk.metadata` (a DataFrame, one row per sample; text as
+pandas' string dtype, numbers as read), with a note naming them; at most :data:`MAX_META_COLUMNS`.
+
 Streaming (:func:`open_stream`): Predictions too large to hold: read chunk by chunk, each process of a sharded run its own range.
 
 :func:`open_stream` reads CSV, Parquet or ``.npy`` files (paths) with the same
@@ -36,8 +42,10 @@ Layout of the package (private modules by job; this module is the public face):
 * ``_predictions``: :func:`read_predictions`, :class:`Predictions`.
 * ``_stream``: :func:`open_stream`, :class:`Chunk`, :class:`Stream`.
 * ``_lens_files``: :func:`read_lens`, :func:`save_lens`, :func:`lens_to_bytes`.
+* ``_hierarchy_files``: :func:`read_hierarchy` (edge lists, ancestor rows, nested JSON).
 """
 
+from lensdash.io._hierarchy_files import read_hierarchy
 from lensdash.io._lens_files import lens_to_bytes, read_lens, save_lens
 from lensdash.io._predictions import Predictions, read_predictions
 from lensdash.io._source import (
@@ -46,7 +54,9 @@ from lensdash.io._source import (
     DEFAULT_MAX_LENS_CELLS,
     KINDS,
     LABEL_NAMES,
+    MAX_META_COLUMNS,
     MAX_UPLOAD_MB,
+    META_NAMES,
     PROB_SUM_ATOL,
     Limits,
     Source,
@@ -60,7 +70,9 @@ __all__ = [
     "DEFAULT_MAX_LENS_CELLS",
     "KINDS",
     "LABEL_NAMES",
+    "MAX_META_COLUMNS",
     "MAX_UPLOAD_MB",
+    "META_NAMES",
     "PROB_SUM_ATOL",
     "Chunk",
     "Limits",
@@ -69,6 +81,7 @@ __all__ = [
     "Stream",
     "lens_to_bytes",
     "open_stream",
+    "read_hierarchy",
     "read_lens",
     "read_predictions",
     "save_lens",

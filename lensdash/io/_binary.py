@@ -6,6 +6,7 @@ import io
 import math
 import warnings
 import zipfile
+from collections.abc import Sequence
 from typing import BinaryIO
 
 import numpy as np
@@ -21,7 +22,10 @@ from lensdash.io._csv_parse import (
 )
 from lensdash.io._source import (
     _DECODE_ERRORS,
+    META_NAMES,
     Limits,
+    _meta_note,
+    check_meta_count,
 )
 
 
@@ -155,23 +159,57 @@ def _npz(
 
 
 def _parquet_columns(
-    name: str, schema: pa.Schema, label_column: str | int | None
-) -> tuple[list[int], int | None, list[str]]:
-    """Which Parquet columns are classes (numeric) and which holds the labels."""
+    name: str, schema: pa.Schema, label_column: str | int | None, meta_columns: Sequence[str | int] | None = None
+) -> tuple[list[int], int | None, list[str], list[int]]:
+    """Which Parquet columns are classes (numeric), which holds the labels and which are metadata.
+
+    Metadata: columns named by ``meta_columns`` (names or 0-based indices), with a common id name
+    (:data:`~lensdash.io.META_NAMES`), or not numeric. pandas' stored index ``__index_level_0__`` is left out.
+    """
     header = [str(c) for c in schema.names]
     label_idx = _label_index(header, label_column, name)
-    skip = {label_idx} if label_idx is not None else set()
-    skip |= {i for i, h in enumerate(header) if h in ("__index_level_0__", "index")}
-    float_cols = [i for i in range(len(header)) if i not in skip]
-    for i in float_cols:
-        if not (pa.types.is_floating(schema.field(i).type) or pa.types.is_integer(schema.field(i).type)):
+    lowered = [h.strip().lower() for h in header]
+    meta = {i for i, h in enumerate(lowered) if h in META_NAMES}
+    for wanted in meta_columns or ():
+        if isinstance(wanted, int) and not isinstance(wanted, bool) and 0 <= wanted < len(header):
+            meta.add(wanted)
+        elif isinstance(wanted, str) and wanted.strip().lower() in lowered:
+            meta.add(lowered.index(wanted.strip().lower()))
+        else:
             raise InputError.build(
-                "numeric prediction columns",
-                f"{schema.field(i).type} in column {header[i]!r}",
-                where=f"{name}, column {i + 1}",
-                fix="Name the label column 'label'.",
+                f"a column named {str(wanted)[:60]!r} (meta_columns)",
+                f"the columns {header[:8]}{'…' if len(header) > 8 else ''}",
+                where=name,
+                fix="Check the metadata column's name, or give its 0-based index.",
             )
-    return float_cols, label_idx, header
+    for i in range(len(header)):
+        kind = schema.field(i).type
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)) and header[i] != "__index_level_0__":
+            meta.add(i)
+    meta.discard(label_idx)  # type: ignore[arg-type]
+    skip = meta | ({label_idx} if label_idx is not None else set())
+    skip |= {i for i, h in enumerate(header) if h == "__index_level_0__"}
+    float_cols = [i for i in range(len(header)) if i not in skip]
+    meta_cols = sorted(meta)
+    check_meta_count(name, len(meta_cols))
+    return float_cols, label_idx, header, meta_cols
+
+
+def _check_meta_bytes(name: str, handle: object, meta_cols: list[int], limits: Limits) -> None:
+    """Refuse metadata whose decoded size (from the footer) is over the cell limit's bytes (4 per cell)."""
+    if limits.max_cells is None or not meta_cols:
+        return
+    meta = handle.metadata  # type: ignore[attr-defined]
+    size = sum(
+        meta.row_group(g).column(i).total_uncompressed_size for g in range(meta.num_row_groups) for i in meta_cols
+    )
+    if size > 4 * limits.max_cells:
+        raise InputError.build(
+            f"metadata columns of at most {4 * limits.max_cells:,} bytes decoded",
+            f"{size:,} bytes",
+            where=name,
+            fix="Keep a few short metadata columns (ids, file names), or raise max_cells.",
+        )
 
 
 def _parquet_file(name: str, source: object) -> object:
@@ -189,17 +227,24 @@ def _parquet_file(name: str, source: object) -> object:
 
 
 def _parquet(
-    name: str, data: bytes | memoryview, label_column: str | int | None, limits: Limits
-) -> tuple[np.ndarray, object, list[str]]:
+    name: str,
+    data: bytes | memoryview,
+    label_column: str | int | None,
+    limits: Limits,
+    meta_columns: Sequence[str | int] | None = None,
+) -> tuple[np.ndarray, object, list[str], pa.Table | None, list[str]]:
     """Rows × classes from the footer checked before reading; then read a batch at a time into one float32 array."""
     handle = _parquet_file(name, pa.BufferReader(pa.py_buffer(data)))
     limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
-    float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
+    float_cols, label_idx, header, meta_cols = _parquet_columns(name, handle.schema_arrow, label_column, meta_columns)
     n, k = handle.metadata.num_rows, len(float_cols)
     limits.check_cells(name, n, k)
+    _check_meta_bytes(name, handle, meta_cols, limits)
     columns = [header[i] for i in float_cols] + ([header[label_idx]] if label_idx is not None else [])
+    columns += [header[i] for i in meta_cols]
     values = np.empty((n, k), dtype=np.float32)
-    label_parts, row = [], 0
+    label_parts, meta_parts, row = [], [], 0
+    first_meta = k + (label_idx is not None)
     for batch in handle.iter_batches(batch_size=max(1, (1 << 22) // max(k, 1)), columns=columns):
         table = pa.Table.from_batches([batch])
         if row + table.num_rows > n:
@@ -207,8 +252,12 @@ def _parquet(
         values[row : row + table.num_rows] = _float_matrix(name, table, list(range(k)), row + 1)
         if label_idx is not None:
             label_parts.append(table.column(k))
+        if meta_cols:
+            meta_parts.append(table.select(list(range(first_meta, table.num_columns))))
         row += table.num_rows
     if row != n:
         raise InputError.build(f"{n:,} rows, as the footer says", f"{row:,}", where=name, fix="Write the file again.")
     labels = (_concat_labels(label_parts), 1, label_idx) if label_idx is not None and label_parts else None
-    return values, labels, [header[i] for i in float_cols]
+    meta = pa.concat_tables(meta_parts) if meta_parts else None
+    notes = [_meta_note([header[i] for i in meta_cols])] if meta_cols else []
+    return values, labels, [header[i] for i in float_cols], meta, notes

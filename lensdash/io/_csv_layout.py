@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,7 +11,10 @@ import numpy as np
 from lensdash.errors import InputError
 from lensdash.io._source import (
     LABEL_NAMES,
+    META_NAMES,
     Limits,
+    _meta_note,
+    check_meta_count,
 )
 
 
@@ -167,6 +171,14 @@ class _CsvLayout:
     #: holds few rows: 1,000 classes, ~100 rows, read 1.5x slower).
     block_size: int
     limits: Limits = field(default_factory=Limits)
+    #: metadata columns (file indices) and which of them are text (read as strings, never inferred)
+    meta_cols: list[int] = field(default_factory=list)
+    text_cols: set[int] = field(default_factory=set)
+
+    @property
+    def meta_names(self) -> list[str]:
+        header = self.header or []
+        return [header[i] if i < len(header) else str(i) for i in self.meta_cols]
 
     @property
     def first_row(self) -> int:
@@ -194,8 +206,61 @@ def _check_width(name: str, data: bytes | memoryview, limits: Limits) -> None:
         limits.check_classes(f"{name}, row 1", min(counts) + 1, "columns", slack=limits.max_classes + 2)
 
 
+def _meta_indices(
+    name: str, header: list[str] | None, rows: list[list[str]], label_idx: int | None, meta_columns
+) -> tuple[list[int], set[int]]:
+    """Metadata columns: named by ``meta_columns`` (names or 0-based indices), a common id name, or text.
+
+    A column is text when its first data rows hold text and no number, and at least two score columns remain
+    without the text columns (else a text cell is refused as a bad score, with its row and column); the
+    label column is never metadata. Returns (file indices in file order, those that are text).
+    """
+    width = len(rows[0])
+    chosen: set[int] = set()
+    lowered = [h.strip().lower() for h in header] if header is not None else None
+    for wanted in meta_columns or ():
+        if isinstance(wanted, int) and not isinstance(wanted, bool):
+            if not 0 <= wanted < width:
+                raise InputError.build(
+                    f"meta_columns indices in 0..{width - 1}",
+                    str(wanted),
+                    where=name,
+                    fix="Give the metadata columns by name or 0-based index.",
+                )
+            chosen.add(wanted)
+        elif lowered is not None and str(wanted).strip().lower() in lowered:
+            chosen.add(lowered.index(str(wanted).strip().lower()))
+        else:
+            shown = header[:8] if header is not None else "no header"
+            raise InputError.build(
+                f"a column named {str(wanted)[:60]!r} (meta_columns)",
+                f"the columns {shown}{'…' if header is not None and len(header) > 8 else ''}",
+                where=name,
+                fix="Check the metadata column's name, or give its 0-based index.",
+            )
+    text: set[int] = set()
+    if header is not None:
+        chosen |= {i for i, h in enumerate(lowered or []) if h in META_NAMES}
+        data = [r for r in rows[1:] if len(r) == width]
+        for i in range(width):
+            filled = [r[i] for r in data if r[i].strip()]
+            if filled and not any(_is_number(v) for v in filled):  # text throughout (a typo among numbers is not)
+                text.add(i)
+        text.discard(label_idx)  # type: ignore[arg-type]
+        if width - len(chosen | text) - (label_idx is not None) >= 2:  # else a text cell is a bad score cell
+            chosen |= text
+        else:
+            text = set()
+    chosen.discard(label_idx)  # type: ignore[arg-type]
+    return sorted(chosen), text & chosen
+
+
 def _csv_layout(
-    name: str, data: bytes | memoryview, label_column: str | int | None, limits: Limits | None = None
+    name: str,
+    data: bytes | memoryview,
+    label_column: str | int | None,
+    limits: Limits | None = None,
+    meta_columns: Sequence[str | int] | None = None,
 ) -> _CsvLayout:
     limits = limits or Limits()
     _check_width(name, data, limits)
@@ -216,10 +281,15 @@ def _csv_layout(
         label_idx = _label_index(header, label_column, name)
     else:
         label_idx = label_column if isinstance(label_column, int) else None
+    meta_cols, text_cols = _meta_indices(name, header, rows, label_idx, meta_columns)
+    check_meta_count(name, len(meta_cols))
     skip = {label_idx} if label_idx is not None else set()
-    if header is not None and label_idx != 0 and _is_index_column(header, rows[1:]):
+    skip |= set(meta_cols)
+    if header is not None and 0 not in skip and _is_index_column(header, rows[1:]):
         skip.add(0)
         notes.append("The first column is a pandas index (0, 1, 2, …) and was ignored.")
+    if meta_cols:
+        notes.append(_meta_note([header[i] if header is not None else str(i) for i in meta_cols]))
     row_bytes = len(text) / max(1, text.count("\n"))
     block_size = int(min(16 << 20, max(1 << 20, 1024 * row_bytes)))
     float_cols = [i for i in range(width) if i not in skip]
@@ -228,7 +298,9 @@ def _csv_layout(
     data_row_bytes = (len(text) - header_bytes) / max(1, text.count("\n") - (header is not None))
     rows = int((len(data) - header_bytes) / max(data_row_bytes, 1.0))
     limits.check_cells(name, rows, len(float_cols), estimated=True)
-    return _CsvLayout(name, delim, header, width, float_cols, label_idx, notes, block_size, limits)
+    return _CsvLayout(
+        name, delim, header, width, float_cols, label_idx, notes, block_size, limits, meta_cols, text_cols
+    )
 
 
 def _line_end(data: memoryview, pos: int) -> int:

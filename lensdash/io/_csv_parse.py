@@ -8,6 +8,7 @@ import io
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -63,9 +64,14 @@ def _parse_csv(
     *,
     use_threads: bool = True,
     block_size: int = 1 << 20,
+    text_cols: Sequence[int] = (),
 ) -> pa.Table:
-    """pyarrow's reader; columns are addressed by position, ``float_cols`` typed ``dtype``; raises pyarrow's errors."""
+    """pyarrow's reader; columns are addressed by position, ``float_cols`` typed ``dtype``, ``text_cols`` strings.
+
+    Raises pyarrow's errors.
+    """
     columns = [f"c{i}" for i in range(width)]
+    types = {columns[i]: dtype or pa.float32() for i in float_cols} | {columns[i]: pa.string() for i in text_cols}
     return pacsv.read_csv(
         pa.BufferReader(pa.py_buffer(data)),
         read_options=pacsv.ReadOptions(
@@ -73,7 +79,7 @@ def _parse_csv(
         ),
         parse_options=pacsv.ParseOptions(delimiter=delim),
         convert_options=pacsv.ConvertOptions(
-            column_types={columns[i]: dtype or pa.float32() for i in float_cols},
+            column_types=types,
             strings_can_be_null=False,
             null_values=_NULLS,
         ),
@@ -231,8 +237,8 @@ def _csv_parts(
     span: tuple[int, int] | None = None,
     first_row: int = 0,
     part_bytes: int | None = None,
-) -> Iterator[tuple[int, int, np.ndarray, pa.ChunkedArray | None]]:
-    """``(first data row, end offset, float columns row-major, label column)`` for consecutive parts, in file order.
+) -> Iterator[tuple[int, int, _Part]]:
+    """``(first data row, end offset, parsed part)`` for consecutive parts, in file order.
 
     Parts end at line ends and cover ``span`` (byte offsets at line starts; the
     whole file by default), whose first data row is ``first_row``. They are
@@ -252,7 +258,7 @@ def _csv_parts(
     bounds = _part_bounds(data, lo, hi, part_bytes)
     skip = layout.header is not None
 
-    def parse(bound: tuple[int, int]) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None] | str:
+    def parse(bound: tuple[int, int]) -> _Part | str:
         start, stop = bound
         try:
             return _parse_values(data[start:stop], layout, start == 0 and skip)
@@ -276,12 +282,12 @@ def _csv_parts(
                     parsed,
                     first_line,
                 )
-            values, labels, null = parsed
-            layout.limits.check_cells(layout.name, row + len(values), len(layout.float_cols))
-            if null is not None:
+            layout.limits.check_cells(layout.name, row + len(parsed.values), len(layout.float_cols))
+            if parsed.null is not None:
+                null = parsed.null
                 raise _empty_cell(layout.name, layout.first_row + row + null[0], layout.float_cols[null[1]] + 1)
-            yield row, stop, values, labels
-            row += len(values)
+            yield row, stop, parsed
+            row += len(parsed.values)
 
 
 #: Files with more columns than this are split in arrow's compute kernels rather than parsed by its CSV
@@ -292,10 +298,24 @@ WIDE_COLUMNS = 2_000
 _WIDE_PART_BYTES = 4 << 20
 
 
-def _parse_values(
-    part: bytes | memoryview, layout: _CsvLayout, skip_header: bool
-) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None]:
-    """(float columns row-major float64, label column, first empty cell (row, j) or None) of a part of whole lines.
+@dataclass
+class _Part:
+    """One parsed part: float columns row-major (float64), the label column, the metadata, the first empty cell."""
+
+    values: np.ndarray
+    labels: pa.ChunkedArray | None
+    null: tuple[int, int] | None  # (row, j) of the first empty prediction cell
+    meta: pa.Table | None = None
+
+
+def _meta_table(layout: _CsvLayout, columns: list[pa.ChunkedArray | pa.Array]) -> pa.Table | None:
+    if not layout.meta_cols:
+        return None
+    return pa.table(columns, names=layout.meta_names)
+
+
+def _parse_values(part: bytes | memoryview, layout: _CsvLayout, skip_header: bool) -> _Part:
+    """A part of whole lines parsed (see :class:`_Part`).
 
     Raises pyarrow's errors for what it cannot parse (the caller diagnoses them with row and column).
     """
@@ -310,14 +330,14 @@ def _parse_values(
         pa.float64(),
         use_threads=False,
         block_size=layout.block_size,
+        text_cols=sorted(layout.text_cols),
     )
     labels = table.column(layout.label_idx) if layout.label_idx is not None else None
-    return _row_major(table, layout.float_cols), labels, _first_null(table, layout.float_cols)
+    meta = _meta_table(layout, [table.column(i) for i in layout.meta_cols])
+    return _Part(_row_major(table, layout.float_cols), labels, _first_null(table, layout.float_cols), meta)
 
 
-def _parse_wide(
-    part: bytes | memoryview, layout: _CsvLayout, skip_header: bool
-) -> tuple[np.ndarray, pa.ChunkedArray | None, tuple[int, int] | None]:
+def _parse_wide(part: bytes | memoryview, layout: _CsvLayout, skip_header: bool) -> _Part:
     """A wide part split at its delimiters by arrow's string kernels: memory is a few copies of the part.
 
     Quoted cells are unquoted, but a quoted delimiter is not supported here (numbers and labels need none).
@@ -342,8 +362,18 @@ def _parse_wide(
         raise pa.ArrowInvalid(f"Expected {width} columns, got {int(lengths[lengths != width][0])}")
     flat = pc.utf8_trim(pc.list_flatten(cells), characters=' \t\r"')
     labels = None
+    rows = np.arange(n, dtype=np.int64) * width
     if layout.label_idx is not None:
-        labels = _typed_labels(flat.take(pa.array(np.arange(n, dtype=np.int64) * width + layout.label_idx)))
+        labels = _typed_labels(flat.take(pa.array(rows + layout.label_idx)))
+    meta = _meta_table(
+        layout,
+        [
+            flat.take(pa.array(rows + i)).cast(pa.string())
+            if i in layout.text_cols
+            else _typed_labels(flat.take(pa.array(rows + i)))
+            for i in layout.meta_cols
+        ],
+    )
     k = len(layout.float_cols)
     if k < width:
         keep = np.zeros(width, dtype=bool)
@@ -352,8 +382,8 @@ def _parse_wide(
     null = pc.is_in(flat, value_set=pa.array(_NULLS, pa.large_string()))
     if pc.any(null).as_py():
         first = int(np.flatnonzero(null.to_numpy(zero_copy_only=False))[0])
-        return np.zeros((0, k)), labels, divmod(first, k)
-    return flat.cast(pa.float64()).to_numpy().reshape(n, k), labels, None
+        return _Part(np.zeros((0, k)), labels, divmod(first, k), meta)
+    return _Part(flat.cast(pa.float64()).to_numpy().reshape(n, k), labels, None, meta)
 
 
 def _typed_labels(labels: pa.Array) -> pa.ChunkedArray:
@@ -392,10 +422,12 @@ def _in_order(fn: Callable[[_T], _R], items: Sequence[_T]) -> Iterator[_R]:
 
 
 def _csv(
-    inp: _Input, label_column: str | int | None, limits: Limits
-) -> tuple[np.ndarray, tuple[pa.ChunkedArray | None, int, int | None], list[str] | None, list[str], Locate]:
-    """(values N×K float32, (label column or None, its first row, its index), class names or None, notes, locate)."""
-    layout = _csv_layout(inp.name, inp.data, label_column, limits)
+    inp: _Input, label_column: str | int | None, limits: Limits, meta_columns: Sequence[str | int] | None = None
+) -> tuple[
+    np.ndarray, tuple[pa.ChunkedArray | None, int, int | None], list[str] | None, list[str], Locate, pa.Table | None
+]:
+    """(values N×K float32, (labels or None, first row, index), class names or None, notes, locate, metadata)."""
+    layout = _csv_layout(inp.name, inp.data, label_column, limits, meta_columns)
     k = len(layout.float_cols)
     # Every row holds at least ``width`` bytes, and the parts stop at max_cells, so this bounds N;
     # untouched pages cost no memory.
@@ -403,15 +435,25 @@ def _csv(
     if limits.max_cells is not None:
         rows = min(rows, limits.max_cells // k + 1)
     out = np.empty((rows, k), dtype=np.float32)
-    n, labels = 0, []
-    for row, _stop, values, label_part in _csv_parts(inp, layout):
-        n = row + len(values)
-        out[row:n] = values
-        if label_part is not None:
-            labels.append(label_part)
+    n, labels, metas = 0, [], []
+    for row, _stop, part in _csv_parts(inp, layout):
+        n = row + len(part.values)
+        out[row:n] = part.values
+        if part.labels is not None:
+            labels.append(part.labels)
+        if part.meta is not None:
+            metas.append(part.meta)
     out.resize((n, k), refcheck=False)
     column = _concat_labels(labels) if layout.label_idx is not None else None
-    return out, (column, layout.first_row, layout.label_idx), layout.class_names, layout.notes, layout.locate
+    meta = _concat_meta(metas) if metas else None
+    return out, (column, layout.first_row, layout.label_idx), layout.class_names, layout.notes, layout.locate, meta
+
+
+def _concat_meta(parts: list[pa.Table]) -> pa.Table:
+    """One metadata table from the parts, each column's type unified as for labels."""
+    names = parts[0].column_names
+    columns = [_concat_labels([p.column(j) for p in parts]) for j in range(len(names))]
+    return pa.table(columns, names=names)
 
 
 def _concat_labels(parts: list[pa.ChunkedArray]) -> pa.ChunkedArray:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +22,7 @@ from lensdash.io._csv_layout import (
 )
 from lensdash.io._csv_parse import (
     _csv_table,
+    _float_matrix,
     _null_row,
 )
 from lensdash.io._source import (
@@ -29,6 +33,77 @@ from lensdash.io._source import (
     _open,
     file_format,
 )
+
+#: Rows of a soft-label file (one column per class) sum to 1 within this (4 decimals written).
+SOFT_LABEL_ATOL = 1e-3
+
+
+@dataclass
+class _SoftLabels:
+    """A labels file with one numeric column per class: per-sample target distributions (not checked yet)."""
+
+    values: np.ndarray  # (N, W) float64
+    names: list[str] | None  # the header's class names, if it has one
+    first_row: int  # 1-based file row of values[0]
+    first_col: int  # 0-based file column of values[:, 0]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _soft_targets(
+    name: str, soft: _SoftLabels, names: list[str] | None, k: int, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """(targets N×K float32 in the predictions' class order, majority labels int64, class names or None).
+
+    Each row must be a distribution: values >= 0 summing to 1 within :data:`SOFT_LABEL_ATOL`. The majority
+    label is the argmax (ties to the lowest class index).
+    """
+    values, width = soft.values, soft.values.shape[1]
+    if width != k:
+        raise InputError.build(
+            f"{k} soft-label columns (one per class of the predictions)",
+            f"{width}",
+            where=name,
+            fix="Give one column per class, in the predictions' order or named as their columns.",
+        )
+    order = list(range(k))
+    if soft.names is not None and names is not None:
+        lookup = {n: i for i, n in enumerate(soft.names)}
+        missing = [n for n in names if n not in lookup]
+        if missing:
+            raise InputError.build(
+                "soft-label columns named as the prediction columns",
+                f"{len(missing)} class(es) missing, e.g. {[m[:40] for m in missing[:3]]}",
+                where=name,
+                fix="Name the soft-label columns exactly as the prediction columns (or leave the header out).",
+            )
+        order = [lookup[n] for n in names]
+    values = values[:, order]
+    negative = np.argwhere(values < 0)
+    if len(negative):
+        r, c = (int(x) for x in negative[0])
+        raise InputError.build(
+            "soft labels >= 0 (a distribution per row)",
+            f"{values[r, c]:g}",
+            where=f"{name}, row {r + soft.first_row}, column {order[c] + soft.first_col + 1}",
+            fix="Each row gives the share of each class, e.g. annotators' vote fractions.",
+        )
+    sums = values.sum(axis=1)
+    off = np.flatnonzero(~(np.abs(sums - 1.0) <= SOFT_LABEL_ATOL))
+    if len(off):
+        r = int(off[0])
+        raise InputError.build(
+            f"soft-label rows summing to 1 (within {SOFT_LABEL_ATOL:g})",
+            f"a sum of {sums[r]:.6g}",
+            where=f"{name}, row {r + soft.first_row}",
+            fix="Normalise each row (divide by its sum); rows of vote counts must be divided by the votes.",
+        )
+    notes.append(
+        "Soft labels (one column per class): losses can use each sample's distribution; "
+        "accuracy uses the majority label (the most likely class, ties to the first)."
+    )
+    return values.astype(np.float32), np.argmax(values, axis=1).astype(np.int64), soft.names if names is None else None
 
 
 def _label_values(
@@ -200,6 +275,9 @@ def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, i
         if col is None:
             col = 1 if header is not None and header[0] in ("", "Unnamed: 0", "index") and width == 2 else None
         if col is None:
+            soft = _soft_labels(name, data, delim, first, rows, width, limits)
+            if soft is not None:
+                return name, soft, soft.first_row, None
             raise InputError.build(
                 f"one label column (or one named {LABEL_NAMES[0]!r})",
                 f"{width} columns",
@@ -208,6 +286,70 @@ def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, i
             )
     table = _csv_table(name, data, delim, header is not None, width, [])
     return name, table.column(col), 2 if header is not None else 1, col if width > 1 else None
+
+
+def _has_index(first: list[str], width: int) -> bool:
+    """pandas' unnamed index column before the classes of a soft-label file."""
+    return first[0] in ("", "Unnamed: 0") and width > 2
+
+
+def _soft_labels(
+    name: str, data: memoryview, delim: str, first: list[str], rows: list[list[str]], width: int, limits: Limits
+) -> _SoftLabels | None:
+    """A numeric table (one column per class, maybe a pandas index first) as soft labels, else None."""
+    data_rows = rows if all(_is_number(t) for t in first) else rows[1:]
+    header = None if data_rows is rows else first
+    if not data_rows or not all(_is_number(t) for r in data_rows for t in r):
+        return None
+    if any(float(t.strip().strip('"')) > 1 for r in data_rows for t in r[1 if _has_index(first, width) else 0 :]):
+        return None  # not shares of a whole (e.g. an id and a label): refused as a labels file with many columns
+    skip_index = _has_index(first, width)
+    cols = list(range(1 if skip_index else 0, width))
+    limits.check_classes(name, len(cols), "columns")
+    table = _csv_table(name, data, delim, header is not None, width, cols)
+    first_row = 2 if header is not None else 1
+    limits.check_cells(name, table.num_rows, len(cols))
+    values = _float_matrix(name, table, cols, first_row, dtype=np.float64)
+    names = [header[i] for i in cols] if header is not None else None
+    return _SoftLabels(values, names, first_row, cols[0])
+
+
+ClassNames = Sequence[str] | str | os.PathLike | bytes
+
+
+def _given_names(
+    given: ClassNames | None, file_names: list[str] | None, k: int, where: str, limits: Limits
+) -> list[str] | None:
+    """The class names to use: ``given`` (a list, or a file with one name per line) or the file's own.
+
+    ``given`` must have K names; when the file names its columns too, they must be the same.
+    """
+    if given is None:
+        return file_names
+    if isinstance(given, (str, os.PathLike, bytes)):
+        with _open(given, "class names", None) as inp, _decoding(lambda: inp.name, "class names"):
+            limits.check_classes(inp.name, bytes(inp.data[: 1 << 26]).count(b"\n"), "lines", slack=1)
+            text = bytes(inp.data).decode("utf-8-sig")
+            source = inp.name
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        names, source = [str(n) for n in given], "class_names"
+    if len(names) != k:
+        raise InputError.build(
+            f"{k} class names (one per prediction column)",
+            f"{len(names)}",
+            where=source,
+            fix="Give one name per line, in the order of the prediction columns.",
+        )
+    if file_names is not None and list(file_names) != names:
+        first = next(i for i, (a, b) in enumerate(zip(file_names, names, strict=True)) if a != b)
+        raise InputError.build(
+            "class names equal to the file's own column names",
+            f"{names[first][:40]!r} for column {first + 1} named {file_names[first][:40]!r}",
+            where=f"{where} and {source}",
+            fix="Leave class_names out for files that name their columns, or give the same names.",
+        )
+    return names
 
 
 def _unique_names(name: str, names: list[str]) -> tuple[str, ...]:

@@ -37,13 +37,14 @@ from lensdash.io._source import (
     file_format,
 )
 from lensdash.lens import Lens, align_lens, lens_matrix, validate_lens
+from lensdash.sanitize import FORMULA_PREFIXES, spreadsheet_cell
 
 
 def read_lens(
     source: Source,
     class_names_: Sequence[str] | None = None,
     *,
-    max_bytes: int | None = 10_000_000,
+    max_bytes: int | None = None,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
     max_cells: int | None = DEFAULT_MAX_LENS_CELLS,
 ) -> tuple[Lens, list[str]]:
@@ -55,10 +56,16 @@ def read_lens(
     upload runs. With ``class_names_`` the lens is matched by name (reordered,
     or expanded with identity rows when it covers a subset).
 
+    Class names in a CSV are read back exactly as :func:`lens_to_bytes` wrote them: the writer puts a
+    ``'`` before a name that (after its own leading quotes) starts like a spreadsheet formula
+    (``=``, ``+``, ``-``, ``@``, tab, CR), and the reader removes that one ``'``; so ``=SUM(A1)`` is
+    written ``'=SUM(A1)`` and read ``=SUM(A1)``, and a name written by hand as ``'=x`` also reads ``=x``.
+
     Args:
         source: a path, ``bytes`` or a binary file object.
         class_names_: the classes of the predictions, to match the lens to.
-        max_bytes: refuse larger files before reading them.
+        max_bytes: refuse larger files before reading them (none by default: the bound is on decoded cells,
+            so a K = 1,000 CSV of 12 MB reads as its JSON and ``.pt`` forms do).
         max_classes: refuse a lens of more classes K (checked before its K × K cells are built).
         max_cells: refuse a lens of more than this many cells K × K (default :data:`DEFAULT_MAX_LENS_CELLS`).
 
@@ -202,12 +209,12 @@ def _lens_csv(name: str, data: memoryview, limits: Limits) -> Lens:
     table = _csv_table(name, data, delim, named, width, float_cols, pa.float64())
     values = _float_matrix(name, table, float_cols, 2 if named else 1, np.float64)
     if named:
-        cols = [h.strip() for h in rows[0]][1:]
-        row_names = [str(v).strip() for v in table.column(0).to_pylist()]
+        cols = [_unquote(h.strip()) for h in rows[0]][1:]
+        row_names = [_unquote(str(v).strip()) for v in table.column(0).to_pylist()]
         if row_names != cols:
             raise InputError.build(
                 "the same class names in the first column as in the header",
-                f"rows {row_names[:6]} vs columns {cols[:6]}",
+                f"rows {[n[:40] for n in row_names[:4]]}… vs columns {[n[:40] for n in cols[:4]]}…",
                 where=name,
                 fix="Row i and column i name the same class.",
             )
@@ -215,8 +222,29 @@ def _lens_csv(name: str, data: memoryview, limits: Limits) -> Lens:
     return Lens(torch.from_numpy(values))
 
 
+def _formula_like(name: str) -> bool:
+    return name.lstrip("'").startswith(FORMULA_PREFIXES)
+
+
+def _quote(name: str) -> str:
+    """A class name as a spreadsheet-safe CSV cell (:func:`~lensdash.sanitize.spreadsheet_cell`), read back exactly.
+
+    A name whose text after its leading quotes starts like a formula gets one more ``'`` (for a name
+    without a leading ``'`` that is exactly ``spreadsheet_cell``); :func:`_unquote` removes it.
+    """
+    return "'" + name if _formula_like(name) else spreadsheet_cell(name)
+
+
+def _unquote(cell: str) -> str:
+    """The name :func:`_quote` wrote: one leading ``'`` removed before a formula character."""
+    return cell[1:] if cell.startswith("'") and _formula_like(cell) else cell
+
+
 def lens_to_bytes(lens: Lens, fmt: str = "csv") -> bytes:
     """Serialise a lens: ``'csv'`` (class names as header and first column), ``'plain-csv'`` (headerless), ``'json'`` or ``'pt'``.
+
+    Lens convention: row ``i`` is the target distribution for true label ``i``. Names in ``'csv'`` are
+    spreadsheet-safe: one ``'`` before a name starting like a formula, removed again by :func:`read_lens`.
 
     Example:
         >>> print(lens_to_bytes(Lens([[1, 0], [0, 1]], ["a", "b"])).decode())
@@ -224,14 +252,17 @@ def lens_to_bytes(lens: Lens, fmt: str = "csv") -> bytes:
         a,1,0
         b,0,1
         <BLANKLINE>
+        >>> lens_to_bytes(Lens([[1, 0], [0, 1]], ["=SUM(A1)", "b"])).decode().splitlines()[0]
+        "class,'=SUM(A1),b"
     """
     matrix = lens_matrix(lens, dtype=torch.float64, device="cpu")
     rows = [[f"{v:.10g}" for v in row] for row in matrix.tolist()]
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["class", *lens.classes])
-        writer.writerows([[c, *r] for c, r in zip(lens.classes, rows)])
+        names = [_quote(str(c)) for c in lens.classes]
+        writer.writerow(["class", *names])
+        writer.writerows([[c, *r] for c, r in zip(names, rows)])
         return out.getvalue().encode()
     if fmt == "plain-csv":
         return "".join(",".join(r) + "\n" for r in rows).encode()

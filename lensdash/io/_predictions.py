@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import torch
 from torch import Tensor
 
@@ -20,7 +23,15 @@ from lensdash.io._csv_parse import (
 from lensdash.io._kinds import (
     _to_logits,
 )
-from lensdash.io._labels import _label_values, _labels_file, _unique_names
+from lensdash.io._labels import (
+    ClassNames,
+    _given_names,
+    _label_values,
+    _labels_file,
+    _soft_targets,
+    _SoftLabels,
+    _unique_names,
+)
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
@@ -47,6 +58,11 @@ class Predictions:
     kind: str
     source: str = "predictions"
     notes: list[str] = field(default_factory=list)
+    #: columns kept aside (text, ids, ``meta_columns=``), one row per sample, or None
+    metadata: pd.DataFrame | None = None
+    #: per-sample target distributions (N, K) float32 from a soft-label file (``labels`` is then their
+    #: majority label: the argmax, ties to the lowest index), or None
+    targets: Tensor | None = None
 
     @property
     def num_samples(self) -> int:
@@ -57,10 +73,23 @@ class Predictions:
         return int(self.logits.shape[1])
 
 
+@dataclass
+class _Read:
+    """What a file's format reader found, before labels and kinds are settled."""
+
+    values: np.ndarray
+    labels: tuple[object, int, int | None] | None  # (label values, first row, column) or None
+    names: list[str] | None
+    notes: list[str]
+    locate: Locate
+    kind: str
+    metadata: pa.Table | None = None
+
+
 def _read_values(
-    inp: _Input, kind: str, label_column: str | int | None, limits: Limits
-) -> tuple[np.ndarray, tuple[object, int, int | None] | None, list[str] | None, list[str], Locate, str]:
-    """(values, (labels, first row, column) or None, class names, notes, locate, kind) by the file's format."""
+    inp: _Input, kind: str, label_column: str | int | None, limits: Limits, meta_columns: Sequence[str | int] | None
+) -> _Read:
+    """The values, labels, class names, notes, locator, kind and metadata, by the file's format."""
     name, data = inp.name, inp.data
 
     def locate(r: int, c: int) -> str:
@@ -68,16 +97,25 @@ def _read_values(
 
     fmt = file_format(data)
     if fmt == "parquet":
-        values, label_info, names = _parquet(name, data, label_column, limits)
-        return values, label_info, names, [], locate, kind
+        values, label_info, names, meta, notes = _parquet(name, data, label_column, limits, meta_columns)
+        return _Read(values, label_info, names, notes, locate, kind, meta)  # type: ignore[arg-type]
     if fmt == "npy":
-        return _npy(name, data, limits), None, None, [], locate, kind
+        return _Read(_npy(name, data, limits), None, None, [], locate, kind)
     if fmt == "zip":
         values, npz_labels, names, npz_kind = _npz(name, data, limits)
         kind = npz_kind if kind == "auto" and npz_kind is not None else kind
-        return values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind
-    values, label_info, names, notes, locate = _csv(inp, label_column, limits)
-    return values, label_info if label_info[0] is not None else None, names, notes, locate, kind
+        return _Read(values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind)
+    values, label_info, names, notes, locate, meta = _csv(inp, label_column, limits, meta_columns)
+    return _Read(values, label_info if label_info[0] is not None else None, names, notes, locate, kind, meta)
+
+
+def _frame(table: pa.Table | None) -> pd.DataFrame | None:
+    """Metadata as pandas: text as pandas' string dtype, numbers as read."""
+    if table is None:
+        return None
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
+    frame.columns = list(table.column_names)
+    return frame
 
 
 def read_predictions(
@@ -89,6 +127,8 @@ def read_predictions(
     max_bytes: int | None = None,
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
+    meta_columns: Sequence[str | int] | None = None,
+    class_names: ClassNames | None = None,
 ) -> Predictions:
     r"""Read predictions (and labels) from CSV, Parquet, ``.npy`` or ``.npz``.
 
@@ -100,7 +140,10 @@ def read_predictions(
 
     Args:
         source: predictions: a path, ``bytes`` or a binary file object.
-        labels: a separate labels file (one column, with or without a header).
+        labels: a separate labels file: one column, with or without a header; or soft labels, one
+            numeric column per class (named as the prediction columns, or in their order), each row a
+            distribution (values >= 0 summing to 1 within ``SOFT_LABEL_ATOL`` = 1e-3), returned as
+            ``targets`` with ``labels`` their majority label.
         kind: ``'auto'`` (see the module's detection rule), ``'logits'``,
             ``'probs'`` or ``'log_probs'``.
         label_column: name or 0-based index of the label column.
@@ -108,6 +151,12 @@ def read_predictions(
         max_cells: refuse files of more rows × classes (from the header, footer or first line, before
             decoding; default :data:`DEFAULT_MAX_CELLS`, 800 MB as float32). ``None``: no limit.
         max_classes: refuse files of more classes (default :data:`DEFAULT_MAX_CLASSES`). ``None``: no limit.
+        meta_columns: columns (names or 0-based indices) to keep aside as metadata even when numeric.
+            Text columns, and columns named ``id``, ``sample_id``, ``index``, ``idx``, ``filename`` or
+            ``path`` (any case) are metadata without it (CSV with a header, Parquet); at most 64.
+        class_names: names of the prediction columns, for files without them (``.npy``, a headerless CSV):
+            a list, or a file (path or bytes) with one name per line. A file that names its columns must
+            name them the same.
 
     Returns:
         :class:`Predictions` with ``logits`` (N, K) float32 (for probabilities
@@ -128,13 +177,29 @@ def read_predictions(
         )
     limits = _limits(max_cells, max_classes)
     with _open(source, "predictions", max_bytes) as inp, _decoding(lambda: inp.name, "predictions"):
-        return _predictions(inp, labels, kind, label_column, max_bytes, limits)
+        return _predictions(inp, labels, kind, label_column, max_bytes, limits, meta_columns, class_names)
 
 
 def _predictions(
-    inp: _Input, labels: Source | None, kind: str, label_column: str | int | None, max_bytes: int | None, limits: Limits
+    inp: _Input,
+    labels: Source | None,
+    kind: str,
+    label_column: str | int | None,
+    max_bytes: int | None,
+    limits: Limits,
+    meta_columns: Sequence[str | int] | None = None,
+    class_names: ClassNames | None = None,
 ) -> Predictions:
-    name, (values, label_info, names, notes, locate, kind) = inp.name, _read_values(inp, kind, label_column, limits)
+    read = _read_values(inp, kind, label_column, limits, meta_columns)
+    name, values, label_info, names, notes, locate, kind = (
+        inp.name,
+        read.values,
+        read.labels,
+        read.names,
+        read.notes,
+        read.locate,
+        read.kind,
+    )
     values = np.asarray(values)
     if values.ndim != 2 or values.dtype.kind not in "fiu":
         raise InputError.build(
@@ -150,6 +215,7 @@ def _predictions(
         )
     if n == 0:
         raise InputError.build("at least one data row", "none", where=name, fix="The file has no predictions.")
+    names = _given_names(class_names, names, k, name, limits)
     if labels is not None:
         if label_info is not None:
             notes.append(f"The label column in {name} was ignored in favour of the labels file.")
@@ -171,11 +237,17 @@ def _predictions(
             where=label_name,
             fix="The labels and predictions must have the same rows, in the same order.",
         )
-    label_array, label_names = _label_values(label_name, column, names, k, first_row, col, notes)
+    targets = None
+    if isinstance(column, _SoftLabels):
+        soft_targets, label_array, label_names = _soft_targets(label_name, column, names, k, notes)
+        targets = torch.from_numpy(soft_targets)
+    else:
+        label_array, label_names = _label_values(label_name, column, names, k, first_row, col, notes)
     if label_names is not None:
         names = label_names
     final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused with its cell
         as_float32 = values.astype(np.float32, copy=False)
     logits, kind = _to_logits(name, as_float32, kind, notes, locate)
-    return Predictions(logits, torch.from_numpy(label_array), final_names, kind, name, notes)
+    labels_tensor = torch.from_numpy(label_array)
+    return Predictions(logits, labels_tensor, final_names, kind, name, notes, _frame(read.metadata), targets)

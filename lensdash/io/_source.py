@@ -34,6 +34,31 @@ LABEL_NAMES = ("label", "labels", "target", "targets", "y", "true", "class", "y_
 KINDS = ("auto", "logits", "probs", "log_probs")
 
 
+#: Columns with these names (any case) are metadata, not scores, even when numeric.
+META_NAMES = ("id", "sample_id", "index", "idx", "filename", "path")
+
+
+#: At most this many metadata columns per file (more is refused: a table of text, not predictions).
+MAX_META_COLUMNS = 64
+
+
+def check_meta_count(name: str, count: int) -> None:
+    """Refuse more than :data:`MAX_META_COLUMNS` metadata columns."""
+    if count > MAX_META_COLUMNS:
+        raise InputError.build(
+            f"at most {MAX_META_COLUMNS} metadata columns (text columns, ids, meta_columns=)",
+            f"{count}",
+            where=name,
+            fix="Keep the prediction columns, the label and a few metadata columns; drop the rest.",
+        )
+
+
+def _meta_note(names: list[str]) -> str:
+    """The note saying which columns were kept aside (at most five names shown)."""
+    shown = ", ".join(repr(n[:40]) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"Kept aside as metadata (not scores): {shown}."
+
+
 #: Default bound on rows × classes of predictions: 200 million cells decode to 800 MB of float32, under 1 GB.
 DEFAULT_MAX_CELLS = 200_000_000
 

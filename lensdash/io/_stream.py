@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import torch
 from torch import Tensor
 
 from lensdash.errors import InputError
 from lensdash.io import _csv_parse
-from lensdash.io._binary import _npy_header, _parquet_columns, _parquet_file
+from lensdash.io._binary import _check_meta_bytes, _npy_header, _npz, _parquet_columns, _parquet_file
 from lensdash.io._csv_layout import _csv_layout, _CsvLayout, _head, _line_end
 from lensdash.io._csv_parse import (
     _ARROW_ERRORS,
@@ -35,7 +36,8 @@ from lensdash.io._csv_parse import (
     _row_major,
 )
 from lensdash.io._kinds import _to_logits
-from lensdash.io._labels import _label_values, _labels_file, _unique_names
+from lensdash.io._labels import ClassNames, _given_names, _label_values, _labels_file, _SoftLabels, _unique_names
+from lensdash.io._predictions import _frame
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
@@ -44,6 +46,7 @@ from lensdash.io._source import (
     _decoding,
     _Input,
     _limits,
+    _meta_note,
     _open,
     file_format,
 )
@@ -60,6 +63,8 @@ class Chunk:
     logits: Tensor
     labels: Tensor
     done: int  # progress units (bytes or rows of this shard) read so far
+    #: the chunk's rows of the columns kept aside (text, ids, ``meta_columns=``), or None
+    metadata: pd.DataFrame | None = None
 
 
 @dataclass
@@ -85,6 +90,8 @@ def open_stream(
     chunk_rows: int = CHUNK_ROWS,
     max_cells: int | None = DEFAULT_MAX_CELLS,
     max_classes: int | None = DEFAULT_MAX_CLASSES,
+    meta_columns: Sequence[str | int] | None = None,
+    class_names: ClassNames | None = None,
 ) -> Stream:
     """Open predictions for chunked reading; see the module docstring.
 
@@ -95,6 +102,10 @@ def open_stream(
     whole (N integers) and sliced. ``max_cells`` and ``max_classes`` bound the
     file's rows × classes and classes as for :func:`~lensdash.read_predictions`
     (checked before reading, from the header, footer or first line, and again as rows are read).
+    Metadata columns (``meta_columns=``, text, common id names) are kept aside as for
+    :func:`~lensdash.read_predictions`, each chunk's rows in :attr:`Chunk.metadata`. ``class_names``
+    (a list, or a file with one name per line) names the columns of files without names (``.npy``).
+    An ``.npz`` archive is decompressed whole (bounded by ``max_cells``) and handed out in chunks.
 
     Raises:
         InputError: unreadable files; in the chunks, bad rows with their row and column.
@@ -123,7 +134,9 @@ def open_stream(
     limits = _limits(max_cells, max_classes)
     inp = _open(path, "predictions", None)
     with _decoding(lambda: inp.name, "predictions"):
-        stream = _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits)
+        stream = _open_stream(
+            inp, path, labels, kind, label_column, rank, world, chunk_rows, limits, meta_columns, class_names
+        )
     stream.chunks = _guarded(stream.name, stream.chunks)
     return stream
 
@@ -133,23 +146,24 @@ def _guarded(name: str, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         yield from chunks
 
 
-def _open_stream(inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits) -> Stream:
+def _open_stream(
+    inp, path, labels, kind, label_column, rank, world, chunk_rows, limits: Limits, meta_columns=None, class_names=None
+) -> Stream:
     fmt = file_format(inp.data)
     if fmt == "parquet":
         inp.close()
-        return _parquet_stream(path, labels, kind, label_column, rank, world, chunk_rows, limits)
+        return _parquet_stream(
+            path, labels, kind, label_column, rank, world, chunk_rows, limits, meta_columns, class_names
+        )
     if fmt == "npy":
         inp.close()
-        return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits)
+        return _npy_stream(path, labels, kind, rank, world, chunk_rows, limits, class_names)
     if fmt == "zip":
-        inp.close()
-        raise InputError.build(
-            "CSV, Parquet or .npy for streaming",
-            "an .npz archive",
-            where=inp.name,
-            fix="Save the logits with numpy.save (one .npy) and pass the labels with --labels.",
-        )
-    return _csv_stream(inp, labels, kind, label_column, rank, world, limits)
+        try:
+            return _npz_stream(inp, labels, kind, rank, world, chunk_rows, limits, class_names)
+        finally:
+            inp.close()
+    return _csv_stream(inp, labels, kind, label_column, rank, world, limits, meta_columns, class_names)
 
 
 # ------------------------------------------------------------------ shared
@@ -164,6 +178,13 @@ class _Labels:
         self.values = None
         if path is not None:
             name, column, first_row, col = _labels_file(path, None, limits)
+            if isinstance(column, _SoftLabels):
+                raise InputError.build(
+                    "one label per row for streaming",
+                    "soft labels (one column per class)",
+                    where=name,
+                    fix="Read the file with read_predictions (in memory), or pass the majority labels.",
+                )
             self.values = _known_labels(name, column, names, k, first_row, col, notes)
             self.name = name
 
@@ -216,12 +237,22 @@ def _shard_range(total: int, rank: int, world: int) -> tuple[int, int]:
 # --------------------------------------------------------------------- CSV
 
 
-def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, world: int, limits: Limits) -> Stream:
+def _csv_stream(
+    inp: _Input,
+    labels_path,
+    kind: str,
+    label_column,
+    rank: int,
+    world: int,
+    limits: Limits,
+    meta_columns=None,
+    class_names=None,
+) -> Stream:
     name, data = inp.name, inp.data
-    layout = _csv_layout(name, data, label_column, limits)
+    layout = _csv_layout(name, data, label_column, limits, meta_columns)
     notes = list(layout.notes)
-    names = layout.class_names
     k = len(layout.float_cols)
+    names = _given_names(class_names, layout.class_names, k, name, limits)
     size = len(data)
     lo, hi = (_line_end(data, b) if b else 0 for b in _shard_range(size, rank, world))
     separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
@@ -233,7 +264,8 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
     head = _head(data, lines=3, min_bytes=1 << 14)
     skip = layout.header is not None
     try:
-        first, _, null = _parse_values(head, layout, skip)
+        first_part = _parse_values(head, layout, skip)
+        first, null = first_part.values, first_part.null
     except _ARROW_ERRORS as exc:
         raise _diagnose_csv(name, head, layout.delim, skip, layout.width, layout.float_cols, str(exc)) from None
     if null is not None:
@@ -247,8 +279,10 @@ def _csv_stream(inp: _Input, labels_path, kind: str, label_column, rank: int, wo
             with contextlib.closing(
                 _csv_parts(inp, layout, (lo, hi), _rows_before(data, lo, layout), _csv_parse.PART_BYTES)
             ) as parts:
-                for row, stop, values, label_part in parts:
-                    yield _csv_chunk(name, layout, row, values, label_part, separate, checker, stop - lo)
+                for row, stop, part in parts:
+                    chunk = _csv_chunk(name, layout, names, row, part.values, part.labels, separate, checker, stop - lo)
+                    chunk.metadata = _frame(part.meta)
+                    yield chunk
         finally:
             inp.close()
 
@@ -267,6 +301,7 @@ def _rows_before(data: memoryview, offset: int, layout: _CsvLayout) -> int:
 def _csv_chunk(
     name: str,
     layout: _CsvLayout,
+    names: list[str] | None,
     row: int,
     values: np.ndarray,
     label_part: pa.ChunkedArray | None,
@@ -285,7 +320,7 @@ def _csv_chunk(
             _known_labels(
                 name,
                 label_part,
-                layout.class_names,
+                names,
                 len(layout.float_cols),
                 layout.first_row + row,
                 layout.label_idx,
@@ -299,15 +334,25 @@ def _csv_chunk(
 
 
 def _parquet_stream(
-    path, labels_path, kind: str, label_column, rank: int, world: int, chunk_rows: int, limits: Limits
+    path,
+    labels_path,
+    kind: str,
+    label_column,
+    rank: int,
+    world: int,
+    chunk_rows: int,
+    limits: Limits,
+    meta_columns=None,
+    class_names=None,
 ) -> Stream:
     name = os.path.basename(os.fspath(path))
     handle = _parquet_file(name, os.fspath(path))
     limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
-    float_cols, label_idx, header = _parquet_columns(name, handle.schema_arrow, label_column)
-    names = [header[i] for i in float_cols]
-    k, notes = len(float_cols), []
+    float_cols, label_idx, header, meta_cols = _parquet_columns(name, handle.schema_arrow, label_column, meta_columns)
+    names = _given_names(class_names, [header[i] for i in float_cols], len(float_cols), name, limits) or []
+    k, notes = len(float_cols), [_meta_note([header[i] for i in meta_cols])] if meta_cols else []
     limits.check_cells(name, handle.metadata.num_rows, k)
+    _check_meta_bytes(name, handle, meta_cols, limits)
     separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
     if separate is None and label_idx is None:
         raise InputError.build(
@@ -319,6 +364,8 @@ def _parquet_stream(
     columns = [header[i] for i in float_cols] + (
         [header[label_idx]] if label_idx is not None and separate is None else []
     )
+    first_meta = len(columns)
+    columns += [header[i] for i in meta_cols]
 
     def locate(r: int, c: int) -> str:
         return f"{name}, row {r + 1}, column {float_cols[c] + 1}"
@@ -343,7 +390,8 @@ def _parquet_stream(
             else:
                 labels = torch.from_numpy(_known_labels(name, table.column(k), names, k, row + 1, label_idx, []))
             done += len(logits)
-            yield Chunk(row, logits, labels, done)
+            meta = _frame(table.select(list(range(first_meta, table.num_columns)))) if meta_cols else None
+            yield Chunk(row, logits, labels, done, meta)
             row += len(logits)
 
     total = sum(sizes[g] for g in groups)
@@ -353,7 +401,9 @@ def _parquet_stream(
 # -------------------------------------------------------------------- .npy
 
 
-def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows: int, limits: Limits) -> Stream:
+def _npy_stream(
+    path, labels_path, kind: str, rank: int, world: int, chunk_rows: int, limits: Limits, class_names=None
+) -> Stream:
     name = os.path.basename(os.fspath(path))
     handle = open(path, "rb")  # noqa: SIM115  (closed when the chunks are done)
     try:
@@ -384,7 +434,12 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
         handle.close()
         raise
     offset, notes = handle.tell(), []
-    separate = _Labels(labels_path, None, k, notes, limits)
+    try:
+        names = _given_names(class_names, None, k, name, limits)
+        separate = _Labels(labels_path, names, k, notes, limits)
+    except InputError:
+        handle.close()
+        raise
     if len(separate.values) != n:
         handle.close()
         raise InputError.build(
@@ -418,7 +473,64 @@ def _npy_stream(path, labels_path, kind: str, rank: int, world: int, chunk_rows:
         finally:
             handle.close()
 
-    return Stream(name, tuple(str(i) for i in range(k)), checker.kind, hi - lo, chunks(), notes, n)
+    final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
+    return Stream(name, final_names, checker.kind, hi - lo, chunks(), notes, n)
+
+
+# -------------------------------------------------------------------- .npz
+
+
+def _npz_stream(
+    inp: _Input, labels_path, kind: str, rank: int, world: int, chunk_rows: int, limits: Limits, class_names=None
+) -> Stream:
+    """An archive's members are compressed whole: decompressed at once (bounded by ``limits``), then chunked."""
+    name = inp.name
+    values, npz_labels, file_names, npz_kind = _npz(name, inp.data, limits)
+    kind = npz_kind if kind == "auto" and npz_kind is not None else kind
+    if values.ndim != 2 or values.dtype.kind not in "fiu" or values.shape[1] < 2:
+        raise InputError.build(
+            "an N×K numeric array with K >= 2",
+            f"shape {values.shape}, dtype {values.dtype}",
+            where=name,
+            fix="One row per sample, one column per class.",
+        )
+    n, k = values.shape
+    notes: list[str] = []
+    names = _given_names(class_names, file_names, k, name, limits)
+    separate = _Labels(labels_path, names, k, notes, limits) if labels_path is not None else None
+    if separate is None:
+        if npz_labels is None:
+            raise InputError.build(
+                "labels: an array named 'labels' in the archive, or --labels FILE",
+                "neither",
+                where=name,
+                fix="Save with numpy.savez(path, logits=..., labels=...).",
+            )
+        known = _known_labels(name, npz_labels, names, k, 1, None, notes)
+    else:
+        known = separate.values
+    if len(known) != n:
+        raise InputError.build(
+            f"{n} labels (one per prediction row)",
+            f"{len(known)}",
+            where=separate.name if separate is not None else name,
+            fix="The labels and predictions must have the same rows.",
+        )
+    lo, hi = _shard_range(n, rank, world)
+
+    def locate(r: int, c: int) -> str:
+        return f"{name}, row {r + 1}, column {c + 1}"
+
+    checker = _Checker(name, kind, values[: min(n, 10_000)], locate, notes)
+
+    def chunks() -> Iterator[Chunk]:
+        for start in range(lo, hi, chunk_rows):
+            stop = min(hi, start + chunk_rows)
+            logits = checker(values[start:stop], lambda r, c, start=start: locate(r + start, c))
+            yield Chunk(start, logits, torch.from_numpy(known[start:stop]), stop - lo)
+
+    final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
+    return Stream(name, final_names, checker.kind, hi - lo, chunks(), notes, _count(separate))
 
 
 def _read_exactly(handle, position: int, dtype: np.dtype, count: int, name: str) -> np.ndarray:
