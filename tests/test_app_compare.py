@@ -496,3 +496,36 @@ def test_sharing_the_same_view_twice_keeps_its_id(share_url):
     at.button(key="share_view").click()
     assert ok(at).session_state["share_link"] != first  # another view, another id
     assert ShareStore(default_engine(share_url)).usage()[0] == 2
+
+
+def test_real_files_with_metadata_columns_pair_by_id_and_slice(digits):
+    """End to end through the reader: a text `filename` and `site` column kept aside, B's rows shuffled."""
+    from lensdash.slices import slice_table
+
+    logits_a, logits_b, labels = digits
+    n = len(labels)
+    names = np.array([f"img_{i:04d}.png" for i in range(n)])
+    site = sites(n).to_numpy()
+    shuffle = np.random.default_rng(4).permutation(n)
+    data_a = predictions_csv(logits_a, labels, extra={"filename": names, "site": site})
+    data_b = predictions_csv(logits_b, labels, extra={"filename": names}, order=shuffle)
+    at = compare_page(new_session(), data_a, data_b)
+    assert not errors(at)
+    assert any("by id" in c.value for c in at.caption)
+    lens = ld.Lens(at.session_state["lens_current"], DIGITS)
+    a = ld.read_predictions(data_a, kind="logits")
+    assert list(a.metadata.columns) == ["filename", "site"]
+    check_comparison(at, expected_summary(data_a, predictions_csv(logits_b, labels), lens), lens)
+    open_tab(at, "Slices")
+    at.selectbox(key="slice_column").set_value("site")
+    ok(at)
+    analysis = ld.analysis.analyze(a.logits, a.labels, lens)
+    expected = slice_table(
+        a.metadata["site"],
+        analysis.predicted == analysis.labels,
+        analysis.lens_hit,
+        analysis.unlensed_loss,
+        analysis.lensed_loss,
+        column="site",
+    ).table
+    pd.testing.assert_frame_equal(dataframe(at, "slice_table"), expected, check_exact=False, rtol=1e-5)

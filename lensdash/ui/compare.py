@@ -29,6 +29,7 @@ from lensdash.compare import (
 )
 from lensdash.errors import InputError
 from lensdash.figures_compare import confusion_difference_heatmap, per_class_difference_figure
+from lensdash.io import META_NAMES
 from lensdash.lens import Lens
 from lensdash.metrics import MetricSums
 from lensdash.sanitize import markdown_text
@@ -38,8 +39,8 @@ from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
 from lensdash.ui.results import FAMILY_LABELS, cached_analysis, cached_mean_loss
 
-#: Metadata columns that name a sample (case-insensitive), in the order they are tried for pairing by id.
-ID_COLUMNS = ("id", "sample_id", "index", "idx", "filename", "path")
+#: Metadata columns that name a sample (the reader's, any case), in the order they are tried for pairing by id.
+ID_COLUMNS = META_NAMES
 #: Rows of the disagreement table shown in the page; the download has all of them.
 TABLE_ROWS = 1000
 #: The paired bootstrap's seed (fixed, so the interval is the same on every run and equals the library's).
@@ -116,10 +117,10 @@ def _pair(a: Dataset, b: Dataset) -> Pairing | InputError:
         )
     except InputError as exc:
         return exc
-    changes: dict[str, object] = {"logits": paired.logits_b, "labels": paired.labels, "notes": []}
-    if "metadata" in {f.name for f in dataclasses.fields(pb)}:  # B's metadata in A's row order too
-        changes["metadata"] = None if meta_b is None else meta_b.iloc[paired.order_b.numpy()].reset_index(drop=True)
-    model_b = Dataset.of(dataclasses.replace(pb, **changes), b.origin)  # type: ignore[arg-type]
+    # B's rows (and metadata) in A's row order
+    metadata = None if meta_b is None else meta_b.iloc[paired.order_b.numpy()].reset_index(drop=True)
+    reordered = dataclasses.replace(pb, logits=paired.logits_b, labels=paired.labels, notes=[], metadata=metadata)
+    model_b = Dataset.of(reordered, b.origin)
     note = paired.note if column is None else f"{paired.note[:-1]} (column {column!r})."
     return Pairing(model_b, note, None if column is None else str(column))
 

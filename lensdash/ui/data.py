@@ -63,8 +63,8 @@ class Dataset:
     @property
     def metadata(self) -> pd.DataFrame | None:
         """The columns kept aside from the scores (ids, file names, sites), one row per sample; None without any."""
-        metadata = getattr(self.predictions, "metadata", None)
-        return metadata if isinstance(metadata, pd.DataFrame) and metadata.shape[1] else None
+        metadata = self.predictions.metadata
+        return metadata if metadata is not None and metadata.shape[1] else None
 
 
 @st.cache_data(show_spinner=False, max_entries=1, ttl=CACHE_TTL_SECONDS)
