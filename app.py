@@ -10,6 +10,7 @@ import streamlit as st
 st.set_page_config(page_title="lensdash · lensed cross-entropy", page_icon="🔍", layout="wide")
 
 from lensdash.ui import state  # noqa: E402  (set_page_config must come first)
+from lensdash.ui.compare import compare_section  # noqa: E402
 from lensdash.ui.data import data_section, demo_dataset  # noqa: E402
 from lensdash.ui.evaluation import evaluation_section  # noqa: E402
 from lensdash.ui.guard import guarded  # noqa: E402
@@ -24,6 +25,10 @@ from lensdash.ui.results import (  # noqa: E402
     sanity_section,
     tables_section,
 )
+from lensdash.ui.share import share_section, shared_view_section  # noqa: E402
+from lensdash.ui.slices import slices_section  # noqa: E402
+
+TABS = ["Results", "Evaluation", "Compare", "Slices", "Gradients", "Sanity checks", "Playground", "Training lab"]
 
 st.title("lensdash")
 st.caption(
@@ -39,6 +44,8 @@ dataset = dataset or state.dataset() or demo_dataset()
 hierarchy = None
 with guarded("class hierarchy"):
     hierarchy = hierarchy_section(dataset.predictions.class_names)
+with guarded("shared view"):
+    shared_view_section(dataset, TABS)  # before the widgets a shared view sets
 st.sidebar.header("2 · Lens family")
 state.init_widgets(state.FAMILY)
 family = st.sidebar.radio(
@@ -59,17 +66,23 @@ if lens is not None:
     with headline, guarded("hierarchical metrics"):
         hierarchy_metrics_section(dataset, hierarchy)
     # Only the open tab runs (on_change="rerun"), so a lens edit recomputes what is on screen.
-    results, evaluation, gradients, sanity, playground, lab = st.tabs(
-        ["Results", "Evaluation", "Gradients", "Sanity checks", "Playground", "Training lab"],
-        key=state.VIEW,
-        on_change="rerun",
+    with guarded("share"):
+        share_section(lens, TABS)
+    results, evaluation, compare, slices, gradients, sanity, playground, lab = st.tabs(
+        TABS, key=state.VIEW, on_change="rerun"
     )
     if results.open and analysis is not None:
         with results, guarded("results"):
-            tables_section(analysis)
+            tables_section(analysis, dataset.metadata)
     if evaluation.open and analysis is not None:
         with evaluation, guarded("evaluation"):
             evaluation_section(dataset, lens, analysis)
+    if compare.open:
+        with compare, guarded("compare"):
+            compare_section(dataset, lens, family)
+    if slices.open and analysis is not None:
+        with slices, guarded("slices"):
+            slices_section(dataset, lens, analysis)
     if gradients.open and analysis is not None:
         with gradients, guarded("gradients"):
             gradients_section(dataset, lens, analysis)

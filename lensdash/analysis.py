@@ -300,17 +300,28 @@ def analyze(
 # ---------------------------------------------------------------- tables
 
 
-def per_sample_table(analysis: Analysis) -> pd.DataFrame:
+def per_sample_table(analysis: Analysis, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per sample: index, label, predicted class, both losses, their delta, p(true), lens mass.
+
+    Args:
+        analysis: from :func:`analyze`.
+        metadata: optional columns kept aside from the scores (ids, file names, sites), one row per sample in the
+            same order; added after ``sample`` (a name the table already uses gets `` (metadata)`` appended). Its
+            values are data from files: pass the table through ``lensdash.sanitize.spreadsheet_safe`` before writing.
+
+    Raises:
+        InputError: metadata with another number of rows.
 
     Example:
         >>> a = analyze(torch.zeros(2, 2), torch.tensor([0, 1]), torch.eye(2))
         >>> list(per_sample_table(a).columns)[:4]
         ['sample', 'label', 'predicted', 'unlensed_loss']
+        >>> list(per_sample_table(a, pd.DataFrame({"site": ["x", "y"]})).columns)[:3]
+        ['sample', 'site', 'label']
     """
     names = pd.Categorical.from_codes(analysis.labels.cpu().numpy(), categories=list(analysis.class_names))
     pred = pd.Categorical.from_codes(analysis.predicted.cpu().numpy(), categories=list(analysis.class_names))
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "sample": range(analysis.num_samples),
             "label": names,
@@ -322,6 +333,18 @@ def per_sample_table(analysis: Analysis) -> pd.DataFrame:
             "lens_mass": analysis.lens_mass.cpu().numpy(),
         }
     )
+    if metadata is None or not metadata.shape[1]:
+        return table
+    if len(metadata) != len(table):
+        raise InputError.build(
+            f"one metadata row per sample ({len(table)})",
+            f"{len(metadata)} rows",
+            where="metadata",
+            fix="Pass the metadata read with these predictions (Predictions.metadata).",
+        )
+    beside = metadata.reset_index(drop=True)
+    beside.columns = [f"{c} (metadata)" if str(c) in table.columns else str(c) for c in beside.columns]
+    return pd.concat([table[["sample"]], beside, table.drop(columns="sample")], axis=1)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from torch import Tensor
@@ -58,6 +59,12 @@ class Dataset:
         unlensed = baseline(predictions.logits, predictions.labels)
         soft = soft_confusion(predictions.logits, predictions.labels, predictions.num_classes)
         return cls(digest, predictions, origin, unlensed, LensInputs(predictions.class_names, unlensed.confusion, soft))
+
+    @property
+    def metadata(self) -> pd.DataFrame | None:
+        """The columns kept aside from the scores (ids, file names, sites), one row per sample; None without any."""
+        metadata = self.predictions.metadata
+        return metadata if metadata is not None and metadata.shape[1] else None
 
 
 @st.cache_data(show_spinner=False, max_entries=1, ttl=CACHE_TTL_SECONDS)
@@ -188,6 +195,7 @@ def data_section() -> Dataset:
     )
     for note in preds.notes:
         st.sidebar.caption(markdown_text(note))
+    model_b_section(dataset, str(kind))
     with st.sidebar.expander("Example files"):
         st.caption("The formats lensdash reads; download one to see, or upload it back.")
         for i, name in enumerate(EXAMPLES):
@@ -200,3 +208,56 @@ def data_section() -> Dataset:
                 on_click="ignore",
             )
     return dataset
+
+
+def _drop_model_b() -> None:
+    state.drop(state.DATA_B, state.SOURCE_KEY_B, state.FAILED_KEY_B, state.FAILED_MESSAGE_B)
+
+
+def model_b_section(model_a: Dataset, kind: str) -> Dataset | None:
+    """Sidebar, under the first upload: a second model's predictions of the same samples (model B).
+
+    Read once per upload (as model A's file, with the same kind setting) and kept in the session's store. It is paired
+    with the page's data (``model_a``) on every run, since either can change (kept in the session by content, see
+    :func:`lensdash.ui.compare.paired_model_b`); files that do not pair say why here and in the Compare tab.
+    """
+    from lensdash.ui.compare import paired_model_b  # compare builds on this module
+
+    st.sidebar.markdown("**Compare with another model**")
+    upload = st.sidebar.file_uploader(
+        "Model B's predictions of the same samples (optional)",
+        type=["csv", "tsv", "txt", "parquet", "npy", "npz"],
+        key=uploader_key(state.UPLOAD_MODEL_B),
+        help="Same classes and labels as the first file. Rows are paired by an id column when both files have one, "
+        "by row order otherwise. The Compare tab shows both models side by side.",
+    )
+    key = f"upload_b:{_file_key(upload)}:{kind}" if upload is not None else None
+    if upload is not None and state.get(state.SOURCE_KEY_B) != key and state.get(state.FAILED_KEY_B) != key:
+        try:
+            with st.spinner("Reading model B's predictions…"):
+                predictions = _parse(upload, None, kind)
+                state.put(state.DATA_B, Dataset.of(predictions, upload.name))
+                state.put(state.SOURCE_KEY_B, key)
+                state.drop(state.FAILED_KEY_B, state.FAILED_MESSAGE_B)
+                _release_upload(upload)
+            state.bump(state.UPLOAD_VERSION)
+            st.rerun()  # show the uploader empty; model B stays
+        except LensdashError as exc:
+            state.put(state.FAILED_KEY_B, key)
+            state.put(state.FAILED_MESSAGE_B, str(exc))
+    if upload is not None and state.get(state.FAILED_KEY_B) == key:
+        st.sidebar.error(
+            f"{markdown_text(upload.name)} was not read: " + markdown_text(state.get(state.FAILED_MESSAGE_B))
+        )
+    model_b: Dataset | None = state.get(state.DATA_B)
+    if model_b is not None:
+        preds = model_b.predictions
+        st.sidebar.caption(
+            f"Model B: **{markdown_text(model_b.origin)}**, {preds.num_samples:,} samples × {preds.num_classes} classes."
+        )
+        try:
+            st.sidebar.caption(markdown_text(paired_model_b(model_a, model_b).note) + " See the Compare tab.")
+        except LensdashError as exc:
+            st.sidebar.error("Model B does not pair with the data shown: " + markdown_text(str(exc)))
+        st.sidebar.button("Remove model B", key="remove_model_b", on_click=_drop_model_b)
+    return model_b

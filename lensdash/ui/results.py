@@ -177,7 +177,7 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     return analysis
 
 
-def tables_section(analysis: Analysis) -> None:
+def tables_section(analysis: Analysis, metadata: pd.DataFrame | None = None) -> None:
     st.subheader("Per class")
     st.dataframe(per_class_table(analysis), hide_index=True, width="stretch", key="per_class_table")
     left, right = st.columns(2)
@@ -187,7 +187,7 @@ def tables_section(analysis: Analysis) -> None:
     )
     right.plotly_chart(figures.delta_histogram(analysis.delta), key="histogram")
     st.subheader("Per sample")
-    table = per_sample_table(analysis)
+    table = per_sample_table(analysis, metadata)  # metadata columns (ids, sites) beside the numbers
     order = np.argsort(-np.abs(np.nan_to_num(table["delta"].to_numpy(), posinf=1e30, neginf=-1e30)), kind="stable")
     shown = table.iloc[order[:TABLE_ROWS]]
     st.caption(

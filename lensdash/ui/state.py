@@ -60,6 +60,9 @@ EVAL_TOP_K = "eval_top_k"  #: k of the evaluation's top-k accuracy
 EVAL_TRUE = "eval_true"  #: the true class of the confusion cell whose samples are listed
 EVAL_PREDICTED = "eval_predicted"  #: its predicted class
 EVAL_CELLS = "eval_cells"  #: the clickable confusion matrix (its selection event)
+UPLOAD_MODEL_B = "upload_model_b"
+SLICE_COLUMN = "slice_column"
+COMPARE_CORRECT = "compare_correct"
 
 # ---- state the page keeps for the session
 DATA = "data"  #: the Dataset read from an upload or sent from the lab (absent: the demo)
@@ -83,9 +86,19 @@ HIERARCHY = "hierarchy"  #: the uploaded class hierarchy: (Hierarchy, content di
 HIERARCHY_ERROR = "hierarchy_error"  #: why the last hierarchy upload could not be read
 SOFT_BETA = "soft_beta"  #: the β the soft hierarchy lens was last built with (shown beside the mass control)
 EVAL_CLICKED = "eval_clicked"  #: the confusion cell last clicked, so a kept click event is applied once
+DATA_B = "data_b"  #: model B's Dataset, as read (compared with DATA in lensdash.ui.compare)
+SOURCE_KEY_B = "data_b_key"  #: which upload DATA_B was read from
+FAILED_KEY_B = "failed_key_b"  #: model B's upload that could not be read, and why
+FAILED_MESSAGE_B = "failed_message_b"
+SHARE_OPENED = "share_opened"  #: the ?view= id already opened in this session (each link is applied once)
+SHARE_PENDING = "share_pending"  #: a shared view waiting for data of its classes (lensdash.share_store.SharedView)
+SHARE_MESSAGE = "share_message"  #: why the shared view could not be opened
+SHARE_INFO = "share_info"  #: a one-time note (the view was loaded)
+SHARE_LINK = "share_link"  #: the id of the view this session last saved
+SHARE_SAVED = "share_saved"  #: what that view holds (lens digest, settings), to reuse its id for the same view
 
 #: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
-HELD = frozenset({DATA, DEMO, SOURCES, MEMO})
+HELD = frozenset({DATA, DEMO, SOURCES, MEMO, DATA_B, SHARE_PENDING})
 #: How long a session's held values may live at most (a day: longer than any visit).
 HELD_TTL_SECONDS = 24 * 3600
 
