@@ -314,7 +314,7 @@ def run_kernel(kernel: Callable, compiled: bool, device: torch.device, *args):
     if compiled and usable and not torch.compiler.is_compiling():
         fn = _compiled.get(kernel)
         if fn is None:
-            fn = _compiled[kernel] = torch.compile(kernel, dynamic=False, fullgraph=True)
+            fn = _compiled[kernel] = torch.compile(kernel, dynamic=True, fullgraph=True)
         try:
             return fn(*args)
         except Exception as exc:  # any compiler failure falls back to the same math in eager
