@@ -496,6 +496,17 @@ def test_prediction_side_gradient_where_the_true_class_has_probability_zero():
     torch.testing.assert_close(grad, ref_grad)
 
 
+def test_prediction_side_probability_targets_where_the_true_class_has_probability_zero():
+    x = torch.tensor([[0.0, -torch.inf, 1.0], [2.0, -torch.inf, -torch.inf]], requires_grad=True)
+    y = torch.tensor([1, 2])
+    for lens in (torch.eye(3), ld.merge_lens(3, [[1, 2]]).matrix.float()):
+        out, grad = _value_and_grad(ld.prediction_lensed_cross_entropy, x, F.one_hot(y, 3).float(), lens)
+        ref, ref_grad = _value_and_grad(ld.prediction_lensed_cross_entropy, x, y, lens)
+        assert torch.isfinite(grad).all()  # was nan: 0 * (1 / 0)
+        torch.testing.assert_close(grad, ref_grad)  # the class-index path's limit, C[:, y] normalised
+        assert out == ref
+
+
 # ------------------------------------------------------- compile, no host sync
 
 
@@ -540,21 +551,20 @@ def test_labels_are_checked_on_the_device_while_compiling():
         fn(torch.zeros(2, 3), torch.tensor([0, 3]))
 
 
-def test_validate_args_false_skips_the_label_check(monkeypatch):
-    import lensdash.losses as losses
-
-    def fail(*args):
-        raise AssertionError("labels were read")
-
-    monkeypatch.setattr(losses, "_check_labels", fail)
-    x, y = torch.randn(4, 3), torch.tensor([0, 1, 2, -100])
-    torch.testing.assert_close(ld.lensed_cross_entropy(x, y, torch.eye(3), validate_args=False), F.cross_entropy(x, y))
-    with pytest.raises(AssertionError, match="labels were read"):
+def test_validate_args_false_skips_the_label_check():
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 3])
+    with pytest.raises(InputError, match="target row 4"):
         ld.lensed_cross_entropy(x, y, torch.eye(3))
+    # Unchecked, a label out of range is never read out of bounds: it counts as ignored.
+    expected = F.cross_entropy(x, torch.tensor([0, 1, 2, -100]))
+    torch.testing.assert_close(ld.lensed_cross_entropy(x, y, torch.eye(3), validate_args=False), expected)
+    torch.testing.assert_close(
+        ld.lensed_cross_entropy(x, y, torch.eye(3), validate_args=False, compiled=True), expected
+    )
 
 
 def test_compiled_kernel_falls_back_to_eager_when_compiling_fails(monkeypatch):
-    import lensdash.losses as losses
+    import lensdash._kernels as _kernels
 
     def broken_compile(fn, **kwargs):
         def run(*args):
@@ -562,14 +572,14 @@ def test_compiled_kernel_falls_back_to_eager_when_compiling_fails(monkeypatch):
 
         return run
 
-    monkeypatch.setattr(losses, "_compiled", {})
-    monkeypatch.setattr(losses, "_compile_failed", {})
+    monkeypatch.setattr(_kernels, "_compiled", {})
+    monkeypatch.setattr(_kernels, "_compile_failed", {})
     monkeypatch.setattr(torch, "compile", broken_compile)
     x, y = torch.randn(8, 4, requires_grad=True), torch.randint(0, 4, (8,))
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
         out = ld.lensed_cross_entropy(x, y, SEED_LENS, compiled=True)
     torch.testing.assert_close(out, seed_lensed_cross_entropy(x, y, SEED_LENS))
-    assert losses._target_index_kernel in losses._compile_failed
+    assert _kernels._target_index_kernel in _kernels._compile_failed
     ld.lensed_cross_entropy(x, y, SEED_LENS, compiled=True).backward()  # no second warning, eager from now on
     torch.testing.assert_close(x.grad, (torch.softmax(x, 1) - SEED_LENS[y]).detach() / 8)
 

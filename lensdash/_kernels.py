@@ -1,0 +1,493 @@
+"""The fused loss-and-gradient kernels of :mod:`lensdash.losses` and their arguments (private).
+
+Each kernel takes float logits ``x`` (M, K) and returns the per-sample loss (M,) and, when asked, the gradient of
+``sum(scale * loss)`` with respect to ``x``: one pass computes both, the backward pass of :class:`FusedLoss` only
+scales the saved gradient. Lens convention: row ``i`` of a lens is the target distribution when the true label is ``i``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from lensdash._plan import PredictionPlan, TargetPlan
+from lensdash.lens import Lens, lens_matrix
+
+HALF = (torch.float16, torch.bfloat16)
+_COMPILE_DEVICES = ("cpu", "cuda")
+#: Widest lens-row support subtracted by fused compares in compiled kernels (wider: a scatter).
+_FUSED_SUPPORT = 8
+
+
+# ------------------------------------------------------------------ kernels
+#
+# Each kernel takes float logits x (M, K) and returns the per-sample loss (M,),
+# the reduction's scale (the 'mean' denominator's inverse, else 1), the gradient
+# of sum(scale * loss) with respect to x (M, K) when asked, and the number of
+# labels out of range. They are pure tensor code with no host reads. Compiled,
+# every intermediate is an (M, K) expression or a per-row reduction, so inductor
+# emits one parallel loop over the rows whose inner loops find the row's max,
+# log-sum-exp and loss and write the gradient while the row is in cache: the
+# logits are read once and the gradient written once. Lens rows are indexed
+# (``C[y]`` is read in place, never formed) or, for a structured lens, built from
+# a few compares per entry. Eager, the same math reuses one buffer.
+
+
+def _labels(
+    t: Tensor, k: int, ignore_index: int, w: Tensor | None, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Usable labels ``y`` (ignored and out-of-range ones as 0), ``keep`` (0 for those) and ``w[y]·keep``."""
+    kept = (t >= 0) & (t < k) & (t != ignore_index)
+    y = torch.where(kept, t, 0)
+    keep = kept.to(dtype)
+    return y, keep, keep if w is None else w[y] * keep
+
+
+def label_summary(
+    t: Tensor, k: int, ignore_index: int, w: Tensor | None, mean: bool, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """The reduction's scale (the inverse of the summed weights for ``'mean'``, else 1) and the count of bad labels.
+
+    A kernel of its own: computed before the fused pass, so that the pass's row loop never waits on a
+    reduction over all rows.
+    """
+    bad = (((t < 0) | (t >= k)) & (t != ignore_index)).sum()
+    counted = _labels(t, k, ignore_index, w, dtype)[2]
+    scale = 1.0 / counted.sum() if mean else torch.ones((), dtype=dtype, device=t.device)
+    return scale, bad
+
+
+def _row_expression(
+    y: Tensor, k: int, dense: Tensor | None, background: Tensor | None, idx: Tensor | None, val: Tensor | None
+) -> Tensor:
+    """Lens rows ``C[y]`` (M, K) as an expression for the compiler: an indexed read, or compares on the support."""
+    if dense is not None:
+        return dense[y]
+    assert idx is not None and val is not None
+    classes = torch.arange(k, device=y.device)
+    rows = torch.zeros((), dtype=val.dtype, device=y.device)
+    for j in range(idx.shape[1]):
+        rows = rows + torch.where(idx[:, j][y].unsqueeze(1) == classes, val[:, j][y].unsqueeze(1), 0.0)
+    if background is not None:
+        rows = rows + background[y].unsqueeze(1)
+    return rows
+
+
+def _column_term(logp: Tensor, v: Tensor | None, v_uniform: float) -> tuple[Tensor, Tensor | float]:
+    """``sum_j v_j * -log p_j`` per row (0 * -inf counted as 0), and ``sum_j v_j``."""
+    if v is not None:
+        return -torch.where(v > 0, logp * v, 0.0).sum(dim=1), v.sum()
+    return -v_uniform * logp.sum(dim=1), v_uniform * logp.shape[1]
+
+
+def _minus_column(grad: Tensor, scale: Tensor, keep: Tensor, v: Tensor | None, v_uniform: float) -> Tensor:
+    if v is not None:
+        return grad - (scale * keep).unsqueeze(1) * v
+    if v_uniform:
+        return grad - (scale * keep * v_uniform).unsqueeze(1)
+    return grad
+
+
+def _target_index_kernel(
+    x: Tensor,
+    scale: Tensor,
+    t: Tensor,
+    ignore_index: int,
+    w: Tensor | None,
+    dense: Tensor | None,
+    background: Tensor | None,
+    idx: Tensor | None,
+    val: Tensor | None,
+    rowsum: Tensor,
+    ent_lens: Tensor | None,
+    ent_column: Tensor | None,
+    v: Tensor | None,
+    need_grad: bool,
+) -> tuple[Tensor, Tensor | None]:
+    k = x.shape[1]
+    y, keep, a = _labels(t, k, ignore_index, w, x.dtype)
+    s = a * rowsum[y]  # sum_j T'_j: the softmax's coefficient in the gradient
+    v_sum = None if v is None else v.sum()
+    if v_sum is not None:
+        s = s + keep * v_sum
+    grad: Tensor | None
+    if torch.compiler.is_compiling():
+        # Written for inductor: every (M, K) term depends only on per-row reductions and the labels, and the
+        # loss is itself one reduction over the row (no per-row step after it), so the max, the sum of
+        # exponentials, the loss and the gradient are inner loops of one parallel loop over the rows.
+        top = x.amax(dim=1, keepdim=True)
+        top = torch.where(torch.isinf(top), 0.0, top)  # rows of infinite logits stay defined
+        shifted = x - top
+        total = torch.exp(shifted).sum(dim=1, keepdim=True)
+        # -log p_j = log(total) - shifted_j: the log(total) part is added after the pass (see FusedLoss), as
+        # a per-row step inside it would split the row loop in two.
+        neg_logp = -shifted
+        rows = _row_expression(y, k, dense, background, idx, val)
+        per_entry = a.unsqueeze(1) * torch.where(rows > 0, rows * neg_logp, 0.0)  # 0 * -inf counts as 0
+        if v is not None:
+            per_entry = per_entry + keep.unsqueeze(1) * torch.where(v > 0, v * neg_logp, 0.0)
+        if ent_lens is not None:  # the KL form's sum_j T'_j log T_j, per sample, added at column 0
+            constant = a * ent_lens[y] if ent_column is None else a * ent_lens[y] + keep * ent_column[y]
+            first = torch.arange(k, device=x.device) == 0
+            per_entry = per_entry + torch.where(first, constant.unsqueeze(1), 0.0)
+        loss = torch.where(keep.unsqueeze(1) > 0, per_entry, 0.0).sum(dim=1)
+        grad = None
+        if need_grad:
+            grad = torch.exp(shifted) * ((scale * s).unsqueeze(1) / total) - (scale * a).unsqueeze(1) * rows
+            grad = _minus_column(grad, scale, keep, v, 0.0)
+        return (loss, s, total.squeeze(1)), grad
+    logp = torch.log_softmax(x, dim=1)  # the one buffer: it becomes the gradient in place
+    if dense is not None:
+        rows = dense.index_select(0, y)
+        dot = torch.where(rows > 0, rows * logp, 0.0).sum(dim=1)
+    else:
+        assert idx is not None and val is not None
+        cols, vals = idx.index_select(0, y), val.index_select(0, y)
+        dot = torch.where(vals > 0, vals * logp.gather(1, cols), 0.0).sum(dim=1)
+        if background is not None:
+            bg = background.index_select(0, y)
+            dot = dot + torch.where(bg > 0, bg * logp.sum(dim=1), 0.0)
+    loss = a * -dot
+    if v is not None:
+        loss = loss + keep * _column_term(logp, v, 0.0)[0]
+    grad = None
+    if need_grad:
+        sa = (scale * a).unsqueeze(1)
+        grad = logp.exp_().mul_((scale * s).unsqueeze(1))
+        if dense is not None:
+            grad.sub_(sa * rows)
+        else:
+            if background is not None:
+                grad.sub_(sa * bg.unsqueeze(1))
+            grad.scatter_add_(1, cols, -sa * vals)
+    if ent_lens is not None:  # the KL form's sum_j T'_j log T_j, per sample
+        loss = loss + a * ent_lens[y]
+        if ent_column is not None:
+            loss = loss + keep * ent_column[y]
+    loss = torch.where(keep > 0, loss, 0.0)
+    if grad is not None:
+        grad = _minus_column(grad, scale, keep, v, 0.0)
+    return loss, grad
+
+
+def _prediction_index_kernel(
+    x: Tensor,
+    scale: Tensor,
+    t: Tensor,
+    ignore_index: int,
+    w: Tensor | None,
+    shrink: float,
+    log_columns: Tensor | None,
+    col_idx: Tensor | None,
+    col_logval: Tensor | None,
+    log_beta: Tensor | None,
+    log_colsum: Tensor,
+    v: Tensor | None,
+    v_uniform: float,
+    need_grad: bool,
+) -> tuple[Tensor, Tensor | None]:
+    k = x.shape[1]
+    y, keep, counted = _labels(t, k, ignore_index, w, x.dtype)
+    a = counted * shrink
+    fusing = torch.compiler.is_compiling()
+    if fusing:
+        logp = x - torch.logsumexp(x, dim=1, keepdim=True)
+        if log_columns is not None:
+            prior = log_columns[y]  # log C[:, y], read in place
+        else:  # log (beta + the few larger entries of column y), built by compares
+            assert col_idx is not None and col_logval is not None
+            column = _row_expression(y, k, None, None, col_idx, torch.exp(col_logval))
+            prior = torch.log(column if log_beta is None else column + torch.exp(log_beta))
+        log_beta = None  # part of the column now
+    else:
+        logp = torch.log_softmax(x, dim=1)
+        if log_columns is not None:
+            prior = log_columns.index_select(0, y)
+        else:
+            assert col_idx is not None and col_logval is not None
+            cols, prior = col_idx.index_select(0, y), col_logval.index_select(0, y)
+    terms = logp + prior if fusing or log_columns is not None else logp.gather(1, cols) + prior
+    logq = torch.logsumexp(terms, dim=1)  # log (softmax(x) C)[y] without the background
+    # sum_j p_j * beta = beta
+    logq_all = torch.logaddexp(logq, log_beta) if log_beta is not None else logq
+    loss = a * -logq_all
+    s = a
+    if v is not None or v_uniform:
+        column, v_sum = _column_term(logp, v, v_uniform)
+        loss = loss + keep * column
+        s = s + keep * v_sum
+    loss = torch.where(keep > 0, loss, 0.0)
+    if not need_grad:
+        return loss, None
+    # d/dx_k = p_k - r_k with r_k = p_k C[k, y] / q the posterior of the clean class. Where q underflows
+    # to 0 (the true class has probability 0) r is its limit: C[:, y] normalised (the identity lens gives
+    # F.cross_entropy's -1), never 0 / 0.
+    dead = torch.isneginf(logq).unsqueeze(1)
+    if log_beta is None:
+        lead = torch.where(dead, log_colsum[y].unsqueeze(1), logq.unsqueeze(1))
+        posterior = torch.exp(torch.where(dead, prior, terms) - lead)
+        coefficient = scale * s
+    else:
+        posterior = torch.exp(terms - logq_all.unsqueeze(1))
+        coefficient = scale * (s - a * torch.exp(log_beta - logq_all))
+    sa = (scale * a).unsqueeze(1)
+    if fusing:
+        grad = torch.exp(logp) * coefficient.unsqueeze(1) - sa * posterior
+    else:
+        del terms
+        grad = logp.exp_().mul_(coefficient.unsqueeze(1))
+        if log_columns is not None:
+            grad.sub_(sa * posterior)
+        else:
+            grad.scatter_add_(1, cols, -sa * posterior)
+    return loss, _minus_column(grad, scale, keep, v, v_uniform)
+
+
+def _target_probability_kernel(
+    x: Tensor, scale: Tensor, t: Tensor, entropy: Tensor | None, need_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """``t`` (M, K) is the weighted lensed target ``w * ((1-ε) t C + ε/K)``; ``entropy`` the KL form's constant."""
+    lse = torch.logsumexp(x, dim=1)
+    total = t.sum(dim=1)
+    loss = total * lse - torch.where(t > 0, t * x, 0.0).sum(dim=1)
+    if entropy is not None:
+        loss = loss + entropy
+    if not need_grad:
+        return loss, None
+    return loss, (torch.exp(x - lse.unsqueeze(1)) * total.unsqueeze(1) - t) * scale
+
+
+def _prediction_probability_kernel(
+    x: Tensor,
+    scale: Tensor,
+    coef: Tensor,
+    matrix: Tensor,
+    v: Tensor | None,
+    v_uniform: float,
+    need_grad: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """``coef`` (M, K) = ``(1-ε) w_y t_y``; loss ``sum_y coef_y (-log (p C)_y)`` plus the smoothing term."""
+    lse = torch.logsumexp(x, dim=1)
+    p = torch.exp(x - lse.unsqueeze(1))
+    q = p @ matrix
+    loss = -torch.where(coef > 0, coef * torch.log(q), 0.0).sum(dim=1)
+    s = coef.sum(dim=1)
+    if v is not None or v_uniform:
+        column, v_sum = _column_term(x - lse.unsqueeze(1), v, v_uniform)
+        loss = loss + column
+        s = s + v_sum
+    if not need_grad:
+        return loss, None
+    # r = p_k C[k, y] / q_y summed over y with weights coef_y; where q_y underflows to 0 (label y has
+    # probability 0) its share is the limit C[:, y] normalised, as for class indices, never 0 / 0.
+    alive = q > 0
+    ratio = torch.where((coef > 0) & alive, coef / q, 0.0)
+    dead = torch.where((coef > 0) & ~alive, coef, 0.0)
+    grad = p * s.unsqueeze(1) - p * (ratio @ matrix.T) - dead @ (matrix / matrix.sum(dim=0)).T
+    if v is not None:
+        grad = grad - v
+    elif v_uniform:
+        grad = grad - v_uniform
+    return loss, grad * scale
+
+
+# ------------------------------------------------------ compiled kernels
+
+_compiled: dict[Callable, Callable] = {}
+_compile_failed: dict[Callable, str] = {}
+
+
+def run_kernel(kernel: Callable, compiled: bool, device: torch.device, *args):
+    """Run ``kernel``, through a process-wide cached ``torch.compile`` when asked and possible.
+
+    One compiled function per kernel serves every shape (dynamic shapes: the
+    row loop's code does not depend on N or K, and a new batch size must not
+    recompile) and is specialised by torch per dtype, device and lens
+    structure. If compiling fails (no C++ compiler, an unsupported device or
+    backend), the failure is remembered, a warning says so once, and the eager
+    kernel runs, now and from then on.
+    """
+    usable = device.type in _COMPILE_DEVICES and kernel not in _compile_failed
+    if compiled and usable and not torch.compiler.is_compiling():
+        fn = _compiled.get(kernel)
+        if fn is None:
+            fn = _compiled[kernel] = torch.compile(kernel, dynamic=True, fullgraph=True)
+        try:
+            return fn(*args)
+        except Exception as exc:  # any compiler failure falls back to the same math in eager
+            first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
+            _compile_failed[kernel] = f"{type(exc).__name__}: {first_line}"
+            warnings.warn(
+                f"lensdash: compiling the loss kernel failed ({_compile_failed[kernel]}); using eager code.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return kernel(*args)
+
+
+class FusedLoss(torch.autograd.Function):
+    """Loss and gradient from one kernel call; the backward pass only scales the saved gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, kernel: Callable, compiled: bool, reduction: str, scale: Tensor, *args):
+        need_grad = ctx.needs_input_grad[0]
+        work = x.float() if x.dtype in HALF else x
+        loss, grad = run_kernel(kernel, compiled, x.device, work, scale, *args, need_grad)
+        if isinstance(loss, tuple):  # a fused pass leaves each row's s * log(total) to add
+            partial, s, total = loss
+            loss = partial + torch.where(s != 0, s * torch.log(total), 0.0)
+        ctx.reduction = reduction
+        if need_grad:
+            ctx.save_for_backward(grad.to(x.dtype))
+        if reduction == "none":
+            return loss.to(x.dtype)
+        total = loss.sum()
+        return (total * scale if reduction == "mean" else total).to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        (grad,) = ctx.saved_tensors
+        if ctx.reduction == "none":
+            grad = grad * grad_output.unsqueeze(1)
+        elif grad.device.type != "cpu" or torch.compiler.is_compiling() or grad_output.item() != 1.0:
+            # Reading a CPU scalar is no device synchronisation; elsewhere, always scale.
+            grad = grad * grad_output
+        # else: loss.backward() of a scalar loss: the saved gradient is the answer, with no further pass over it.
+        return (grad, *([None] * (len(ctx.needs_input_grad) - 1)))
+
+
+# ------------------------------------------------------ kernel arguments
+
+
+def index_args(
+    side: str, plan: TargetPlan | PredictionPlan, w: Tensor | None, eps: float, k: int, entropy: bool, compiled: bool
+) -> tuple[Callable, tuple]:
+    """Kernel and its lens tables (K-sized) for class-index targets; the labels go in as they are."""
+    if side == "target":
+        assert isinstance(plan, TargetPlan)
+        return _target_index_kernel, _target_index_args(plan, w, eps, k, entropy, compiled)
+    assert isinstance(plan, PredictionPlan)
+    # Prediction side with smoothing: (1-eps) * (-log (p C)_y) + eps/K * sum_j w_j (-log p_j).
+    v, v_uniform = (None, eps / k) if w is None else ((w * (eps / k) if eps else None), 0.0)
+    if plan.log_columns is not None:
+        log_colsum = torch.logsumexp(plan.log_columns, dim=1)
+    else:
+        assert plan.col_logval is not None
+        beta = torch.exp(plan.log_beta) if plan.log_beta is not None else 0.0
+        log_colsum = torch.log(torch.exp(plan.col_logval).sum(dim=1) + beta * k)
+    tables = (plan.log_columns, plan.col_idx, plan.col_logval, plan.log_beta, log_colsum, v, v_uniform)
+    if compiled and plan.col_idx is not None and plan.col_idx.shape[1] > _FUSED_SUPPORT:
+        # Too many compares per entry: read the dense column instead (still never forming C[:, y]).
+        assert plan.col_logval is not None
+        dense = torch.full((k, k), -torch.inf, dtype=plan.col_logval.dtype, device=plan.col_logval.device)
+        if plan.log_beta is not None:
+            dense = torch.full_like(dense, float(plan.log_beta))
+        dense = dense.scatter(1, plan.col_idx, torch.logaddexp(plan.col_logval, dense.gather(1, plan.col_idx)))
+        tables = (dense, None, None, None, log_colsum, v, v_uniform)
+    return _prediction_index_kernel, (w, 1.0 - eps, *tables)
+
+
+def _target_index_args(plan: TargetPlan, w: Tensor | None, eps: float, k: int, entropy: bool, compiled: bool) -> tuple:
+    """Lens tables for class-index targets: the lens folded with smoothing (and weights, as PyTorch does).
+
+    Unweighted, the target is row ``y`` of ``C_eps = (1-eps) C + eps/K``, a lens of the same structure.
+    Weighted, PyTorch weighs the one-hot part by ``w[y]`` and the uniform part class by class
+    (``w_j eps/K``), so the lens term is ``(1-eps) C[y]`` scaled by ``w[y]`` plus a per-class term.
+    """
+    uniform = 0.0 if w is not None else eps / k
+    shrink = 1.0 - eps
+    if compiled and plan.idx is not None and plan.idx.shape[1] > _FUSED_SUPPORT:
+        plan = TargetPlan(plan.rowsum, _dense_rows(plan), None, None, None)  # compares would cost more than a read
+    dense = None if plan.dense is None else plan.dense * shrink + uniform
+    val = None if plan.val is None else plan.val * shrink
+    background = plan.background
+    if background is not None:
+        background = background * shrink + uniform
+    elif plan.dense is None and uniform:
+        background = torch.full_like(plan.rowsum, uniform)
+    rowsum = plan.rowsum * shrink + uniform * k
+    v = None if w is None or not eps else w * (eps / k)
+    ent_lens, ent_column = _row_entropy(plan, eps, w, k) if entropy else (None, None)
+    return (w, dense, background, plan.idx, val, rowsum, ent_lens, ent_column, v)
+
+
+def _row_entropy(plan: TargetPlan, eps: float, w: Tensor | None, k: int) -> tuple[Tensor, Tensor | None]:
+    """Per lens row ``i``: ``sum_j M_ij log T_ij`` and, weighted with smoothing, ``sum_j v_j log T_ij``.
+
+    ``T = (1-eps) C + eps/K`` is the target distribution and ``M`` the lens term's
+    coefficients (``T`` itself unweighted, ``(1-eps) C`` weighted); ``0 log 0 = 0``.
+    """
+    uniform = eps / k
+    weighted = w is not None
+    if plan.dense is None and not (weighted and eps):
+        # Structured rows: m entries on the support, the other K - m at the background.
+        assert plan.val is not None
+        bg = plan.background if plan.background is not None else torch.zeros_like(plan.rowsum)
+        support = (bg.unsqueeze(1) + plan.val) * (1 - eps) + uniform
+        off = bg * (1 - eps) + uniform
+        m = plan.val.shape[1]
+        ent = torch.where(support > 0, support * torch.log(support), 0.0).sum(dim=1)
+        return ent + (k - m) * torch.where(off > 0, off * torch.log(off), 0.0), None
+    c = _dense_rows(plan)
+    target = c * (1 - eps) + uniform
+    log_target = torch.log(target)
+    coef = c * (1 - eps) if weighted else target
+    ent = torch.where(coef > 0, coef * log_target, 0.0).sum(dim=1)
+    if not (weighted and eps):
+        return ent, None
+    assert w is not None
+    v = w * uniform
+    return ent, torch.where(v > 0, v * log_target, 0.0).sum(dim=1)
+
+
+def _dense_rows(plan: TargetPlan) -> Tensor:
+    if plan.dense is not None:
+        return plan.dense
+    assert plan.idx is not None and plan.val is not None
+    k = plan.rowsum.shape[0]
+    c = torch.zeros(k, k, dtype=plan.val.dtype, device=plan.val.device)
+    if plan.background is not None:
+        c += plan.background.unsqueeze(1)
+    return c.scatter_add_(1, plan.idx, plan.val)
+
+
+def probability_args(
+    side: str,
+    t: Tensor,
+    lens: object,
+    k: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    w: Tensor | None,
+    eps: float,
+    with_entropy: bool,
+) -> tuple[Callable, Tensor, tuple]:
+    """Kernel, scale and arguments for probability targets, lensed as ``t C`` (dense, as the target is)."""
+    matrix = _dense_lens(lens, k, dtype, device)
+    t = t.to(dtype)
+    scale = torch.full((), 1.0 / t.shape[0] if t.shape[0] else torch.nan, dtype=dtype, device=device)
+    if side == "target":
+        lensed = (t @ matrix) * (1 - eps) + eps / k
+        weighted = lensed if w is None else lensed * w
+        entropy = torch.where(weighted > 0, weighted * torch.log(lensed), 0.0).sum(dim=1) if with_entropy else None
+        return _target_probability_kernel, scale, (weighted, entropy)
+    coef = t * (1 - eps) if w is None else t * w * (1 - eps)
+    v, v_uniform = (None, eps / k) if w is None else ((w * (eps / k) if eps else None), 0.0)
+    return _prediction_probability_kernel, scale, (coef, matrix, v, v_uniform)
+
+
+def _dense_lens(lens: object, k: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The lens matrix for probability targets, cached on an immutable :class:`Lens`."""
+    if isinstance(lens, Lens) and not torch.compiler.is_compiling():
+        key = ("dense", dtype, device)
+        if key not in lens._plans:
+            lens._plans[key] = lens_matrix(lens, k, dtype=dtype, device=device)
+        return lens._plans[key]
+    if torch.compiler.is_compiling():
+        matrix = lens._matrix if isinstance(lens, Lens) else torch.as_tensor(lens)
+        return matrix.detach().to(dtype=dtype, device=device)
+    return lens_matrix(lens, k, dtype=dtype, device=device)
