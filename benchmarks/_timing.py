@@ -72,3 +72,12 @@ def print_rows(rows: list[tuple[str, str, float, float]]) -> None:
         flag = "" if target != target else ("ok" if ratio <= target else "OVER")
         tgt = "" if target != target else f"<={target:g}"
         print(f"{shape:>14}  {ratio:6.2f}  {tgt:>6}  {what} {flag}")
+
+
+def run_module(prog: str, doc: str | None, add_arguments: Callable, run: Callable) -> None:
+    """``python -m benchmarks.NAME``: one benchmark module's own command line (the package's is ``__main__``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc)
+    add_arguments(parser)
+    run(parser.parse_args())

@@ -10,7 +10,7 @@ import os
 import statistics
 import time
 
-from benchmarks._timing import header, rounds
+from benchmarks._timing import header, rounds, run_module
 
 
 def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
@@ -93,11 +93,5 @@ def run(args: argparse.Namespace) -> None:
     bench_app(args.rows, args.cols, args.repeats)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.app", description=__doc__)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    run_module("benchmarks.app", __doc__, add_arguments, run)

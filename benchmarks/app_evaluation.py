@@ -14,7 +14,7 @@ import os
 import statistics
 import time
 
-from benchmarks._timing import header, rounds
+from benchmarks._timing import header, rounds, run_module
 
 
 def bench_app_evaluation(rows: int, cols: int, repeats: int = 15) -> None:
@@ -94,11 +94,5 @@ def run(args: argparse.Namespace) -> None:
     bench_app_evaluation(args.rows, args.cols, args.repeats)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.app_evaluation", description=__doc__)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    run_module("benchmarks.app_evaluation", __doc__, add_arguments, run)

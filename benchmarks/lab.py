@@ -9,7 +9,7 @@ import argparse
 import statistics
 import time
 
-from benchmarks._timing import header
+from benchmarks._timing import header, run_module
 
 
 def bench_lab(repeats: int = 3, epochs: int | None = None) -> None:
@@ -41,11 +41,5 @@ def run(args: argparse.Namespace) -> None:
     bench_lab(args.repeats, args.epochs)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.lab", description=__doc__)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    run_module("benchmarks.lab", __doc__, add_arguments, run)

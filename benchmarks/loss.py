@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from benchmarks._timing import compare, header, print_rows, sync
+from benchmarks._timing import compare, header, print_rows, run_module, sync
 
 
 def _fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
@@ -229,11 +229,5 @@ def run(args: argparse.Namespace) -> None:
             print(f"{buffers:8.2f}  {which}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loss", description=__doc__)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    run_module("benchmarks.loss", __doc__, add_arguments, run)

@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-from benchmarks._timing import compare, header, print_rows
+from benchmarks._timing import compare, header, print_rows, run_module
 
 
 def _lenses(cols: int) -> dict[str, torch.Tensor]:
@@ -71,11 +71,5 @@ def run(args: argparse.Namespace) -> None:
     print_rows(bench_metrics(args.rows, args.cols, args.repeats))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.metrics", description=__doc__)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    run_module("benchmarks.metrics", __doc__, add_arguments, run)

@@ -10,7 +10,7 @@ import os
 import statistics
 import tempfile
 
-from benchmarks._timing import header, peak_rss_of, rounds
+from benchmarks._timing import header, peak_rss_of, rounds, run_module
 
 
 def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
@@ -85,11 +85,5 @@ def run(args: argparse.Namespace) -> None:
     bench_read(args.rows, args.cols, args.repeats)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.read", description=__doc__)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    run_module("benchmarks.read", __doc__, add_arguments, run)

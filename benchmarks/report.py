@@ -10,7 +10,7 @@ import os
 import tempfile
 import time
 
-from benchmarks._timing import header, peak_rss_of
+from benchmarks._timing import header, peak_rss_of, run_module
 
 
 def bench_report(rows: int, cols: int, fmt: str) -> None:
@@ -85,11 +85,5 @@ def run(args: argparse.Namespace) -> None:
     bench_report(args.rows, args.cols, args.format)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    run_module("benchmarks.report", __doc__, add_arguments, run)
