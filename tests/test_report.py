@@ -156,7 +156,7 @@ def test_cli_writes_every_file_and_the_numbers(paths, data, tmp_path, capsys):
     assert (pd.read_csv(out / "confusion.csv", index_col=0).to_numpy() == expected(data).confusion.numpy()).all()
     html = (out / "report.html").read_text()
     # 3 gradient panels, the confusion, its and two gradients' roll-ups to the lens's groups, the reliability diagram
-    assert html.count("plotly-graph-div") == 8 and "Class-mean gradient, lensed" in html
+    assert html.count("plotly-graph-div") == 9 and "Class-mean gradient, lensed" in html
     assert "Confusion by lens group" in html and "Reliability: top label and lensed prediction" in html
     captured = capsys.readouterr()
     assert f"{N:,} samples x {K} classes" in captured.out and "rows/s" in captured.err
