@@ -7,10 +7,13 @@ import math
 import warnings
 import zipfile
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+
+if TYPE_CHECKING:  # pyarrow.parquet is imported when a Parquet file is read
+    import pyarrow.parquet as pq
 
 from lensdash.errors import InputError
 from lensdash.io._csv_layout import (
@@ -195,11 +198,11 @@ def _parquet_columns(
     return float_cols, label_idx, header, meta_cols
 
 
-def _check_meta_bytes(name: str, handle: object, meta_cols: list[int], limits: Limits) -> None:
+def _check_meta_bytes(name: str, handle: pq.ParquetFile, meta_cols: list[int], limits: Limits) -> None:
     """Refuse metadata whose decoded size (from the footer) is over the cell limit's bytes (4 per cell)."""
     if limits.max_cells is None or not meta_cols:
         return
-    meta = handle.metadata  # type: ignore[attr-defined]
+    meta = handle.metadata
     size = sum(
         meta.row_group(g).column(i).total_uncompressed_size for g in range(meta.num_row_groups) for i in meta_cols
     )
@@ -212,7 +215,7 @@ def _check_meta_bytes(name: str, handle: object, meta_cols: list[int], limits: L
         )
 
 
-def _parquet_file(name: str, source: object) -> object:
+def _parquet_file(name: str, source: object) -> pq.ParquetFile:
     import pyarrow.parquet as pq
 
     try:  # memory: one row group's pages at a time, not the file

@@ -82,10 +82,10 @@ def _decode_head(name: str, data: bytes | memoryview) -> str:
     return text
 
 
-def _split(lines: list[str], delim: str, **options: bool) -> list[list[str]]:
+def _split(lines: list[str], delim: str, *, skipinitialspace: bool = False) -> list[list[str]]:
     """The lines split at ``delim``; none if a field exceeds the csv module's limit (128 KiB: ``delim`` is not this file's)."""
     try:
-        return list(csv.reader(lines, delimiter=delim, **options))
+        return list(csv.reader(lines, delimiter=delim, skipinitialspace=skipinitialspace))
     except csv.Error:
         return []
 
@@ -296,14 +296,14 @@ def _csv_layout(
     # Rows estimated from the first lines' length; the parts count the real rows as they are read.
     header_bytes = len(text.split("\n", 1)[0]) + 1 if header is not None else 0
     data_row_bytes = (len(text) - header_bytes) / max(1, text.count("\n") - (header is not None))
-    rows = int((len(data) - header_bytes) / max(data_row_bytes, 1.0))
-    limits.check_cells(name, rows, len(float_cols), estimated=True)
+    estimated_rows = int((len(data) - header_bytes) / max(data_row_bytes, 1.0))
+    limits.check_cells(name, estimated_rows, len(float_cols), estimated=True)
     return _CsvLayout(
         name, delim, header, width, float_cols, label_idx, notes, block_size, limits, meta_cols, text_cols
     )
 
 
-def _line_end(data: memoryview, pos: int) -> int:
+def _line_end(data: bytes | memoryview, pos: int) -> int:
     """The offset just after the first line end at or after ``pos`` (or the end of the data)."""
     while pos < len(data):
         window = np.frombuffer(data[pos : pos + (1 << 16)], dtype=np.uint8)

@@ -6,7 +6,7 @@ import contextlib
 import csv
 import io
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -237,7 +237,7 @@ def _csv_parts(
     span: tuple[int, int] | None = None,
     first_row: int = 0,
     part_bytes: int | None = None,
-) -> Iterator[tuple[int, int, _Part]]:
+) -> Generator[tuple[int, int, _Part], None, None]:
     """``(first data row, end offset, parsed part)`` for consecutive parts, in file order.
 
     Parts end at line ends and cover ``span`` (byte offsets at line starts; the
@@ -405,7 +405,7 @@ def _part_bounds(data: memoryview, lo: int, hi: int, part_bytes: int) -> list[tu
     return bounds
 
 
-def _in_order(fn: Callable[[_T], _R], items: Sequence[_T]) -> Iterator[_R]:
+def _in_order(fn: Callable[[_T], _R], items: Sequence[_T]) -> Generator[_R, None, None]:
     """``fn`` over ``items`` on a thread pool, yielded in order, at most a few results ahead of the consumer (bounded memory)."""
     with ThreadPoolExecutor(_THREADS) as pool:
         pending: deque[Future[_R]] = deque()

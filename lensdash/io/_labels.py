@@ -201,7 +201,7 @@ def _string_labels(
     distinct = encoded.dictionary.to_pylist()  # in order of first appearance
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     numeric_names = names is None or names == [str(i) for i in range(len(names))]
-    if not numeric_names:
+    if names is not None and not numeric_names:  # (names is None counts as numeric; said again for mypy)
         lookup = {n: i for i, n in enumerate(names)}
         out = np.array([lookup.get(v, -1) for v in distinct], dtype=np.int64)[indices]
         if (out < 0).any():
@@ -268,6 +268,7 @@ def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, i
         raise InputError.build(
             "labels below the header", "a header only", where=name, fix="The labels file has no rows."
         )
+    col: int | None
     if width == 1:
         col = 0
     else:

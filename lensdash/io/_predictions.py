@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,7 @@ def _read_values(
     def locate(r: int, c: int) -> str:
         return f"{name}, row {r + 1}, column {c + 1}"
 
+    names: list[str] | None
     fmt = file_format(data)
     if fmt == "parquet":
         values, label_info, names, meta, notes = _parquet(name, data, label_column, limits, meta_columns)
@@ -105,8 +107,8 @@ def _read_values(
         values, npz_labels, names, npz_kind = _npz(name, data, limits)
         kind = npz_kind if kind == "auto" and npz_kind is not None else kind
         return _Read(values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind)
-    values, label_info, names, notes, locate, meta = _csv(inp, label_column, limits, meta_columns)
-    return _Read(values, label_info if label_info[0] is not None else None, names, notes, locate, kind, meta)
+    values, label_info, names, notes, csv_locate, meta = _csv(inp, label_column, limits, meta_columns)
+    return _Read(values, label_info if label_info[0] is not None else None, names, notes, csv_locate, kind, meta)
 
 
 def _frame(table: pa.Table | None) -> pd.DataFrame | None:
@@ -229,7 +231,7 @@ def _predictions(
             where=name,
             fix="Add a 'label' column, pass label_column=, or upload the labels as a separate file.",
         )
-    count = len(column)
+    count = len(cast(Sized, column))  # a label array or _SoftLabels, typed object along the readers
     if count != n:
         raise InputError.build(
             f"{n} labels (one per prediction row)",

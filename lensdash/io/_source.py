@@ -115,9 +115,9 @@ def _open(source: Source, what: str, max_bytes: int | None) -> _Input:
         path = os.fspath(source)
         name = os.path.basename(path) or path
         try:
-            size = os.path.getsize(path)
-            _check_size(name, size, max_bytes)
-            if size == 0:
+            file_size = os.path.getsize(path)
+            _check_size(name, file_size, max_bytes)
+            if file_size == 0:
                 return _Input(name, memoryview(b""))
             with open(path, "rb") as handle:
                 mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)

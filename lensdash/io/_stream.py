@@ -176,20 +176,18 @@ class _Labels:
     """Labels of a separate file, read whole and handed out by row range."""
 
     def __init__(
-        self, path: str | os.PathLike | None, names: list[str] | None, k: int, notes: list[str], limits: Limits
+        self, path: str | os.PathLike, names: list[str] | None, k: int, notes: list[str], limits: Limits
     ) -> None:
-        self.values = None
-        if path is not None:
-            name, column, first_row, col = _labels_file(path, None, limits)
-            if isinstance(column, _SoftLabels):
-                raise InputError.build(
-                    "one label per row for streaming",
-                    "soft labels (one column per class)",
-                    where=name,
-                    fix="Read the file with read_predictions (in memory), or pass the majority labels.",
-                )
-            self.values = _known_labels(name, column, names, k, first_row, col, notes)
-            self.name = name
+        name, column, first_row, col = _labels_file(path, None, limits)
+        if isinstance(column, _SoftLabels):
+            raise InputError.build(
+                "one label per row for streaming",
+                "soft labels (one column per class)",
+                where=name,
+                fix="Read the file with read_predictions (in memory), or pass the majority labels.",
+            )
+        self.values = _known_labels(name, column, names, k, first_row, col, notes)
+        self.name = name
 
     def rows(self, start: int, stop: int) -> Tensor:
         if stop > len(self.values):
@@ -436,7 +434,8 @@ def _npy_stream(
     except InputError:
         handle.close()
         raise
-    offset, notes = handle.tell(), []
+    offset = handle.tell()
+    notes: list[str] = []
     try:
         names = _given_names(class_names, None, k, name, limits)
         separate = _Labels(labels_path, names, k, notes, limits)
