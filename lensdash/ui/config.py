@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import streamlit as st
 
@@ -27,11 +27,18 @@ def max_upload_bytes() -> int:
     return int(st.get_option("server.maxUploadSize")) * 1_000_000
 
 
-def reader_limits(reader: Callable[..., Any]) -> dict[str, int]:
+class ReaderLimits(TypedDict, total=False):
+    """The budget keywords a reader takes; a reader that lacks one is not given it."""
+
+    max_cells: int
+    max_classes: int
+
+
+def reader_limits(reader: Callable[..., Any]) -> ReaderLimits:
     """The app's decoded-size budget as the keyword arguments ``reader`` accepts (``max_cells``, ``max_classes``).
 
     Readers that do not take a budget yet get none, so the app keeps working while the library gains them.
     """
     accepted = inspect.signature(reader).parameters
     budget = {"max_cells": APP_MAX_CELLS, "max_classes": APP_MAX_CLASSES}
-    return {name: value for name, value in budget.items() if name in accepted}
+    return cast(ReaderLimits, {name: value for name, value in budget.items() if name in accepted})

@@ -106,7 +106,8 @@ def _release_upload(*uploads: Any) -> None:
         return
     for upload in uploads:
         if upload is not None:
-            ctx.uploaded_file_mgr.remove_file(ctx.session_id, upload.file_id)
+            # The stub types the manager as its abstract base; the runtime one (MemoryUploadedFileManager) has it.
+            ctx.uploaded_file_mgr.remove_file(ctx.session_id, upload.file_id)  # type: ignore[attr-defined]
 
 
 def _file_key(upload: Any) -> str:
@@ -157,7 +158,7 @@ def data_section() -> Dataset:
         type=["csv", "tsv", "txt", "npy"],
         key=uploader_key(state.UPLOAD_LABELS),
     )
-    kind = st.sidebar.selectbox("The numbers are", KINDS, format_func=KIND_LABELS.get, key=state.KIND)
+    kind = st.sidebar.selectbox("The numbers are", KINDS, format_func=KIND_LABELS.__getitem__, key=state.KIND)
     kept = state.get(state.SOURCES) or {}
     if upload is None and labels is not None:
         upload = kept.get("predictions")  # labels for the predictions already read
@@ -179,6 +180,7 @@ def data_section() -> Dataset:
             state.put(state.FAILED_KEY, key)
             state.put(state.FAILED_MESSAGE, message)
     if key is not None and state.get(state.FAILED_KEY) == key:
+        assert upload is not None  # key is None exactly when upload is
         st.sidebar.error(f"{markdown_text(upload.name)} was not read: the reason is at the top of the page.")
         st.error("Could not use this upload. " + markdown_text(state.get(state.FAILED_MESSAGE)))
     if state.has(state.SOURCES):

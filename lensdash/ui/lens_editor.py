@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -191,7 +192,7 @@ def lens_section(dataset: Dataset) -> Lens | None:
     k = len(names)
     # Callbacks get only the small inputs they need (names, two K×K matrices), never the data itself: a widget keeps
     # its callback's arguments for as long as the session's state lives, after the session's data has been released.
-    rebuild = {"on_change": apply_preset, "args": (dataset.lens_inputs,)}
+    rebuild: dict[str, Any] = {"on_change": apply_preset, "args": (dataset.lens_inputs,)}
 
     left, right = st.columns([1, 3], gap="large")
     with left:
