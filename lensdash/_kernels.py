@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -106,7 +107,8 @@ def _target_index_kernel(
     ent_column: Tensor | None,
     v: Tensor | None,
     need_grad: bool,
-) -> tuple[Tensor, Tensor | None]:
+) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor], Tensor | None]:
+    # The loss, or on the fused pass (partial loss, s, total) with s * log(total) left to add (see FusedLoss).
     k = x.shape[1]
     y, keep, a = _labels(t, k, ignore_index, w, x.dtype)
     s = a * rowsum[y]  # sum_j T'_j: the softmax's coefficient in the gradient
@@ -486,7 +488,7 @@ def _dense_lens(lens: object, k: int, dtype: torch.dtype, device: torch.device) 
         key = ("dense", dtype, device)
         if key not in lens._plans:
             lens._plans[key] = lens_matrix(lens, k, dtype=dtype, device=device)
-        return lens._plans[key]
+        return cast(Tensor, lens._plans[key])  # the "dense" entry is always the lens matrix
     if torch.compiler.is_compiling():
         matrix = lens._matrix if isinstance(lens, Lens) else torch.as_tensor(lens)
         return matrix.detach().to(dtype=dtype, device=device)

@@ -91,7 +91,11 @@ def _store_for_tensor(lens: Tensor, num_classes: int) -> dict:
         return entry[2]
     validate_lens(lens, num_classes)
     store: dict = {}
-    _tensor_plans[key] = (weakref.ref(lens, lambda _r, key=key: _tensor_plans.pop(key, None)), lens._version, store)
+
+    def forget(_ref: weakref.ref) -> None:  # the tensor is gone: its id may be reused
+        _tensor_plans.pop(key, None)
+
+    _tensor_plans[key] = (weakref.ref(lens, forget), lens._version, store)
     return store
 
 

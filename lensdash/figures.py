@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -212,7 +213,7 @@ def sample_gradient_heatmap(
         keep = np.sort(np.argsort(-np.abs(values).sum(axis=0), kind="stable")[:MAX_HEATMAP_CLASSES])
         title += f" ({len(keep)} of {values.shape[1]} classes with the largest gradients)"
     values = values[:, keep]
-    cols = _labels(str(names[i]) for i in keep)
+    cols = _labels(str(names[int(i)]) for i in keep)
     rows = [f"#{i} ({_label(lab)})" for i, lab in zip(sample_ids, labels)]
     bound = float(np.abs(values).max() or 1.0)
     trace = _diverging_heatmap(
@@ -519,6 +520,7 @@ def class_order(
     from scipy.cluster.hierarchy import leaves_list, linkage
     from scipy.spatial.distance import squareform
 
+    assert confusion is not None  # exactly one of the three was given, and the other two have returned
     counts = _np(confusion)
     if counts.shape != (k, k):
         raise InputError.build(f"a {k}×{k} confusion matrix", f"shape {counts.shape}", fix="One row per class.")
@@ -647,10 +649,14 @@ def zoom(
     """
     values = _np(matrix)
     position = {str(n): i for i, n in enumerate(names)}
-    index, unknown = [], []
+    index: list[int] = []
+    unknown: list[str | int] = []
     for c in chosen:
         if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
-            (index if 0 <= int(c) < len(names) else unknown).append(int(c) if 0 <= int(c) < len(names) else c)
+            if 0 <= int(c) < len(names):
+                index.append(int(c))
+            else:
+                unknown.append(c)
         elif str(c) in position:
             index.append(position[str(c)])
         else:
@@ -741,6 +747,7 @@ def decision_regions(
 ) -> go.Figure:
     """Over a 2-D grid: the predicted class (``show=None``) or the probability of class ``show``; data points on top."""
     confidence = probs.max(axis=-1)
+    extra: dict[str, Any]  # plotly's Heatmap keywords, by mode
     if show is None:
         z, colours, zrange = probs.argmax(axis=-1), "Viridis", {}
         hover = "x %{x}<br>y %{y}<br>predicted class %{z}<br>confidence %{customdata}<extra></extra>"

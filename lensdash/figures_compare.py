@@ -139,7 +139,7 @@ def confusion_difference_heatmap(
         kept = np.sort(np.argsort(-weight, kind="stable")[:MAX_HEATMAP_CLASSES])
         title += f" ({MAX_HEATMAP_CLASSES} most changed of {k} classes)"
     shown = values[np.ix_(kept, kept)]
-    labels = [html_text(names[i]) for i in kept]
+    labels = [html_text(names[int(i)]) for i in kept]
     bound = float(np.abs(shown).max()) or 1.0
     heatmap = go.Heatmap(
         z=np.round(shown, 5),

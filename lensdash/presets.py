@@ -37,7 +37,8 @@ def _tokens(text: str) -> Iterator[tuple[int, list[tuple[str, bool]]]]:
     Tokens are separated by commas and lines by line breaks; a token in double quotes is taken as written (``""`` is
     one quote, and commas and line breaks inside quotes are part of it), an unquoted one is stripped of spaces.
     """
-    line_no, line, token, quoted, in_quotes, pos = 1, [], [], False, False, 0
+    token: list[str] = []
+    line_no, line, quoted, in_quotes, pos = 1, [], False, False, 0
     start_line = 1
 
     def flush() -> None:
