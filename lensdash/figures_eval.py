@@ -49,7 +49,8 @@ def reliability_bars(table: pd.DataFrame) -> pd.DataFrame:
     Example:
         >>> from lensdash.metrics import calibration_bins, reliability_table
         >>> import torch
-        >>> bars = reliability_bars(reliability_table(calibration_bins(torch.tensor([0.2, 1.0]), torch.tensor([0, 1]), 2)))
+        >>> bins = calibration_bins(torch.tensor([0.2, 1.0]), torch.tensor([0, 1]), 2)
+        >>> bars = reliability_bars(reliability_table(bins))
         >>> bars[["centre", "width"]].round(4).values.tolist()
         [[0.25, 0.5], [0.75, 0.5], [1.0833, 0.1667]]
     """

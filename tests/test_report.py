@@ -155,7 +155,7 @@ def test_cli_writes_every_file_and_the_numbers(paths, data, tmp_path, capsys):
     np.testing.assert_allclose(grads.to_numpy(), expected(data).grad_lensed.numpy(), atol=1e-6)
     assert (pd.read_csv(out / "confusion.csv", index_col=0).to_numpy() == expected(data).confusion.numpy()).all()
     html = (out / "report.html").read_text()
-    # 3 gradient panels, the confusion, its and two gradients' roll-ups to the lens's groups, the reliability diagram
+    # 3 gradient panels, the confusion, its and two gradients' roll-ups to the lens's groups, two reliability diagrams
     assert html.count("plotly-graph-div") == 9 and "Class-mean gradient, lensed" in html
     assert "Confusion by lens group" in html and "Reliability: top label and lensed prediction" in html
     captured = capsys.readouterr()

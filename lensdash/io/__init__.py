@@ -21,7 +21,8 @@ case) and text columns (text and no number in the first rows) are kept aside, no
 :attr:`Predictions.metadata` / :attr:`Chunk.metadata` (a DataFrame, one row per sample; text as
 pandas' string dtype, numbers as read), with a note naming them; at most :data:`MAX_META_COLUMNS`.
 
-Streaming (:func:`open_stream`): Predictions too large to hold: read chunk by chunk, each process of a sharded run its own range.
+Streaming (:func:`open_stream`): Predictions too large to hold: read chunk by chunk, each process of a sharded run
+its own range.
 
 :func:`open_stream` reads CSV, Parquet or ``.npy`` files (paths) with the same
 rules and the same :class:`~lensdash.InputError` messages as

@@ -35,7 +35,10 @@ _MAX_HEAD_BYTES = 16 << 20
 
 
 def _head(data: bytes | memoryview, lines: int = 6, min_bytes: int | None = None) -> bytes | memoryview:
-    """Whole lines from the start: past ``min_bytes`` (64 KiB) and at least ``lines`` of them (or the whole file), within 16 MB."""
+    """Whole lines from the start: past ``min_bytes`` (64 KiB) and at least ``lines`` of them (or the whole file).
+
+    Within 16 MB.
+    """
     capped = data[:_MAX_HEAD_BYTES]
     end = _line_end(capped, min(len(capped), min_bytes or _HEAD_BYTES) - 1) if len(capped) else 0
     found = bytes(capped[:end]).count(b"\n")
@@ -83,7 +86,10 @@ def _decode_head(name: str, data: bytes | memoryview) -> str:
 
 
 def _split(lines: list[str], delim: str, *, skipinitialspace: bool = False) -> list[list[str]]:
-    """The lines split at ``delim``; none if a field exceeds the csv module's limit (128 KiB: ``delim`` is not this file's)."""
+    """The lines split at ``delim``; none if a field exceeds the csv module's limit.
+
+    A field over 128 KiB means ``delim`` is not this file's delimiter.
+    """
     try:
         return list(csv.reader(lines, delimiter=delim, skipinitialspace=skipinitialspace))
     except csv.Error:
@@ -149,7 +155,7 @@ def _label_index(header: list[str], label_column: str | int | None, name: str) -
 
 
 def _is_index_column(header: list[str], rows: list[list[str]]) -> bool:
-    """pandas' ``to_csv()`` writes an unnamed index first: header ``""``, values 0, 1, 2, … (judged on the first rows)."""
+    """pandas' ``to_csv()`` writes an unnamed index first: header ``""``, values 0, 1, 2, … (on the first rows)."""
     if header[0].strip() not in ("", "Unnamed: 0", "index"):
         return False
     return [r[0].strip() for r in rows] == [str(i) for i in range(len(rows))]

@@ -181,7 +181,10 @@ def _first_bad_row(
 def _check_filled(
     name: str, table: pa.Table, cols: Sequence[int], first_row: int, shown: Sequence[int] | None = None
 ) -> None:
-    """Refuse the first empty or NaN cell of the prediction columns ``cols`` (``shown``: their 1-based file columns - 1)."""
+    """Refuse the first empty or NaN cell of the prediction columns ``cols``.
+
+    ``shown``: their 1-based file columns - 1.
+    """
     hit = _first_null(table, cols)
     if hit is not None:
         row, j = hit
@@ -406,7 +409,10 @@ def _part_bounds(data: memoryview, lo: int, hi: int, part_bytes: int) -> list[tu
 
 
 def _in_order(fn: Callable[[_T], _R], items: Sequence[_T]) -> Generator[_R, None, None]:
-    """``fn`` over ``items`` on a thread pool, yielded in order, at most a few results ahead of the consumer (bounded memory)."""
+    """``fn`` over ``items`` on a thread pool, yielded in order, a few results ahead of the consumer at most.
+
+    So memory stays bounded.
+    """
     with ThreadPoolExecutor(_THREADS) as pool:
         pending: deque[Future[_R]] = deque()
         try:

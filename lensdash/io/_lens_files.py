@@ -241,7 +241,7 @@ def _unquote(cell: str) -> str:
 
 
 def lens_to_bytes(lens: Lens, fmt: str = "csv") -> bytes:
-    """Serialise a lens: ``'csv'`` (class names as header and first column), ``'plain-csv'`` (headerless), ``'json'`` or ``'pt'``.
+    """Serialise a lens: ``'csv'`` (names as header and first column), ``'plain-csv'``, ``'json'`` or ``'pt'``.
 
     Lens convention: row ``i`` is the target distribution for true label ``i``. Names in ``'csv'`` are
     spreadsheet-safe: one ``'`` before a name starting like a formula, removed again by :func:`read_lens`.

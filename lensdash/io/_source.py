@@ -1,4 +1,4 @@
-"""Sources (paths, bytes, uploads) as zero-copy views, the limits on what a file may decode to, and the readers' error boundary."""
+"""Sources (paths, bytes, uploads) as zero-copy views, the limits on what a file may decode to, the error boundary."""
 
 from __future__ import annotations
 

@@ -255,7 +255,8 @@ def model_b_section(model_a: Dataset, kind: str) -> Dataset | None:
     if model_b is not None:
         preds = model_b.predictions
         st.sidebar.caption(
-            f"Model B: **{markdown_text(model_b.origin)}**, {preds.num_samples:,} samples × {preds.num_classes} classes."
+            f"Model B: **{markdown_text(model_b.origin)}**, "
+            f"{preds.num_samples:,} samples × {preds.num_classes} classes."
         )
         try:
             st.sidebar.caption(markdown_text(paired_model_b(model_a, model_b).note) + " See the Compare tab.")

@@ -234,7 +234,8 @@ def _click_through(analysis: Analysis, lens: Lens) -> None:
         if len(rows):
             st.markdown(
                 f"**{len(rows):,}** samples of **{markdown_text(names[true])}** predicted as "
-                f"**{markdown_text(names[predicted])}**: mean loss {rows['unlensed_loss'].mean():.4f} without the lens, "
+                f"**{markdown_text(names[predicted])}**: "
+                f"mean loss {rows['unlensed_loss'].mean():.4f} without the lens, "
                 f"{rows['lensed_loss'].mean():.4f} with it. The lens-aware rule {verdict} "
                 f"(C[y, ŷ] / max_j C[y, j] = {credit:.3g})."
             )
