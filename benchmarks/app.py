@@ -6,41 +6,19 @@ python -m benchmarks.app [--rows 100000 --cols 100]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
+from benchmarks._page import page_with_upload
 from benchmarks._timing import header, rounds, run_module
 
 
 def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
     """The page's rerun after a lens edit vs the core computation it needs, on an uploaded file."""
-    import warnings
-
-    import numpy as np
-    import pandas as pd
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    from lensdash import Lens, read_predictions
+    from lensdash import Lens
     from lensdash.analysis import analyze
 
-    warnings.filterwarnings("ignore")
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(
-        rng.standard_normal((rows, cols)).astype("float32") * 3, columns=[f"class {i}" for i in range(cols)]
-    )
-    frame["label"] = rng.integers(0, cols, rows)
-    data = frame.to_csv(index=False).encode()
-    print(f"# upload: {rows} x {cols} logits + label column, {len(data) / 1e6:.0f} MB")
-    preds = read_predictions(data)
-    app_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")  # the repo root
-    st.cache_data.clear()
-    at = AppTest.from_file(app_path, default_timeout=600)
-    at.run()
-    at.file_uploader(key=f"upload_predictions_{at.session_state['upload_version']}").set_value(
-        ("big.csv", data, "text/csv")
-    )
+    at, preds = page_with_upload(rows, cols)
     t0 = time.perf_counter()
     at.run()
     print(f"first run with the upload (parse + analysis): {time.perf_counter() - t0:.2f}s")
