@@ -62,6 +62,7 @@ class Result:
     shown: dict[str, float] = field(default_factory=dict)
     expected: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    retries: int = 0  # preset choices made again because a click was lost while the page was redrawn
 
     @property
     def equal(self) -> bool:
@@ -172,6 +173,11 @@ async def metric(page, label: str) -> str:
     return (await box.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
 
 
+async def preset_shown(page) -> str:
+    """The preset selector's shown value."""
+    return await page.get_by_role("combobox", name="Preset").input_value()
+
+
 async def one_session(browser, url: str, index: int, path: Path, rows: int, classes: int, timeout_ms: int) -> Result:
     result = Result(index, rows, classes)
     context = await browser.new_context(viewport={"width": 1500, "height": 1000})
@@ -187,9 +193,16 @@ async def one_session(browser, url: str, index: int, path: Path, rows: int, clas
             arg=shape,
         )
         await wait_idle(page)
-        await page.get_by_role("combobox", name="Preset").click()
-        await page.get_by_role("option", name=PRESET, exact=True).click()
-        await wait_idle(page)
+        for _ in range(3):  # a click that lands while the page is redrawn can be lost: choose again, at most twice
+            await page.get_by_role("combobox", name="Preset").click()
+            await page.get_by_role("option", name=PRESET, exact=True).click()
+            await wait_idle(page)
+            if PRESET in await preset_shown(page):
+                break
+            result.retries += 1
+        shown_shape = await metric(page, "Samples × classes")
+        if shown_shape != shape or PRESET not in await preset_shown(page):
+            raise RuntimeError(f"the page shows {shown_shape} with preset {await preset_shown(page)!r}")
         result.shown = {m: float(await metric(page, m)) for m in METRICS}
     except Exception as exc:  # a session that fails is reported, and the others go on
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -304,7 +317,8 @@ def report(figures: dict) -> None:
             print(f"  session {r.session}: FAILED {r.error}")
         else:
             pairs = ", ".join(f"{m} {r.shown[m]:.4f} (library {r.expected[m]:.4f})" for m in METRICS)
-            print(f"  session {r.session}: {'equal' if r.equal else 'DIFFERENT'}: {pairs}")
+            again = f" (preset chosen again {r.retries}×)" if r.retries else ""
+            print(f"  session {r.session}: {'equal' if r.equal else 'DIFFERENT'}: {pairs}{again}")
     print(
         f"server RSS: fresh {figures['fresh_rss_mb']} MB, idle {figures['idle_rss_mb']} MB, "
         f"peak {figures['peak_rss_mb']} MB (budget idle + {PEAK_BUDGET_PER_UPLOAD} × the uploads = "
