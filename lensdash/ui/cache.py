@@ -34,7 +34,8 @@ def tensor_digest(*tensors: torch.Tensor, names: Sequence[str] = (), extra: str 
     for t in tensors:
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():  # the tensor's own buffer: a tobytes() copy would be as large as the data, once per digest
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
     for name in names:
         h.update(b"\x00" + str(name).encode("utf-8", "surrogatepass"))
     h.update(b"\x01" + extra.encode())
