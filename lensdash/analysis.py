@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lensdash._analysis_tables import (
@@ -53,25 +54,75 @@ def _family(family: str):
 
 
 def per_sample_losses_and_gradients(
-    logits: Tensor, labels: Tensor, lens: object, *, family: str = "target"
+    logits: Tensor, labels: Tensor, lens: object, *, family: str = "target", targets: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     r"""Per-sample loss (N,) and its gradient with respect to the logits (N, K).
 
     Each sample's loss depends on its own row only, so the gradient of the sum
     is the per-sample gradient: :math:`\mathrm{softmax}(x_n) - C_{y_n}` for the
-    target side. Lens convention: rows are target distributions, rows sum to 1.
+    target side. With soft labels (``targets``, per-sample distributions
+    :math:`t_n`) the lensed target is :math:`t_n C` and the gradient
+    :math:`\mathrm{softmax}(x_n) - t_n C`; ``labels`` are then not used.
+    Lens convention: rows are target distributions, rows sum to 1.
+
+    Args:
+        logits: (N, K).
+        labels: (N,) int64 class indices.
+        lens: K×K lens or :class:`~lensdash.Lens`.
+        family: ``'target'`` or ``'prediction'``.
+        targets: (N, K) per-sample target distributions (soft labels), or None.
 
     Example:
         >>> loss, grad = per_sample_losses_and_gradients(torch.zeros(1, 2), torch.tensor([0]), torch.eye(2))
         >>> grad
         tensor([[-0.5000,  0.5000]])
+        >>> _, grad = per_sample_losses_and_gradients(
+        ...     torch.zeros(1, 2), torch.tensor([0]), torch.eye(2), targets=torch.tensor([[0.75, 0.25]]))
+        >>> grad
+        tensor([[-0.2500,  0.2500]])
     """
     loss_fn = _family(family)
+    target = labels if targets is None else targets.to(device=logits.device, dtype=logits.dtype)
     x = logits.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = loss_fn(x, labels, lens, reduction="none")
+        loss = loss_fn(x, target, lens, reduction="none")
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return loss.detach(), grad
+
+
+def target_entropy(targets: Tensor) -> Tensor:
+    r"""(N,) entropy :math:`H(t_n) = -\sum_j t_{nj} \log t_{nj}` of per-sample target distributions (0 log 0 = 0).
+
+    The target-side (KL) and the cross-entropy forms of a loss differ by it: 0 for one-hot labels.
+
+    Example:
+        >>> target_entropy(torch.tensor([[0.5, 0.5], [1.0, 0.0]]))
+        tensor([0.6931, 0.0000])
+    """
+    return torch.special.entr(targets).sum(dim=1)
+
+
+def unlensed_losses(logits: Tensor, labels: Tensor, *, family: str = "target", targets: Tensor | None = None) -> Tensor:
+    r"""(N,) loss of ``family`` with the identity lens: what :attr:`Analysis.unlensed_loss` holds.
+
+    With class labels it is ``F.cross_entropy`` for both families. With soft labels :math:`t_n`
+    it is the family's loss with the identity lens, so that the lens alone makes the difference:
+    prediction-side ``F.cross_entropy(x, t)``, target-side :math:`\mathrm{KL}(t_n \| \mathrm{softmax}(x_n))`,
+    the cross-entropy minus :func:`target_entropy`.
+
+    Example:
+        >>> x = torch.zeros(1, 2)
+        >>> unlensed_losses(x, torch.tensor([0]), targets=torch.tensor([[0.5, 0.5]]))
+        tensor([0.])
+        >>> unlensed_losses(x, torch.tensor([0]), family="prediction", targets=torch.tensor([[0.5, 0.5]]))
+        tensor([0.6931])
+    """
+    _family(family)
+    if targets is None:
+        return F.cross_entropy(logits.detach(), labels, reduction="none")
+    t = targets.to(device=logits.device, dtype=logits.dtype)
+    loss = F.cross_entropy(logits.detach(), t, reduction="none")
+    return loss - target_entropy(t) if family == "target" else loss
 
 
 def class_mean(values: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -84,7 +135,12 @@ def class_mean(values: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Everything the dashboard and the report show, for one lens on one set of predictions."""
+    """Everything the dashboard and the report show, for one lens on one set of predictions.
+
+    With soft labels (``targets``, per-sample distributions) the losses and gradients use them, lensed as
+    :math:`t_n C`; ``labels`` are their majority labels, which the label-based numbers use (accuracy, the
+    lens-aware rule, the confusion matrix, ``p_true``, the grouping of the per-class means).
+    """
 
     class_names: tuple[str, ...]
     family: str
@@ -99,6 +155,12 @@ class Analysis:
     grad_unlensed: Tensor  # (K, K) class-mean gradient, row = true class
     grad_lensed: Tensor  # (K, K)
     confusion: Tensor  # (K, K) counts
+    targets: Tensor | None = None  # (N, K) soft labels (rows sum to 1), or None for class labels
+
+    @property
+    def soft_labels(self) -> bool:
+        """Whether the losses and gradients use per-sample target distributions (``labels`` are their majority)."""
+        return self.targets is not None
 
     @property
     def num_samples(self) -> int:
@@ -136,7 +198,11 @@ class Analysis:
 
 @dataclass(frozen=True)
 class Baseline:
-    """The unlensed half of an :class:`Analysis`: it depends on the predictions only, so lens edits reuse it."""
+    """The unlensed half of an :class:`Analysis`: it depends on the predictions only, so lens edits reuse it.
+
+    ``unlensed_loss`` is the cross-entropy (``F.cross_entropy`` with the soft labels ``targets`` when given);
+    ``entropy`` the soft labels' :func:`target_entropy`, which the target side subtracts (see :func:`unlensed_losses`).
+    """
 
     labels: Tensor  # (N,)
     predicted: Tensor  # (N,)
@@ -145,31 +211,78 @@ class Baseline:
     log_norm: Tensor  # (N,) logsumexp of each row
     grad_unlensed: Tensor  # (K, K)
     confusion: Tensor  # (K, K)
+    targets: Tensor | None = None  # (N, K) soft labels, or None
+    entropy: Tensor | None = None  # (N,) their entropy, or None
+
+    def unlensed_for(self, family: str) -> Tensor:
+        """(N,) :func:`unlensed_losses` of ``family``: cross-entropy less soft labels' entropy on the target side."""
+        if family == "target" and self.entropy is not None:
+            return self.unlensed_loss - self.entropy
+        return self.unlensed_loss
 
 
-def baseline(logits: Tensor, labels: Tensor) -> Baseline:
+def baseline(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> Baseline:
     """Unlensed losses, class-mean gradients, predictions and confusion of (N, K) logits.
+
+    Args:
+        logits: (N, K).
+        labels: (N,) int64 class indices (with ``targets``: their majority labels).
+        targets: (N, K) soft labels, each row a distribution, or None.
+
+    Raises:
+        InputError: bad shapes or dtypes, labels out of range.
 
     Example:
         >>> baseline(torch.zeros(2, 3), torch.tensor([0, 2])).unlensed_loss
         tensor([1.0986, 1.0986])
     """
     check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
-    return _baseline(logits, labels)
+    _check_targets(logits, targets)
+    return _baseline(logits, labels, targets)
 
 
-def _baseline(logits: Tensor, labels: Tensor) -> Baseline:
+def _check_targets(logits: Tensor, targets: Tensor | None) -> None:
+    if targets is None:
+        return
+    if not isinstance(targets, Tensor) or targets.shape != logits.shape or not targets.is_floating_point():
+        found = f"{tuple(targets.shape)} {targets.dtype}" if isinstance(targets, Tensor) else type(targets).__name__
+        raise InputError.build(
+            f"soft labels as a floating-point tensor shaped like the logits {tuple(logits.shape)}",
+            found,
+            where="targets",
+            fix="Pass one distribution over the classes per sample (Predictions.targets), or None.",
+        )
+
+
+def _baseline(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> Baseline:
     k = logits.shape[1]
     identity = torch.eye(k, dtype=logits.dtype, device=logits.device)
-    unlensed, probs = per_sample_losses_and_gradients(logits, labels, identity, family="target")
-    grad_unlensed = class_mean(probs, labels, k)
-    # softmax = unlensed gradient + one-hot: reuse that buffer rather than another pass.
-    probs[torch.arange(len(labels), device=labels.device), labels] += 1
+    if targets is None:
+        unlensed, probs = per_sample_losses_and_gradients(logits, labels, identity, family="target")
+        grad_unlensed = class_mean(probs, labels, k)
+        # softmax = unlensed gradient + one-hot: reuse that buffer rather than another pass.
+        probs[torch.arange(len(labels), device=labels.device), labels] += 1
+        entropy = None
+    else:
+        # The prediction side with the identity lens is F.cross_entropy(x, t); its gradient softmax − t.
+        t = targets.to(device=logits.device, dtype=logits.dtype)
+        unlensed, probs = per_sample_losses_and_gradients(logits, labels, identity, family="prediction", targets=t)
+        grad_unlensed = class_mean(probs, labels, k)
+        probs += t
+        entropy = target_entropy(t)
     predicted = probs.argmax(dim=1)
     p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
     log_norm = torch.logsumexp(logits.detach(), dim=1)
     return Baseline(
-        labels, predicted, unlensed, p_true, log_norm, grad_unlensed, confusion_counts(predicted, labels, k)
+        labels,
+        predicted,
+        unlensed,
+        p_true,
+        log_norm,
+        grad_unlensed,
+        confusion_counts(predicted, labels, k),
+        targets,
+        entropy,
     )
 
 
@@ -196,6 +309,7 @@ def analyze(
     family: str = "target",
     class_names_: Sequence[str] | None = None,
     baseline: Baseline | None = None,
+    targets: Tensor | None = None,
 ) -> Analysis:
     r"""Compare the unlensed and lensed loss on fixed predictions.
 
@@ -204,20 +318,30 @@ def analyze(
     ``family`` (``'target'``: the seed's :math:`\mathrm{KL}(C_y\|\mathrm{softmax}(x))`,
     ``'prediction'``: :math:`-\log(\mathrm{softmax}(x) C)_y`).
 
+    Soft labels (``targets``, a distribution :math:`t_n` per sample): the losses and
+    gradients use :math:`t_n C` in place of :math:`C_{y_n}` (target side
+    :math:`\mathrm{KL}(t_n C\|\mathrm{softmax}(x_n))`, prediction side
+    :math:`-\sum_y t_{ny} \log(\mathrm{softmax}(x_n) C)_y`), and the unlensed loss is the
+    same family with the identity lens (:func:`unlensed_losses`), so the difference is
+    the lens's alone. Accuracy, the lens-aware rule, the confusion matrix and the
+    per-class grouping use ``labels``, the majority labels.
+
     Args:
         logits: (N, K) logits (log-probabilities work too).
-        labels: (N,) int64 class indices.
+        labels: (N,) int64 class indices (with ``targets``: their majority labels).
         lens: K×K lens or :class:`~lensdash.Lens`.
         family: ``'target'`` or ``'prediction'``.
         class_names_: K names (default: the lens's names, else ``"0"..``).
         baseline: the :func:`baseline` of these predictions, to skip the
             unlensed half (it does not depend on the lens).
+        targets: (N, K) soft labels (``Predictions.targets``), or None.
 
     Returns:
         An :class:`Analysis`.
 
     Raises:
-        InputError: bad shapes, dtypes or labels; unknown family; a baseline of other predictions.
+        InputError: bad shapes, dtypes or labels; unknown family; a baseline of other predictions
+            (or one computed with soft labels where none are given, or the reverse).
         LensError: invalid lens.
 
     Example:
@@ -227,23 +351,34 @@ def analyze(
         (0.9163, 0.367)
     """
     check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
+    _check_targets(logits, targets)
     k = logits.shape[1]
     if baseline is None:
-        baseline = _baseline(logits, labels)
+        baseline = _baseline(logits, labels, targets)
     elif baseline.labels.shape != labels.shape or baseline.grad_unlensed.shape[0] != k:
         raise InputError.build(
             f"a baseline of these {len(labels)} × {k} predictions",
             f"one of {len(baseline.labels)} × {baseline.grad_unlensed.shape[0]}",
             fix="Compute it with baseline(logits, labels) on the same predictions.",
         )
+    elif (baseline.targets is None) != (targets is None):
+        raise InputError.build(
+            "a baseline computed with the same labels" + (" (soft labels)" if targets is not None else ""),
+            "one computed " + ("without soft labels" if targets is not None else "with soft labels"),
+            fix="Compute it with baseline(logits, labels, targets) on the same labels.",
+        )
     if class_names_ is None:
         class_names_ = lens.classes if isinstance(lens, Lens) else class_names(k)
     names = class_names(class_names_)
-    lensed, grad_l = per_sample_losses_and_gradients(logits, labels, lens, family=family)
+    lensed, grad_l = per_sample_losses_and_gradients(logits, labels, lens, family=family, targets=targets)
     grad_lensed = class_mean(grad_l, labels, k)
     del grad_l
     matrix = (lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)).to(logits.device)
-    lens_mass = _support_mass(logits.detach(), labels, matrix > 0, baseline.log_norm)
+    if targets is None:
+        lens_mass = _support_mass(logits.detach(), labels, matrix > 0, baseline.log_norm)
+    else:  # the support of each sample's own lensed target t_n C
+        lensed_targets = targets.to(device=logits.device, dtype=matrix.dtype) @ matrix
+        lens_mass = (torch.softmax(logits.detach(), dim=1) * (lensed_targets > 0)).sum(dim=1)
     lens_hit = lens_hits(matrix)[labels, baseline.predicted]
     lens_score = lens_credit(matrix)[labels, baseline.predicted]
     return Analysis(
@@ -251,7 +386,7 @@ def analyze(
         family=family,
         labels=labels,
         predicted=baseline.predicted,
-        unlensed_loss=baseline.unlensed_loss,
+        unlensed_loss=baseline.unlensed_for(family),
         lensed_loss=lensed,
         p_true=baseline.p_true,
         lens_mass=lens_mass,
@@ -260,6 +395,7 @@ def analyze(
         grad_unlensed=baseline.grad_unlensed,
         grad_lensed=grad_lensed,
         confusion=baseline.confusion,
+        targets=targets,
     )
 
 
@@ -290,4 +426,6 @@ __all__ = [
     "per_sample_table",
     "soft_confusion",
     "suggest_groups",
+    "target_entropy",
+    "unlensed_losses",
 ]
