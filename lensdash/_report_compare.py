@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from lensdash.analysis import FAMILIES, per_class_mean
+from lensdash.analysis import FAMILIES, per_class_mean, unlensed_losses
 from lensdash.compare import (
     BootstrapInterval,
     PairedCounts,
@@ -59,11 +59,15 @@ class Comparison:
     _summary: dict | None = field(default=None, repr=False)
 
     def add_(self, analysis_a: Any, logits_b: Tensor, lens: Tensor, family: str) -> None:
-        """Add one chunk: A's :class:`~lensdash.analysis.Analysis` and B's logits for the same rows."""
-        labels = analysis_a.labels
+        """Add one chunk: A's :class:`~lensdash.analysis.Analysis` and B's logits for the same rows.
+
+        B's losses are taken as A's: with A's soft labels (``analysis_a.targets``) when it has them.
+        """
+        labels, targets = analysis_a.labels, analysis_a.targets
         with torch.no_grad():
-            lensed_b = FAMILIES[family](logits_b, labels, lens, reduction="none")
-            unlensed_b = torch.nn.functional.cross_entropy(logits_b, labels, reduction="none")
+            target = labels if targets is None else targets.to(logits_b.dtype)
+            lensed_b = FAMILIES[family](logits_b, target, lens, reduction="none")
+            unlensed_b = unlensed_losses(logits_b, labels, family=family, targets=targets)
         correct_a, correct_b = analysis_a.predicted == labels, top1_correct(logits_b, labels)
         self.counts = self.counts + paired_counts(
             correct_a,

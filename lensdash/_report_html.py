@@ -46,6 +46,14 @@ def _table(rows: Sequence[tuple[str, Any]], caption: str) -> str:
     return f"<h2>{html_text(caption)}</h2><table class='kv'>{body}</table>"
 
 
+#: What the report says when the labels were soft (one distribution per sample).
+SOFT_LABELS_NOTE = (
+    "Soft labels: the losses and gradients use each sample's target distribution t, lensed as t·C; the unlensed "
+    "loss is the same family with the identity lens (target side KL(t ‖ softmax), prediction side cross-entropy "
+    "with t), so their difference is the lens's alone. Accuracy, the lens-aware rule, precision / recall / F1, "
+    "top-k, calibration and the confusion matrix use the majority label (the most likely class of t)."
+)
+
 _SUMMARY_ROWS = (
     ("accuracy", "top-1 accuracy"),
     ("lens_aware_accuracy", "lens-aware accuracy (C[y, ŷ] ≥ ½ max C[y])"),
@@ -108,6 +116,8 @@ def _html(result: Report, grad_u: Tensor, grad_l: Tensor) -> str:
         f"Unlensed loss {s['unlensed_loss']:.4f}, lensed {s['lensed_loss']:.4f}, "
         f"accuracy {s['accuracy']:.1%}, lens-aware accuracy {s['lens_aware_accuracy']:.1%}.</p>"
     )
+    if result.soft_labels:
+        head += f"<p class='note'>{html_text(SOFT_LABELS_NOTE)}</p>"
     top_k = s.get("top_k")
     rows = [(label, s[key]) for key, label in _SUMMARY_ROWS if key in s]
     if top_k is not None:

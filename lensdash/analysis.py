@@ -264,11 +264,11 @@ def _baseline(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> 
         probs[torch.arange(len(labels), device=labels.device), labels] += 1
         entropy = None
     else:
-        # The prediction side with the identity lens is F.cross_entropy(x, t); its gradient softmax − t.
+        # F.cross_entropy(x, t) works in log space (finite for any finite logits); its gradient is softmax − t.
         t = targets.to(device=logits.device, dtype=logits.dtype)
-        unlensed, probs = per_sample_losses_and_gradients(logits, labels, identity, family="prediction", targets=t)
-        grad_unlensed = class_mean(probs, labels, k)
-        probs += t
+        unlensed = F.cross_entropy(logits.detach(), t, reduction="none")
+        probs = torch.softmax(logits.detach(), dim=1)
+        grad_unlensed = class_mean(probs - t, labels, k)
         entropy = target_entropy(t)
     predicted = probs.argmax(dim=1)
     p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1)

@@ -101,6 +101,7 @@ class Report:
     hierarchy_sums: HierarchySums | None = None
     comparison: Comparison | None = None
     slices: SliceAccumulator | None = None
+    soft_labels: bool = False  # the losses and gradients used per-sample target distributions
 
     @property
     def rows(self) -> int:
@@ -119,6 +120,7 @@ class Report:
         """
         self.sums.add_(other.sums)
         self.metrics.add_(other.metrics)
+        self.soft_labels = self.soft_labels or other.soft_labels
         if self.hierarchy_sums is not None and other.hierarchy_sums is not None:
             self.hierarchy_sums.merge_(other.hierarchy_sums)
         if self.comparison is not None and other.comparison is not None:
@@ -137,7 +139,9 @@ class Report:
         """The headline numbers (as the app's metrics) and what produced them; NaN is written as ``null``.
 
         Accuracy, lens-aware accuracy and the lens soft score come from :attr:`metrics` when it is there (the same
-        rule, :func:`~lensdash.analysis.lens_hits`, on the same samples as :attr:`sums`).
+        rule, :func:`~lensdash.analysis.lens_hits`, on the same samples as :attr:`sums`). ``soft_labels`` says
+        whether the losses and gradients used per-sample target distributions; the accuracies, per-class scores
+        and calibration then use their majority labels.
         """
         out: dict[str, Any] = {**self.sums.summary(), **self.metrics.summary()}
         if self.hierarchy_sums is not None:
@@ -149,6 +153,7 @@ class Report:
                 "source": self.source,
                 "class_names": list(self.class_names),
                 "processes": self.processes,
+                "soft_labels": self.soft_labels,
                 "notes": self.notes,
                 "complete": True,
             }
@@ -356,11 +361,16 @@ def report(
             notes=paired.notes,
         )
     slices = None if slice_by is None else SliceAccumulator(slice_by)
-    rows = 0
+    rows, soft_labels = 0, False
     try:
         for chunk in stream.chunks:
             logits, targets = chunk.logits.to(device), chunk.labels.to(device)
-            analysis = analyze(logits, targets, matrix, family=family, class_names_=names)
+            # Soft labels (a distribution per row) drive the losses and gradients; the metrics and every count use
+            # their majority labels (chunk.labels).
+            soft = getattr(chunk, "targets", None)
+            soft = None if soft is None else soft.to(device=device, dtype=logits.dtype)
+            soft_labels = soft_labels or soft is not None
+            analysis = analyze(logits, targets, matrix, family=family, class_names_=names, targets=soft)
             sums.add_(ClassSums.of(analysis))
             metrics.update(logits, targets, rule)
             if hierarchy_sums is not None:
@@ -401,6 +411,7 @@ def report(
         hierarchy_sums=hierarchy_sums,
         comparison=comparison,
         slices=slices,
+        soft_labels=soft_labels,
     )
 
 

@@ -188,3 +188,14 @@ def test_soft_label_file_end_to_end(tmp_path):
     expected = F.cross_entropy(preds.logits.double(), lensed_t, reduction="none") - target_entropy(lensed_t)
     torch.testing.assert_close(a.lensed_loss.double(), expected, atol=1e-5, rtol=1e-5)
     assert torch.equal(preds.labels, preds.targets.argmax(1))
+
+
+def test_unlensed_loss_stays_finite_for_extreme_logits():
+    """The unlensed loss is F.cross_entropy's, in log space: a class with probability 1e-87 costs 200, not inf."""
+    x = torch.tensor([[0.0, -200.0, 1.0]])
+    t = torch.tensor([[0.5, 0.5, 0.0]])
+    for family in ("target", "prediction"):
+        a = analyze(x, torch.tensor([0]), torch.eye(3), family=family, targets=t)
+        expected = F.cross_entropy(x, t, reduction="none") - (target_entropy(t) if family == "target" else 0)
+        torch.testing.assert_close(a.unlensed_loss, expected)
+        assert torch.isfinite(a.unlensed_loss).all()

@@ -55,8 +55,9 @@ class Dataset:
     def of(cls, predictions: Predictions, origin: str) -> Dataset:
         # The digest covers everything an analysis depends on (numbers, labels, names), so two sessions' results
         # can never be mixed up; the unlensed half is computed once per dataset, so a lens edit only does the rest.
-        digest = tensor_digest(predictions.logits, predictions.labels, names=predictions.class_names)
-        unlensed = baseline(predictions.logits, predictions.labels)
+        targets = () if predictions.targets is None else (predictions.targets,)  # soft labels change every loss
+        digest = tensor_digest(predictions.logits, predictions.labels, *targets, names=predictions.class_names)
+        unlensed = baseline(predictions.logits, predictions.labels, predictions.targets)
         soft = soft_confusion(predictions.logits, predictions.labels, predictions.num_classes)
         return cls(digest, predictions, origin, unlensed, LensInputs(predictions.class_names, unlensed.confusion, soft))
 

@@ -26,7 +26,7 @@ from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
-from lensdash.ui.evaluation import LENS_RULE_HELP, SOFT_SCORE_HELP
+from lensdash.ui.evaluation import LENS_RULE_HELP, SOFT_SCORE_HELP, SOFT_UNLENSED_HELP, soft_labels_note
 from lensdash.ui.hierarchy import class_view, confusion_view, usable_hierarchy
 
 FAMILY_LABELS = {name: entry.label for name, entry in FAMILY_REGISTRY.items()}
@@ -44,7 +44,13 @@ def cached_analysis(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     def compute() -> Analysis:
         preds = dataset.predictions
         return analyze(
-            preds.logits, preds.labels, lens, family=family, class_names_=preds.class_names, baseline=dataset.baseline
+            preds.logits,
+            preds.labels,
+            lens,
+            family=family,
+            class_names_=preds.class_names,
+            baseline=dataset.baseline,
+            targets=preds.targets,
         )
 
     return session_memo("analysis", (dataset.digest, lens_digest(lens), family), compute)
@@ -56,7 +62,7 @@ def cached_mean_loss(dataset: Dataset, lens: Lens, family: str) -> float:
     return session_memo(
         "mean_loss",
         (dataset.digest, lens_digest(lens), family),
-        lambda: float(FAMILIES[family](preds.logits, preds.labels, lens)),
+        lambda: float(FAMILIES[family](preds.logits, preds.labels if preds.targets is None else preds.targets, lens)),
     )
 
 
@@ -147,7 +153,8 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     )
     other = "prediction" if family == "target" else "target"
     cols = st.columns([1, 1, 1, 1, 1, 1, 1.4])
-    cols[0].metric("Unlensed loss", _fmt(s["unlensed_loss"]), help="Mean cross-entropy (F.cross_entropy), no lens.")
+    unlensed_help = "Mean cross-entropy (F.cross_entropy), no lens." + (SOFT_UNLENSED_HELP * analysis.soft_labels)
+    cols[0].metric("Unlensed loss", _fmt(s["unlensed_loss"]), help=unlensed_help)
     cols[1].metric(
         "Lensed loss",
         _fmt(s["lensed_loss"]),
@@ -163,7 +170,12 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
         help=f"The other family's lensed loss: mean {FAMILY_LABELS[other]}."
         + (floor_note if other == "prediction" else " " + SEED_NOTE),
     )
-    cols[3].metric("Top-1 accuracy", f"{s['accuracy']:.1%}", help="Share of samples whose argmax is the true class.")
+    majority = " With soft labels the true class is the majority label (the most likely class)."
+    cols[3].metric(
+        "Top-1 accuracy",
+        f"{s['accuracy']:.1%}",
+        help="Share of samples whose argmax is the true class." + majority * analysis.soft_labels,
+    )
     cols[4].metric("Lens-aware acc.", f"{s['lens_aware_accuracy']:.1%}", help="Lens-aware accuracy. " + LENS_RULE_HELP)
     cols[5].metric("Lens soft score", f"{s['lens_soft_score']:.3f}", help=SOFT_SCORE_HELP)
     n, k = int(s["num_samples"]), int(s["num_classes"])
@@ -178,6 +190,7 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
 
 
 def tables_section(analysis: Analysis, metadata: pd.DataFrame | None = None) -> None:
+    soft_labels_note(analysis)
     st.subheader("Per class")
     st.dataframe(per_class_table(analysis), hide_index=True, width="stretch", key="per_class_table")
     left, right = st.columns(2)
@@ -210,6 +223,7 @@ def tables_section(analysis: Analysis, metadata: pd.DataFrame | None = None) -> 
 
 
 def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
+    soft_labels_note(analysis, gradients=True)
     names = analysis.class_names
     st.caption(
         "Class-mean gradient of the loss with respect to the logits: row = true class, column = logit. "
@@ -265,8 +279,9 @@ def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
     top = torch.argsort(delta, descending=True, stable=True)[:count]
     preds = dataset.predictions
     x, y = preds.logits[top], preds.labels[top]
-    _, g_lensed = per_sample_losses_and_gradients(x, y, lens, family=analysis.family)
-    _, g_plain = per_sample_losses_and_gradients(x, y, torch.eye(len(names)))
+    t = None if preds.targets is None else preds.targets[top]  # soft labels: each sample's own distribution
+    _, g_lensed = per_sample_losses_and_gradients(x, y, lens, family=analysis.family, targets=t)
+    _, g_plain = per_sample_losses_and_gradients(x, y, torch.eye(len(names)), targets=t)
     grads = {"lensed − unlensed": g_lensed - g_plain, "lensed": g_lensed, "unlensed": g_plain}[which]
     st.plotly_chart(
         figures.sample_gradient_heatmap(
