@@ -199,3 +199,13 @@ def test_unlensed_loss_stays_finite_for_extreme_logits():
         expected = F.cross_entropy(x, t, reduction="none") - (target_entropy(t) if family == "target" else 0)
         torch.testing.assert_close(a.unlensed_loss, expected)
         assert torch.isfinite(a.unlensed_loss).all()
+
+
+def test_sanity_checks_with_soft_labels():
+    from lensdash.sanity import identity_checks
+
+    x, t, y = _data(9)
+    checks = identity_checks(x, y, targets=t)
+    soft = [c for c in checks if c.name.startswith("soft labels")]
+    assert len(soft) == 2 and all(c.passed for c in checks)
+    assert len(identity_checks(x, y)) == len(checks) - 2

@@ -71,7 +71,7 @@ def cached_identity_checks(dataset: Dataset) -> pd.DataFrame:
     return session_memo(
         "identity_checks",
         dataset.digest,
-        lambda: pd.DataFrame([c.as_dict() for c in identity_checks(preds.logits, preds.labels)]),
+        lambda: pd.DataFrame([c.as_dict() for c in identity_checks(preds.logits, preds.labels, targets=preds.targets)]),
     )
 
 
