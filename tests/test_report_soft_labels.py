@@ -129,3 +129,20 @@ def test_hard_labels_say_no_soft_labels(tmp_path):
     assert result.summary()["soft_labels"] is False
     result.write(tmp_path / "out")
     assert "Soft labels" not in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_every_metric_comes_from_one_pass_over_the_stream(monkeypatch):
+    """The file is opened once and each chunk read once, for the losses, gradients, metrics and calibration."""
+    logits, targets, labels = _data(1)
+    fake, opened, read = _fake_open_stream(logits, targets, labels), [], []
+
+    def counting(*args, **kwargs):
+        opened.append(args)
+        stream = fake(*args, **kwargs)
+        stream.chunks = (read.append(chunk.row) or chunk for chunk in stream.chunks)
+        return stream
+
+    monkeypatch.setattr(report_module, "open_stream", counting)
+    s = report("soft.csv", ld.merge_lens(list(NAMES), [["ant", "bee"]])).summary()
+    assert len(opened) == 1 and read == list(range(0, N, 20))
+    assert s["num_samples"] == N and s["ece"] is not None and s["lensed_ece"] is not None and s["top5_accuracy"]
