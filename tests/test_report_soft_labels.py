@@ -146,3 +146,15 @@ def test_every_metric_comes_from_one_pass_over_the_stream(monkeypatch):
     s = report("soft.csv", ld.merge_lens(list(NAMES), [["ant", "bee"]])).summary()
     assert len(opened) == 1 and read == list(range(0, N, 20))
     assert s["num_samples"] == N and s["ece"] is not None and s["lensed_ece"] is not None and s["top5_accuracy"]
+
+
+def test_the_command_line_says_soft_labels(soft_stream, tmp_path, capsys):
+    from lensdash.cli import main
+
+    (tmp_path / "soft.csv").write_text("stands in: the stream is the fake one\n")
+    lens = tmp_path / "lens.json"
+    lens.write_text(json.dumps({"classes": list(NAMES), "lens": torch.eye(len(NAMES)).tolist()}))
+    assert main(["report", str(tmp_path / "soft.csv"), "--lens", str(lens), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "soft labels: losses use each distribution, accuracy the majority label" in out
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["soft_labels"] is True
