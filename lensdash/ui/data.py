@@ -154,6 +154,9 @@ def data_section() -> Dataset:
         help=f"One row per sample, one column per class (logits or probabilities), and a 'label' column. "
         f"Files up to {limit_mb} MB; larger ones with the command line: `{CLI_HINT}`.",
     )
+    # Streamlit's uploader refuses a larger file in the browser with a red icon only (this code never sees it), so the
+    # limit and the way past it are said beside it, always.
+    st.sidebar.caption(f"Up to {limit_mb} MB here. Larger files, in chunks, with the command line: `{CLI_HINT}`")
     labels = st.sidebar.file_uploader(
         "Labels, if not a column of the predictions (optional)",
         type=["csv", "tsv", "txt", "npy"],
