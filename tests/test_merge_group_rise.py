@@ -64,3 +64,21 @@ def test_any_model_pays_minus_log_group_probability_plus_log_group_size():
     torch.testing.assert_close(a.delta, math.log(GROUP) - (p_group / p_true).log())
     # At most log |G|; below 0 where the group's probability sits on the other members.
     assert bool((a.delta <= math.log(GROUP) + 1e-12).all()) and bool((a.delta < 0).any())
+
+
+def test_the_floor_the_page_states_with_hard_and_soft_labels():
+    from lensdash.ui.results import prediction_side_floor
+
+    lens = ld.merge_lens(K, [[0, 1], [2, 3, 4]])
+    labels = torch.tensor([0, 2, 7])
+    hard = prediction_side_floor(lens, labels)
+    assert hard == pytest.approx((math.log(2) + math.log(3) + 0) / 3)
+    assert prediction_side_floor(lens, labels, F.one_hot(labels, K).double()) == pytest.approx(hard)
+    soft = torch.zeros(3, K, dtype=torch.float64)
+    soft[0, [0, 7]], soft[1, [2, 9]], soft[2, 7] = 0.5, 0.25, 1.0
+    soft[1, 9] = 0.75
+    expected = (0.5 * math.log(2) + 0.25 * math.log(3) + 0) / 3
+    assert prediction_side_floor(lens, labels, soft) == pytest.approx(expected)
+    x = torch.randn(3, K, dtype=torch.float64)
+    loss = analyze(x, labels, lens, family="prediction", targets=soft).lensed_loss.mean()
+    assert float(loss) >= expected

@@ -126,7 +126,7 @@ RISE_NOTE = (
 )
 
 
-def prediction_side_floor(lens: Lens, labels: torch.Tensor) -> float:
+def prediction_side_floor(lens: Lens, labels: torch.Tensor, targets: torch.Tensor | None = None) -> float:
     r"""The least mean prediction-side loss any model can reach under ``lens``: mean of :math:`-\log \max_j C_{j y}`.
 
     :math:`-\log (pC)_y = -\log \sum_j p_j C_{jy} \ge -\log \max_j C_{jy}`. For a merge group
@@ -140,6 +140,9 @@ def prediction_side_floor(lens: Lens, labels: torch.Tensor) -> float:
         0.3466
     """
     column_max = lens.matrix.double().amax(dim=0)
+    if targets is not None:  # soft labels: the loss is Σ_y t_y (−log (pC)_y), so its floor is Σ_y t_y (−log max_j C_jy)
+        t, floor = targets.double().cpu(), -torch.log(column_max)
+        return float(torch.where(t > 0, t * floor, 0.0).sum(dim=1).mean())  # an unreachable class with t_y > 0: inf
     return float(-torch.log(column_max[labels.cpu()]).mean())
 
 
@@ -150,7 +153,7 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     """
     analysis = cached_analysis(dataset, lens, family)
     s = analysis.summary()
-    floor = prediction_side_floor(lens, dataset.predictions.labels)
+    floor = prediction_side_floor(lens, dataset.predictions.labels, dataset.predictions.targets)
     grouped = floor > 1e-9 and not lens_rule(lens).is_identity
     floor_note = (
         " With merge groups the prediction-side loss is −log P(group) + log |group|: the lens spreads each class's "
