@@ -17,6 +17,7 @@ def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
     """The page's rerun after a lens edit vs the core computation it needs, on an uploaded file."""
     from lensdash import Lens
     from lensdash.analysis import analyze
+    from lensdash.ui.lens_editor import MAX_GRID_K
 
     at, preds = page_with_upload(rows, cols)
     t0 = time.perf_counter()
@@ -30,10 +31,13 @@ def bench_app(rows: int, cols: int, repeats: int = 15) -> None:
 
     def edit_and_rerun() -> None:
         i = next(edits)  # a new valid lens each time, so nothing comes from the cache
-        row, col, v = i % cols, (i * 7 + 1) % cols, 0.1 + (i % 40) / 100
+        # The grid's classes: all of them, or above MAX_GRID_K classes the sub-grid's (its rows and columns).
+        shown = list(at.session_state["subgrid_classes"]) if cols > MAX_GRID_K else list(names)
+        n = len(shown)
+        row, col, v = i % n, (i * 7 + 1) % n, 0.1 + (i % 40) / 100
         if col == row:
-            col = (col + 1) % cols
-        edit = {row: {names[row]: 1 - v, names[col]: v}}
+            col = (col + 1) % n
+        edit = {row: {shown[row]: 1 - v, shown[col]: v}}
         at.session_state[at.session_state["lens_grid_key"]] = {
             "edited_rows": edit,
             "added_rows": [],

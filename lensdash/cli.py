@@ -174,6 +174,10 @@ def _user_error(exc: BaseException) -> LensdashError:
     )
 
 
+#: Added to the summary line when the labels were soft (one distribution per sample).
+SOFT_LABELS_LINE = " (soft labels: losses use each distribution, accuracy the majority label)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, 2 for a user's error, 130/143 for SIGINT/SIGTERM)."""
     args = _parser().parse_args(argv)
@@ -273,6 +277,8 @@ class _Run:
                         f"{s['num_samples']:,} samples x {s['num_classes']} classes ({result.kind}): "
                         f"unlensed loss {s['unlensed_loss']:.4f}, lensed {s['lensed_loss']:.4f} ({args.family}), "
                         f"accuracy {s['accuracy']:.1%}, lens-aware {s['lens_aware_accuracy']:.1%}"
+                        + SOFT_LABELS_LINE
+                        * bool(s["soft_labels"])
                     )
                     if result.comparison is not None:
                         c = result.comparison.summary()

@@ -378,10 +378,12 @@ class MetricSums:
     ``tensors()`` lists the sums for ``torch.distributed.all_reduce``; adding two
     accumulators equals one over both sets of samples (exactly for the counts).
 
-    Every field is a sum over samples of a function of (logits row, true label): a
-    per-sample target distribution :math:`t_n` can later enter by giving each sum
-    its majority label :math:`\arg\max_j t_{nj}` (accuracy by the majority label) or
-    by weighting per-class sums with :math:`t_n`, without changing the fields.
+    Every field is a sum over samples of a function of (logits row, true label). With
+    soft labels (a target distribution :math:`t_n` per sample) the true label is the
+    majority label :math:`\arg\max_j t_{nj}` (``Predictions.labels``): accuracy, top-k,
+    precision / recall / F1, the lens-aware rule and calibration are scored against it,
+    as practitioners score against the majority vote; the distribution itself enters
+    the losses and gradients (:func:`lensdash.analysis.analyze`'s ``targets``).
 
     Example:
         >>> sums = MetricSums.zeros(3)

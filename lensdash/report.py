@@ -6,14 +6,15 @@ per-class losses and gradients (:class:`~lensdash.analysis.ClassSums`), the
 evaluation metrics (:class:`~lensdash.metrics.MetricSums`), the hierarchical
 metrics (:class:`~lensdash.hierarchy.HierarchySums`) and a second model's paired
 sums (:class:`Comparison`). Under ``torchrun`` every sum is added across
-processes with ``all_reduce``; the means and metrics are taken once, at the end."""
+processes with ``all_reduce``; the means and metrics are taken once, at the end.
+The comparison (``_report_compare``) and the HTML page (``_report_html``) live
+in private modules; their public names are imported here."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,34 +25,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import torch
-from torch import Tensor
 
-from lensdash import figures, figures_compare, figures_eval
-from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table, per_class_mean
-from lensdash.compare import (
-    BootstrapInterval,
-    PairedCounts,
-    comparison_from_counts,
-    paired_bootstrap,
-    paired_counts,
-    top1_correct,
-)
+from lensdash import figures
+from lensdash._report_compare import _PER_CLASS_ROWS, BOOTSTRAP_RESAMPLES, Comparison, _PairedRows
+from lensdash._report_html import _html, _json_ready
+from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table
+from lensdash.compare import PairedCounts
 from lensdash.errors import InputError, LensdashError
 from lensdash.hierarchy import Hierarchy, HierarchySums
 from lensdash.io import (
     CHUNK_ROWS,
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
-    Stream,
     open_stream,
     read_hierarchy,
     read_lens,
 )
-from lensdash.io._source import file_format
 from lensdash.lens import Lens, align_lens
 from lensdash.metrics import MetricSums, lens_rule
 from lensdash.report_folder import OutputFolder, check_output_folder
-from lensdash.sanitize import html_text, spreadsheet_cell, spreadsheet_safe
+from lensdash.sanitize import spreadsheet_cell, spreadsheet_safe
 from lensdash.slices import SliceAccumulator
 
 #: Files of every report, written together or not at all.
@@ -67,8 +60,6 @@ REPORT_FILES = (
 )
 #: Files a report with a second model (``--compare``) adds.
 COMPARISON_FILES = ("comparison.json", "comparison_per_class.csv")
-#: Bootstrap resamples of the paired loss difference (``--bootstrap-resamples``).
-BOOTSTRAP_RESAMPLES = 1000
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -84,87 +75,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int, int], None]  # (units done, units total, rows read)
-
-# Rows of Comparison.per_class: sums per true class.
-_PER_CLASS_ROWS = ("count", "correct_a", "correct_b", "lensed_a", "lensed_b")
-
-
-@dataclass
-class Comparison:
-    r"""Paired sums of a second model B on the same samples as A (matched by row order), streamed and sharded.
-
-    Differences are B − A. ``counts`` and ``per_class`` are sums over samples, so chunks and processes add up
-    exactly (``all_reduce``). The paired bootstrap needs the per-sample differences
-    :math:`d_n = \ell^B_n - \ell^A_n`: one float64 per sample and loss is kept (``lensed_diff``,
-    ``unlensed_diff``, in row order) and, under ``torchrun``, gathered on rank 0 in rank order, so the interval is
-    the one :func:`~lensdash.compare.paired_bootstrap` gives on the whole data in one process.
-
-    Correctness is top-1 (:func:`~lensdash.compare.top1_correct`), as :func:`~lensdash.compare.comparison_summary`.
-    """
-
-    source: str
-    counts: PairedCounts
-    per_class: Tensor  # (5, K) float64: _PER_CLASS_ROWS
-    lensed_diff: list[Tensor]
-    unlensed_diff: list[Tensor]
-    rows_b: int = 0  # rows of B this process read to the end of (see _PairedRows.finish); summed across processes
-    resamples: int = BOOTSTRAP_RESAMPLES
-    seed: int = 0
-    notes: list[str] = field(default_factory=list)
-    _summary: dict | None = field(default=None, repr=False)
-
-    def add_(self, analysis_a: Any, logits_b: Tensor, lens: Tensor, family: str) -> None:
-        """Add one chunk: A's :class:`~lensdash.analysis.Analysis` and B's logits for the same rows."""
-        labels = analysis_a.labels
-        with torch.no_grad():
-            lensed_b = FAMILIES[family](logits_b, labels, lens, reduction="none")
-            unlensed_b = torch.nn.functional.cross_entropy(logits_b, labels, reduction="none")
-        correct_a, correct_b = analysis_a.predicted == labels, top1_correct(logits_b, labels)
-        self.counts = self.counts + paired_counts(
-            correct_a,
-            correct_b,
-            unlensed_a=analysis_a.unlensed_loss,
-            unlensed_b=unlensed_b,
-            lensed_a=analysis_a.lensed_loss,
-            lensed_b=lensed_b,
-        )
-        values = (torch.ones_like(lensed_b), correct_a, correct_b, analysis_a.lensed_loss, lensed_b)
-        for index, value in enumerate(values):
-            self.per_class[index].index_add_(0, labels, value.double().to(self.per_class.device))
-        self.lensed_diff.append(lensed_b.detach().double().cpu() - analysis_a.lensed_loss.detach().double().cpu())
-        self.unlensed_diff.append(unlensed_b.detach().double().cpu() - analysis_a.unlensed_loss.detach().double().cpu())
-
-    def summary(self) -> dict[str, Any]:
-        """The ``comparison.json`` dict (:func:`~lensdash.compare.comparison_from_counts`), bootstrap included.
-
-        The bootstrap runs once (N × resamples draws) and the result is kept.
-        """
-        if self._summary is None:
-            intervals: dict[str, BootstrapInterval | None] = {"lensed": None, "unlensed": None}
-            if self.resamples and self.counts.samples:
-                for kind, parts in (("lensed", self.lensed_diff), ("unlensed", self.unlensed_diff)):
-                    diff = torch.cat(parts)
-                    # paired_bootstrap takes d = b - a; with a = 0 it gets the stored differences exactly.
-                    intervals[kind] = paired_bootstrap(
-                        torch.zeros_like(diff), diff, resamples=self.resamples, seed=self.seed
-                    )
-            out = comparison_from_counts(
-                self.counts, lensed_diff_interval=intervals["lensed"], unlensed_diff_interval=intervals["unlensed"]
-            )
-            self._summary = {**out, "source_b": self.source, "correct": "top-1", "notes": self.notes}
-        return self._summary
-
-    def per_class_table(self, names: Sequence[str]) -> pd.DataFrame:
-        """One row per true class, as :func:`~lensdash.compare.per_class_comparison` with the lensed losses."""
-        count, correct_a, correct_b, lensed_a, lensed_b = self.per_class.cpu()
-        frame = pd.DataFrame({"class": list(names), "count": count.long().numpy()})
-        frame["recall_a"] = per_class_mean(correct_a, count).numpy()
-        frame["recall_b"] = per_class_mean(correct_b, count).numpy()
-        frame["recall_diff"] = frame["recall_b"] - frame["recall_a"]
-        frame["lensed_loss_a"] = per_class_mean(lensed_a, count).numpy()
-        frame["lensed_loss_b"] = per_class_mean(lensed_b, count).numpy()
-        frame["lensed_loss_diff"] = frame["lensed_loss_b"] - frame["lensed_loss_a"]
-        return frame
 
 
 @dataclass
@@ -191,6 +101,7 @@ class Report:
     hierarchy_sums: HierarchySums | None = None
     comparison: Comparison | None = None
     slices: SliceAccumulator | None = None
+    soft_labels: bool = False  # the losses and gradients used per-sample target distributions
 
     @property
     def rows(self) -> int:
@@ -209,6 +120,7 @@ class Report:
         """
         self.sums.add_(other.sums)
         self.metrics.add_(other.metrics)
+        self.soft_labels = self.soft_labels or other.soft_labels
         if self.hierarchy_sums is not None and other.hierarchy_sums is not None:
             self.hierarchy_sums.merge_(other.hierarchy_sums)
         if self.comparison is not None and other.comparison is not None:
@@ -227,7 +139,9 @@ class Report:
         """The headline numbers (as the app's metrics) and what produced them; NaN is written as ``null``.
 
         Accuracy, lens-aware accuracy and the lens soft score come from :attr:`metrics` when it is there (the same
-        rule, :func:`~lensdash.analysis.lens_hits`, on the same samples as :attr:`sums`).
+        rule, :func:`~lensdash.analysis.lens_hits`, on the same samples as :attr:`sums`). ``soft_labels`` says
+        whether the losses and gradients used per-sample target distributions; the accuracies, per-class scores
+        and calibration then use their majority labels.
         """
         out: dict[str, Any] = {**self.sums.summary(), **self.metrics.summary()}
         if self.hierarchy_sums is not None:
@@ -239,6 +153,7 @@ class Report:
                 "source": self.source,
                 "class_names": list(self.class_names),
                 "processes": self.processes,
+                "soft_labels": self.soft_labels,
                 "notes": self.notes,
                 "complete": True,
             }
@@ -304,128 +219,6 @@ class Report:
                 first.setdefault(group, names[index])
             return [int(i) for i in order], [f"group of {first[g]}" for g in groups.tolist()], "lens group"
         return None, None, ""
-
-
-def _json_ready(value: Any) -> Any:
-    """NaN and infinities as ``None`` (JSON has no NaN), recursively; tuples as lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    return value
-
-
-def _number(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return html_text(str(value))
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.4g}"
-
-
-def _table(rows: Sequence[tuple[str, Any]], caption: str) -> str:
-    """A two-column HTML table of (name, value); names and values escaped."""
-    body = "".join(f"<tr><th>{html_text(name)}</th><td>{_number(value)}</td></tr>" for name, value in rows)
-    return f"<h2>{html_text(caption)}</h2><table class='kv'>{body}</table>"
-
-
-_SUMMARY_ROWS = (
-    ("accuracy", "top-1 accuracy"),
-    ("lens_aware_accuracy", "lens-aware accuracy (C[y, ŷ] ≥ ½ max C[y])"),
-    ("lens_soft_score", "lens soft score (mean C[y, ŷ] / max C[y])"),
-    ("macro_precision", "macro precision"),
-    ("macro_recall", "macro recall"),
-    ("macro_f1", "macro F1"),
-    ("weighted_f1", "weighted F1"),
-    ("ece", "expected calibration error (15 bins, L1)"),
-    ("mce", "maximum calibration error"),
-    ("lensed_accuracy", "lensed prediction's accuracy"),
-    ("lensed_ece", "lensed calibration error (ECE)"),
-    ("lensed_mce", "lensed maximum calibration error"),
-    ("unlensed_loss", "unlensed loss"),
-    ("lensed_loss", "lensed loss"),
-)
-
-
-def _html(result: Report, grad_u: Tensor, grad_l: Tensor) -> str:
-    """``report.html``: headline, metric tables, ordered and rolled-up heatmaps, reliability diagram, per-class table.
-
-    Every name from the files is escaped (:func:`~lensdash.sanitize.html_text`) in the tables; the figure builders
-    escape the names in their labels themselves (plotly reads labels as a small HTML subset), so they get raw names.
-    """
-    names = result.class_names
-    s = result.summary()
-    order, groups, group_kind = result.class_groups()
-    difference = grad_l - grad_u
-    confusion = result.metrics.confusion
-    off_diagonal = confusion.double() * (1 - torch.eye(len(names), dtype=torch.float64, device=confusion.device))
-    shared = figures.pick_classes(difference, groups=groups, order=order)  # one subset for the three panels
-    bound = float(max(grad_u[shared][:, shared].abs().max(), grad_l[shared][:, shared].abs().max()))
-    figs = [
-        figures.gradient_heatmap(grad_u, names, "Class-mean gradient, unlensed", zmax=bound, subset=shared),
-        figures.gradient_heatmap(grad_l, names, "Class-mean gradient, lensed", zmax=bound, subset=shared),
-        figures.gradient_heatmap(difference, names, "Lensed − unlensed", subset=shared),
-        figures.confusion_heatmap(
-            confusion, names, subset=figures.pick_classes(off_diagonal, groups=groups, order=order), diagonal=False
-        ),
-    ]
-    if groups is not None:
-        rolled, group_names = figures.rollup(confusion, groups)
-        figs.append(figures.confusion_heatmap(rolled, group_names, diagonal=False, title=f"Confusion by {group_kind}"))
-        count = result.sums.count
-        for matrix, title in ((grad_l, "Class-mean gradient, lensed"), (difference, "Lensed − unlensed")):
-            rolled, group_names = figures.rollup(matrix, groups, support=count)
-            figs.append(figures.gradient_heatmap(rolled, group_names, f"{title}, by {group_kind}"))
-    # One diagram per prediction, the builder's own layout (bars of accuracy, markers of confidence, counts below).
-    reliability = [
-        figures_eval.reliability_diagram(result.metrics.reliability(), "Top label"),
-        figures_eval.reliability_diagram(
-            result.metrics.reliability(lensed=True), "Lensed prediction (the lens-aware answer)"
-        ),
-    ]
-    if result.comparison is not None:  # the builder escapes the names itself
-        figs.append(figures_compare.per_class_difference_figure(result.comparison.per_class_table(names)))
-    head = (
-        f"<h1>lensdash report: {html_text(result.source)}</h1><p>{s['num_samples']:,} samples × "
-        f"{s['num_classes']} classes ({html_text(result.kind)}), {html_text(result.family)}-side lens. "
-        f"Unlensed loss {s['unlensed_loss']:.4f}, lensed {s['lensed_loss']:.4f}, "
-        f"accuracy {s['accuracy']:.1%}, lens-aware accuracy {s['lens_aware_accuracy']:.1%}.</p>"
-    )
-    top_k = s.get("top_k")
-    rows = [(label, s[key]) for key, label in _SUMMARY_ROWS if key in s]
-    if top_k is not None:
-        rows.insert(1, (f"top-{top_k} accuracy", s.get(f"top{top_k}_accuracy")))
-    tables = _table(rows, "Metrics")
-    if "hierarchy" in s:
-        tables += _table(list(s["hierarchy"].items()), "Hierarchical metrics")
-    if result.comparison is not None:
-        comparison = _json_ready(result.comparison.summary())
-        tables += _table(
-            [(key, value) for key, value in comparison.items() if key != "notes"],
-            f"Compared with B ({result.comparison.source}), B − A",
-        )
-    if order is not None:
-        tables += f"<p>Classes ordered by {html_text(group_kind)}; roll-ups sum each {html_text(group_kind)}.</p>"
-    body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs))
-    body += "<h2>Reliability: top label and lensed prediction</h2>" + "".join(
-        fig.to_html(full_html=False, include_plotlyjs=False) for fig in reliability
-    )
-    per_class = result.per_class_table()
-    if order is not None:
-        per_class = per_class.iloc[order]
-    per_class_html = per_class.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="–")
-    style = (
-        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:.5em 0 1.5em}"
-        "th,td{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}th{text-align:left}</style>"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>lensdash report</title>{style}</head>"
-        f"<body>{head}{tables}{body}<h2>Per class</h2>{per_class_html}</body></html>"
-    )
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -568,11 +361,16 @@ def report(
             notes=paired.notes,
         )
     slices = None if slice_by is None else SliceAccumulator(slice_by)
-    rows = 0
+    rows, soft_labels = 0, False
     try:
         for chunk in stream.chunks:
             logits, targets = chunk.logits.to(device), chunk.labels.to(device)
-            analysis = analyze(logits, targets, matrix, family=family, class_names_=names)
+            # Soft labels (a distribution per row) drive the losses and gradients; the metrics and every count use
+            # their majority labels (chunk.labels).
+            soft = getattr(chunk, "targets", None)
+            soft = None if soft is None else soft.to(device=device, dtype=logits.dtype)
+            soft_labels = soft_labels or soft is not None
+            analysis = analyze(logits, targets, matrix, family=family, class_names_=names, targets=soft)
             sums.add_(ClassSums.of(analysis))
             metrics.update(logits, targets, rule)
             if hierarchy_sums is not None:
@@ -613,6 +411,7 @@ def report(
         hierarchy_sums=hierarchy_sums,
         comparison=comparison,
         slices=slices,
+        soft_labels=soft_labels,
     )
 
 
@@ -629,148 +428,6 @@ def _slice_values(metadata: pd.DataFrame | None, column: str) -> pd.Series:
         )
     assert metadata is not None
     return metadata[column]
-
-
-def _row_sharded(path: str | os.PathLike) -> bool:
-    """Parquet and ``.npy`` shares are cut by rows (the same rows for two files of N rows); a CSV's by bytes."""
-    with open(path, "rb") as handle:
-        return file_format(handle.read(8)) in ("parquet", "npy")
-
-
-class _PairedRows:
-    """B's rows for A's chunks, by row number: whatever B's chunk sizes are, :meth:`take` returns A's rows.
-
-    Under ``torchrun`` B is read with A's shard when both files are cut into shares by rows (Parquet, ``.npy``);
-    otherwise (a CSV is cut by bytes, so its shares are not another file's) each process reads B from the start
-    and skips the rows before its own, which costs reading B's earlier rows but keeps the pairing exact.
-    """
-
-    def __init__(self, stream: Stream, order: Tensor | None, *, whole_file: bool, to_end: bool) -> None:
-        self.name, self.notes = stream.name, list(stream.notes)
-        self.label_count = stream.label_count
-        self._names = stream.class_names
-        self._chunks = iter(stream.chunks)
-        self._order = order
-        self._whole_file, self._to_end = whole_file, to_end
-        self._current: Any = None
-        self._rows_seen = 0  # rows of B's chunks seen, skipped ones included
-        self._end = 0  # one past the last row of B seen
-
-    @classmethod
-    def open(
-        cls,
-        path: str | os.PathLike,
-        predictions: str | os.PathLike,
-        labels: str | os.PathLike | None,
-        names: tuple[str, ...],
-        kind: str,
-        label_column: str | int | None,
-        shard: tuple[int, int],
-        chunk_rows: int,
-        limits: dict[str, Any],
-    ) -> _PairedRows:
-        rank, world = shard
-        same_shares = world == 1 or (_row_sharded(predictions) and _row_sharded(path))
-        stream = open_stream(
-            path,
-            labels,
-            kind=kind,
-            label_column=label_column,
-            shard=shard if same_shares else (0, 1),
-            chunk_rows=chunk_rows,
-            **limits,
-        )
-        order = None
-        if stream.class_names != names:
-            position = {name: index for index, name in enumerate(stream.class_names)}
-            lost = [name for name in names if name not in position]
-            extra = [name for name in stream.class_names if name not in set(names)]
-            if lost or extra or len(stream.class_names) != len(names):
-                shown = ", ".join(repr(n) for n in (lost or extra)[:5])
-                more = len(lost or extra) - 5
-                raise InputError.build(
-                    f"the same {len(names):,} classes as the predictions",
-                    f"{len(stream.class_names):,} classes"
-                    + (f"; {'missing' if lost else 'not in the predictions'}: {shown}" if shown else "")
-                    + (f" and {more:,} more" if more > 0 else ""),
-                    where=f"{stream.name} (--compare)",
-                    fix="Compare two models' predictions over the same classes.",
-                )
-            order = torch.tensor([position[name] for name in names])
-        return cls(stream, order, whole_file=not same_shares or world == 1, to_end=same_shares or rank == world - 1)
-
-    def take(self, row: int, labels: Tensor) -> Tensor:
-        """B's logits for rows ``row .. row + len(labels) - 1`` (A's columns order), checking B's labels equal A's.
-
-        Raises:
-            InputError: B ends before, or its rows do not continue where A's are, or a label differs.
-        """
-        n = len(labels)
-        start, stop = row, row + n
-        parts, part_labels = [], []
-        while start < stop:
-            if self._current is None:
-                self._current = next(self._chunks, None)
-                if self._current is None:
-                    raise InputError.build(
-                        f"at least {stop:,} rows (as many as the predictions)",
-                        f"{self._end:,}",
-                        where=f"{self.name} (--compare)",
-                        fix="Give the second model's predictions for the same samples, in the same order.",
-                    )
-                self._rows_seen += len(self._current.labels)
-                self._end = max(self._end, self._current.row + len(self._current.labels))
-            first, count = self._current.row, len(self._current.labels)
-            if first + count <= start:  # rows before this process's share (or already taken)
-                self._current = None
-                continue
-            if first > start:
-                raise InputError.build(
-                    f"row {start + 1:,} next",
-                    f"row {first + 1:,}",
-                    where=f"{self.name} (--compare)",
-                    fix="Give the second model's predictions for the same samples, in the same order.",
-                )
-            lo, hi = start - first, min(first + count, stop) - first
-            parts.append(self._current.logits[lo:hi])
-            part_labels.append(self._current.labels[lo:hi])
-            start = first + hi
-            if hi == count:
-                self._current = None
-        logits, labels_b = torch.cat(parts), torch.cat(part_labels).to(labels.device)
-        differ = torch.nonzero(labels_b != labels).flatten()
-        if differ.numel():
-            i = int(differ[0])
-            raise InputError.build(
-                f"the predictions' label {self._names_of(labels, i)!r} (the same samples in the same order)",
-                repr(self._names_of(labels_b, i)),
-                where=f"{self.name} (--compare), row {row + i + 1:,}",
-                fix="Give the second model's predictions for the same samples, in the same order.",
-            )
-        return logits if self._order is None else logits[:, self._order]
-
-    def _names_of(self, labels: Tensor, i: int) -> str:
-        index = int(labels[i])
-        names = self._names
-        return names[int(self._order[index])] if self._order is not None else names[index]
-
-    def close(self) -> None:
-        """Stop reading B (its chunk iterator's threads end)."""
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-
-    def finish(self) -> int:
-        """Rows of B this process answers for: its whole share (same shares), or B's length (the last process).
-
-        Summed over processes this is B's row count, which must equal the predictions' (:func:`check_label_count`).
-        """
-        if not self._to_end:
-            return 0
-        for chunk in self._chunks:
-            self._rows_seen += len(chunk.labels)
-            self._end = max(self._end, chunk.row + len(chunk.labels))
-        return self._end if self._whole_file else self._rows_seen
 
 
 def _lens(lens: object, names: tuple[str, ...]) -> tuple[Lens, list[str]]:

@@ -120,12 +120,21 @@ def sanity_checks(
     )
 
 
-def identity_checks(logits: Tensor, labels: Tensor, *, tolerance: float = 1e-6) -> list[Check]:
+def identity_checks(
+    logits: Tensor, labels: Tensor, *, tolerance: float = 1e-6, targets: Tensor | None = None
+) -> list[Check]:
     """The identity lens (both families) against ``F.cross_entropy``, in float64; no lens needed.
+
+    With soft labels (``targets``, (N, K) distributions) two checks more, against ``F.cross_entropy`` with
+    probability targets: the prediction side with the identity lens equals it, and the target side (the KL
+    form) equals it less the labels' entropy :math:`H(t_n)`.
 
     Example:
         >>> [c.passed for c in identity_checks(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))]
         [True, True, True, True]
+        >>> t = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+        >>> [c.passed for c in identity_checks(torch.randn(2, 3), torch.tensor([0, 2]), targets=t)][4:]
+        [True, True]
     """
     check_loss_inputs(logits, labels, ignore_index=None, allow_spatial=False, allow_probabilities=False)
     x = logits.detach().to(torch.float64)
@@ -147,6 +156,25 @@ def identity_checks(logits: Tensor, labels: Tensor, *, tolerance: float = 1e-6) 
             tolerance,
         )
     )
+    if targets is not None:
+        check_loss_inputs(logits, targets, ignore_index=None, allow_spatial=False)
+        t = targets.detach().to(device=x.device, dtype=torch.float64)
+        reference = F.cross_entropy(x, t, reduction="none")
+        entropy = torch.special.entr(t).sum(dim=1)
+        checks += [
+            _compare(
+                "soft labels: target-side lens, identity + H(t) = F.cross_entropy(x, t) (none)",
+                reference,
+                lensed_cross_entropy(x, t, eye, reduction="none") + entropy,
+                tolerance,
+            ),
+            _compare(
+                "soft labels: prediction-side lens, identity = F.cross_entropy(x, t) (none)",
+                reference,
+                prediction_lensed_cross_entropy(x, t, eye, reduction="none"),
+                tolerance,
+            ),
+        ]
     return checks
 
 

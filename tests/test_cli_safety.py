@@ -283,6 +283,7 @@ KILL_SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     import lensdash as ld
     import lensdash.report as report_module
+    import lensdash._report_html as report_html
     import lensdash.report_folder as folder_module
     from lensdash.analysis import ClassSums, analyze
     from lensdash.metrics import MetricSums
@@ -310,7 +311,8 @@ KILL_SCRIPT = textwrap.dedent(
         reliability_diagram = staticmethod(lambda *args, **kwargs: Figure())
 
 
-    report_module.figures, report_module.figures_eval = Figures, FiguresEval
+    report_module.figures = Figures  # the class order of the ordered views
+    report_html.figures, report_html.figures_eval = Figures, FiguresEval  # report.html is drawn there
 
 
     def make(family):

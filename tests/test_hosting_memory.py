@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import lensdash.analysis as analysis
+import lensdash._data_lenses as data_lenses
 from lensdash.analysis import soft_confusion
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -32,7 +32,7 @@ def test_soft_confusion_equals_a_plain_loop_in_any_block_size(monkeypatch):
         counts[labels[n]] += 1
     expected = torch.from_numpy(sums / np.maximum(counts, 1)[:, None])
     for cells in (7, 70, 7 * 996, 1 << 20):  # one row, ten rows, a remainder of one row, one block
-        monkeypatch.setattr(analysis, "_SOFT_CONFUSION_CELLS", cells)
+        monkeypatch.setattr(data_lenses, "_SOFT_CONFUSION_CELLS", cells)
         got = soft_confusion(logits, labels, 7)
         torch.testing.assert_close(got, expected)
     assert got[6].abs().sum() == 0 and torch.allclose(got[:6].sum(dim=1), torch.ones(6, dtype=torch.float64))

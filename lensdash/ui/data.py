@@ -55,8 +55,9 @@ class Dataset:
     def of(cls, predictions: Predictions, origin: str) -> Dataset:
         # The digest covers everything an analysis depends on (numbers, labels, names), so two sessions' results
         # can never be mixed up; the unlensed half is computed once per dataset, so a lens edit only does the rest.
-        digest = tensor_digest(predictions.logits, predictions.labels, names=predictions.class_names)
-        unlensed = baseline(predictions.logits, predictions.labels)
+        targets = () if predictions.targets is None else (predictions.targets,)  # soft labels change every loss
+        digest = tensor_digest(predictions.logits, predictions.labels, *targets, names=predictions.class_names)
+        unlensed = baseline(predictions.logits, predictions.labels, predictions.targets)
         soft = soft_confusion(predictions.logits, predictions.labels, predictions.num_classes)
         return cls(digest, predictions, origin, unlensed, LensInputs(predictions.class_names, unlensed.confusion, soft))
 
@@ -153,6 +154,9 @@ def data_section() -> Dataset:
         help=f"One row per sample, one column per class (logits or probabilities), and a 'label' column. "
         f"Files up to {limit_mb} MB; larger ones with the command line: `{CLI_HINT}`.",
     )
+    # Streamlit's uploader refuses a larger file in the browser with a red icon only (this code never sees it), so the
+    # limit and the way past it are said beside it, always.
+    st.sidebar.caption(f"Up to {limit_mb} MB here. Larger files, in chunks, with the command line: `{CLI_HINT}`")
     labels = st.sidebar.file_uploader(
         "Labels, if not a column of the predictions (optional)",
         type=["csv", "tsv", "txt", "npy"],

@@ -39,10 +39,32 @@ ECE_HELP = (
     "confidence_b| (L1), as torchmetrics' MulticlassCalibrationError(n_bins=15, norm='l1')."
 )
 MCE_HELP = "Maximum calibration error: the largest |accuracy_b − confidence_b| over the non-empty bins."
+SOFT_UNLENSED_HELP = (
+    " With soft labels (a distribution t per sample): the chosen family with the identity lens, so the difference "
+    "is the lens's alone: target side KL(t ‖ softmax) (the cross-entropy less the labels' entropy H(t)), prediction "
+    "side the cross-entropy with t."
+)
+#: What the soft labels change, said in each tab that shows numbers from them.
+SOFT_LABELS_NOTES = {
+    "results": "Soft labels in use: the losses use each sample's target distribution t, lensed as t·C (the unlensed "
+    "loss is the same family with the identity lens). Accuracy, the lens-aware rule, the confusion matrix and the "
+    "per-class rows use the majority label (the most likely class of t).",
+    "gradients": "Soft labels in use: the gradients are softmax − t·C (lensed) and softmax − t (unlensed) with each "
+    "sample's target distribution t; the class means group the samples by their majority label.",
+    "evaluation": "Soft labels in use: these scores (accuracy, top-k, precision / recall / F1, calibration, the "
+    "confusion matrix) use each sample's majority label, the most likely class of its distribution; the losses "
+    "listed use the whole distribution, lensed as t·C.",
+}
 LENSED_CALIBRATION_HELP = (
     "The lensed prediction is the answer most probably right by the lens-aware rule: for merge groups, the most "
     "probable group, with the group's summed probability as its confidence, correct when the truth is in the group."
 )
+
+
+def soft_labels_note(analysis: Analysis, *, gradients: bool = False, evaluation: bool = False) -> None:
+    """Say, at the top of a tab, that the data's labels are soft and what uses them (nothing without soft labels)."""
+    if analysis.soft_labels:
+        st.info(SOFT_LABELS_NOTES["gradients" if gradients else "evaluation" if evaluation else "results"], icon="ℹ️")
 
 
 def cached_metric_sums(dataset: Dataset, lens: Lens, k: int) -> MetricSums:
@@ -269,6 +291,7 @@ def _click_through(analysis: Analysis, lens: Lens) -> None:
 def evaluation_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
     """The Evaluation tab: scores, calibration (plain and lensed), and the samples behind a confusion cell."""
     num_classes = dataset.predictions.num_classes
+    soft_labels_note(analysis, evaluation=True)
     st.subheader("Scores")
     with st.columns([1, 4])[0]:
         k = _top_k_input(num_classes)

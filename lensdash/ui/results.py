@@ -26,7 +26,7 @@ from lensdash.sanity import identity_checks, lens_checks, seed_example_checks
 from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
-from lensdash.ui.evaluation import LENS_RULE_HELP, SOFT_SCORE_HELP
+from lensdash.ui.evaluation import LENS_RULE_HELP, SOFT_SCORE_HELP, SOFT_UNLENSED_HELP, soft_labels_note
 from lensdash.ui.hierarchy import class_view, confusion_view, usable_hierarchy
 
 FAMILY_LABELS = {name: entry.label for name, entry in FAMILY_REGISTRY.items()}
@@ -44,7 +44,13 @@ def cached_analysis(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     def compute() -> Analysis:
         preds = dataset.predictions
         return analyze(
-            preds.logits, preds.labels, lens, family=family, class_names_=preds.class_names, baseline=dataset.baseline
+            preds.logits,
+            preds.labels,
+            lens,
+            family=family,
+            class_names_=preds.class_names,
+            baseline=dataset.baseline,
+            targets=preds.targets,
         )
 
     return session_memo("analysis", (dataset.digest, lens_digest(lens), family), compute)
@@ -56,7 +62,7 @@ def cached_mean_loss(dataset: Dataset, lens: Lens, family: str) -> float:
     return session_memo(
         "mean_loss",
         (dataset.digest, lens_digest(lens), family),
-        lambda: float(FAMILIES[family](preds.logits, preds.labels, lens)),
+        lambda: float(FAMILIES[family](preds.logits, preds.labels if preds.targets is None else preds.targets, lens)),
     )
 
 
@@ -65,7 +71,7 @@ def cached_identity_checks(dataset: Dataset) -> pd.DataFrame:
     return session_memo(
         "identity_checks",
         dataset.digest,
-        lambda: pd.DataFrame([c.as_dict() for c in identity_checks(preds.logits, preds.labels)]),
+        lambda: pd.DataFrame([c.as_dict() for c in identity_checks(preds.logits, preds.labels, targets=preds.targets)]),
     )
 
 
@@ -112,7 +118,15 @@ SEED_NOTE = (
 )
 
 
-def prediction_side_floor(lens: Lens, labels: torch.Tensor) -> float:
+#: Why the prediction-side loss with merge groups reads above the unlensed cross-entropy, and by how much.
+RISE_NOTE = (
+    "Against the unlensed −log p(y) it changes by log |group| − log(P(group) / p(y)): at most log |group|, reached by "
+    "a model that puts its group's probability on the true class (CIFAR-100's superclasses hold 5 classes: up to "
+    "log 5 = 1.61), 0 for one that spreads it evenly over the group, less where it sits on the other members."
+)
+
+
+def prediction_side_floor(lens: Lens, labels: torch.Tensor, targets: torch.Tensor | None = None) -> float:
     r"""The least mean prediction-side loss any model can reach under ``lens``: mean of :math:`-\log \max_j C_{j y}`.
 
     :math:`-\log (pC)_y = -\log \sum_j p_j C_{jy} \ge -\log \max_j C_{jy}`. For a merge group
@@ -126,6 +140,9 @@ def prediction_side_floor(lens: Lens, labels: torch.Tensor) -> float:
         0.3466
     """
     column_max = lens.matrix.double().amax(dim=0)
+    if targets is not None:  # soft labels: the loss is Σ_y t_y (−log (pC)_y), so its floor is Σ_y t_y (−log max_j C_jy)
+        t, floor = targets.double().cpu(), -torch.log(column_max)
+        return float(torch.where(t > 0, t * floor, 0.0).sum(dim=1).mean())  # an unreachable class with t_y > 0: inf
     return float(-torch.log(column_max[labels.cpu()]).mean())
 
 
@@ -136,18 +153,19 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
     """
     analysis = cached_analysis(dataset, lens, family)
     s = analysis.summary()
-    floor = prediction_side_floor(lens, dataset.predictions.labels)
+    floor = prediction_side_floor(lens, dataset.predictions.labels, dataset.predictions.targets)
     grouped = floor > 1e-9 and not lens_rule(lens).is_identity
     floor_note = (
         " With merge groups the prediction-side loss is −log P(group) + log |group|: the lens spreads each class's "
-        "probability over its group, so even a model sure of the right group pays log |group|. In general it is at "
-        f"least −log max_j C[j, y]; the mean of that floor here is {floor:.4f}."
+        "probability over its group, so even a model sure of the right group pays log |group|. " + RISE_NOTE + " In "
+        f"general it is at least −log max_j C[j, y]; the mean of that floor here is {floor:.4f}."
         if grouped
         else ""
     )
     other = "prediction" if family == "target" else "target"
     cols = st.columns([1, 1, 1, 1, 1, 1, 1.4])
-    cols[0].metric("Unlensed loss", _fmt(s["unlensed_loss"]), help="Mean cross-entropy (F.cross_entropy), no lens.")
+    unlensed_help = "Mean cross-entropy (F.cross_entropy), no lens." + (SOFT_UNLENSED_HELP * analysis.soft_labels)
+    cols[0].metric("Unlensed loss", _fmt(s["unlensed_loss"]), help=unlensed_help)
     cols[1].metric(
         "Lensed loss",
         _fmt(s["lensed_loss"]),
@@ -163,7 +181,12 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
         help=f"The other family's lensed loss: mean {FAMILY_LABELS[other]}."
         + (floor_note if other == "prediction" else " " + SEED_NOTE),
     )
-    cols[3].metric("Top-1 accuracy", f"{s['accuracy']:.1%}", help="Share of samples whose argmax is the true class.")
+    majority = " With soft labels the true class is the majority label (the most likely class)."
+    cols[3].metric(
+        "Top-1 accuracy",
+        f"{s['accuracy']:.1%}",
+        help="Share of samples whose argmax is the true class." + majority * analysis.soft_labels,
+    )
     cols[4].metric("Lens-aware acc.", f"{s['lens_aware_accuracy']:.1%}", help="Lens-aware accuracy. " + LENS_RULE_HELP)
     cols[5].metric("Lens soft score", f"{s['lens_soft_score']:.3f}", help=SOFT_SCORE_HELP)
     n, k = int(s["num_samples"]), int(s["num_classes"])
@@ -172,12 +195,13 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
         st.caption(
             "The prediction-side loss with merge groups is −log P(group) + log |group|: the lens spreads each class's "
             f"probability over its group, so it includes a floor no model goes below (log |group|; here {floor:.4f} "
-            "on average) and reads higher than −log P(group) by that much."
+            "on average) and reads higher than −log P(group) by that much. " + RISE_NOTE
         )
     return analysis
 
 
 def tables_section(analysis: Analysis, metadata: pd.DataFrame | None = None) -> None:
+    soft_labels_note(analysis)
     st.subheader("Per class")
     st.dataframe(per_class_table(analysis), hide_index=True, width="stretch", key="per_class_table")
     left, right = st.columns(2)
@@ -210,6 +234,7 @@ def tables_section(analysis: Analysis, metadata: pd.DataFrame | None = None) -> 
 
 
 def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
+    soft_labels_note(analysis, gradients=True)
     names = analysis.class_names
     st.caption(
         "Class-mean gradient of the loss with respect to the logits: row = true class, column = logit. "
@@ -265,8 +290,9 @@ def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
     top = torch.argsort(delta, descending=True, stable=True)[:count]
     preds = dataset.predictions
     x, y = preds.logits[top], preds.labels[top]
-    _, g_lensed = per_sample_losses_and_gradients(x, y, lens, family=analysis.family)
-    _, g_plain = per_sample_losses_and_gradients(x, y, torch.eye(len(names)))
+    t = None if preds.targets is None else preds.targets[top]  # soft labels: each sample's own distribution
+    _, g_lensed = per_sample_losses_and_gradients(x, y, lens, family=analysis.family, targets=t)
+    _, g_plain = per_sample_losses_and_gradients(x, y, torch.eye(len(names)), targets=t)
     grads = {"lensed − unlensed": g_lensed - g_plain, "lensed": g_lensed, "unlensed": g_plain}[which]
     st.plotly_chart(
         figures.sample_gradient_heatmap(
