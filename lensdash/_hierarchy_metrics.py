@@ -37,8 +37,8 @@ _COST_BLOCK = 128
 #: the dense product and the tree walk (which round differently) take the same decision.
 _TIE_RTOL = 1e-10
 #: A top class holding more than ``1/2 + _SURE_MARGIN`` of the mass is the cost-aware decision (its cost is lower
-#: than any other class's by at least ``2 * _SURE_MARGIN``, far above the tie tolerance and float64 rounding).
-_SURE_MARGIN = 1e-6
+#: than any other class's by at least ``2 * _SURE_MARGIN``, far above the tie tolerance and float32 rounding).
+_SURE_MARGIN = 1e-5
 
 
 class _PathCosts:
@@ -118,8 +118,8 @@ class HierarchySums:
     Add chunks with :meth:`add_`; all-reduce :attr:`totals` (one float64 vector, summed element-wise) across
     processes; read the metrics with :meth:`result`. See :func:`hierarchy_metrics` for what they mean.
 
-    The cost-aware decision of Karthik et al. 2021, :math:`\hat y = \arg\min_k \sum_j p_j d(j, k)`, is one
-    float64 matrix product per chunk at small K and a walk down the tree at large K (:class:`_PathCosts`,
+    The cost-aware decision of Karthik et al. 2021, :math:`\hat y = \arg\min_k \sum_j p_j d(j, k)` (``p`` in
+    the logits' precision, at least float32; costs in float64), is one matrix product per chunk at small K and a walk down the tree at large K (:class:`_PathCosts`,
     O(K · depth) per row); costs within 1e-10 of the tree's height are a tie, which goes to the lower class index.
 
     Args:
@@ -160,18 +160,22 @@ class HierarchySums:
     def _cost_aware(self, logits: Tensor, top1: np.ndarray | None = None) -> np.ndarray:
         r"""The cost-aware decision for each row of ``logits`` (n, K), given their argmax ``top1`` if known.
 
-        With ``p = softmax(logits)`` in float64, the risk of class ``k`` is :math:`c_k = \sum_j p_j d(j, k)`, a row
-        of ``p @ D``: one dense product at small K, else the tree walk of :class:`_PathCosts`. Ties (within
-        :data:`_TIE_RTOL`) go to the lower index either way, and a row's decision does not depend on its chunk.
+        With ``p = softmax(logits)`` (in float64 for float64 logits, else in float32), the risk of class ``k`` is
+        :math:`c_k = \sum_j p_j d(j, k)`, a row of ``p @ D``: one dense product at small K, else the tree walk of
+        :class:`_PathCosts`. Ties (within :data:`_TIE_RTOL`) go to the lower index either way, and a row's decision
+        does not depend on its chunk.
 
         Rows whose top class ``a`` holds :math:`p_a > 1/2` are decided without costs at large K: ``d`` is an
         ultrametric, so for any ``k`` at distance ``D = d(a, k) >= 1`` every class ``j`` farther than ``D`` from
         ``a`` is as far from ``k``, and every other ``j`` gains at most ``D``:
         :math:`c_k - c_a \ge p_a D - (1 - p_a) D = (2 p_a - 1) D > 0`.
         """
-        probs = torch.softmax(logits, dim=1, dtype=torch.float64).numpy()  # widened inside the kernel: one pass
+        # Probabilities in the logits' precision (float64 logits: float64; float32 and narrower: float32, a third of
+        # the float64 softmax's time at K = 1,000), widened to float64 for the costs.
+        work = logits if logits.dtype == torch.float64 else logits.to(torch.float32)
+        probs = torch.softmax(work, dim=1).numpy()
         if self._path_costs is None:
-            return _first_min(probs @ self._d, self._tie, axis=1)
+            return _first_min(probs.astype(np.float64) @ self._d, self._tie, axis=1)
         if top1 is None:
             top1 = probs.argmax(axis=1)
         out = np.asarray(top1, dtype=np.int64).copy()
@@ -182,7 +186,7 @@ class HierarchySums:
                 continue
             # A block of mostly unsure rows is taken whole (a slice, no gather), and the sure rows keep their top class.
             block = probs[lo : lo + _COST_BLOCK] if 2 * rows.size > min(_COST_BLOCK, len(out) - lo) else probs[rows]
-            decided = _first_min(self._path_costs(block), self._tie, axis=0)
+            decided = _first_min(self._path_costs(block.astype(np.float64)), self._tie, axis=0)
             out[rows] = decided[rows - lo] if block.shape[0] != rows.size else decided
         return out
 
