@@ -119,8 +119,9 @@ class HierarchySums:
     processes; read the metrics with :meth:`result`. See :func:`hierarchy_metrics` for what they mean.
 
     The cost-aware decision of Karthik et al. 2021, :math:`\hat y = \arg\min_k \sum_j p_j d(j, k)` (``p`` in
-    the logits' precision, at least float32; costs in float64), is one matrix product per chunk at small K and a walk down the tree at large K (:class:`_PathCosts`,
-    O(K · depth) per row); costs within 1e-10 of the tree's height are a tie, which goes to the lower class index.
+    the logits' precision, at least float32; costs in float64), is one matrix product per chunk at small K and a
+    walk down the tree at large K (:class:`_PathCosts`, O(K · depth) per row); costs within 1e-10 of the tree's
+    height are a tie, which goes to the lower class index.
 
     Args:
         hierarchy: the class tree.
