@@ -11,78 +11,54 @@ Class names are data: plotly draws tick labels, hover text, legends and titles a
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from torch import Tensor
 
+from lensdash._figures_base import (
+    DIVERGING,
+    FONT,
+    MAX_HEATMAP_CLASSES,
+    MAX_HEATMAP_LIMIT,
+    MAX_POINTS,
+    TICK_CHARS,
+    TICK_PX,
+    _figure,
+    _label,
+    _labels,
+    _np,
+    _sample,
+)
+from lensdash._figures_classes import class_order, lens_groups, pick_classes, rollup, zoom
+from lensdash._figures_lab import decision_regions, split_curve, training_curves
 from lensdash.errors import InputError
-from lensdash.hierarchy import Hierarchy
-from lensdash.losses import lensed_cross_entropy, prediction_lensed_cross_entropy
-from lensdash.sanitize import html_text
 
-#: Most points a scatter sends; above it an evenly spaced, seeded sample is shown.
-MAX_POINTS = 5000
-#: Most classes a K×K heatmap shows; above it, the classes with the largest values.
-MAX_HEATMAP_CLASSES = 60
-#: Most classes a heatmap may be asked to show (``limit=``): 250² cells keep the JSON well under 2 MB.
-MAX_HEATMAP_LIMIT = 250
-DIVERGING = "RdBu_r"
-FONT = {"size": 13}
-#: Pixels a tick label needs along an axis; labels beyond what fits are left to the hover text.
-TICK_PX = 13
-#: Characters of a class name shown as a tick label (the full name is in the hover text).
-TICK_CHARS = 18
-
-
-def _label(name: object) -> str:
-    """A class name as plotly must get it: HTML-escaped, so a name shows as written and never makes a link.
-
-    >>> _label('<a href="http://x">x</a>')
-    '&lt;a href=&quot;http://x&quot;&gt;x&lt;/a&gt;'
-    """
-    return html_text(name)
-
-
-def _labels(names: Iterable[object]) -> list[str]:
-    return [_label(n) for n in names]
-
-
-def _np(values: Tensor | np.ndarray) -> np.ndarray:
-    return values.detach().cpu().double().numpy() if isinstance(values, Tensor) else np.asarray(values, dtype=float)
-
-
-def _figure(
-    traces: object,
-    title: str,
-    x: str,
-    y: str,
-    *,
-    height: int = 420,
-    xaxis: dict | None = None,
-    yaxis: dict | None = None,
-    **layout: object,
-) -> go.Figure:
-    """A figure with the house layout, built in one call.
-
-    Plotly validates every ``update_layout``/``update_yaxes`` call on its own (~5 ms each);
-    a layout handed to the constructor costs ~0.3 ms, which matters on a page that redraws on every lens edit.
-    """
-    return go.Figure(
-        traces,
-        layout={
-            "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 15}},
-            "xaxis": {"title": {"text": x}, **(xaxis or {})},
-            "yaxis": {"title": {"text": y}, **(yaxis or {})},
-            "height": height,
-            "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
-            "font": FONT,
-            **layout,
-        },
-    )
+__all__ = [
+    "DIVERGING",
+    "FONT",
+    "MAX_HEATMAP_CLASSES",
+    "MAX_HEATMAP_LIMIT",
+    "MAX_POINTS",
+    "TICK_CHARS",
+    "TICK_PX",
+    "class_order",
+    "confusion_heatmap",
+    "decision_regions",
+    "delta_histogram",
+    "gradient_heatmap",
+    "lens_groups",
+    "lens_heatmap",
+    "loss_scatter",
+    "pick_classes",
+    "rollup",
+    "sample_gradient_heatmap",
+    "split_curve",
+    "top_classes",
+    "training_curves",
+    "zoom",
+]
 
 
 def top_classes(matrix: np.ndarray, limit: int = MAX_HEATMAP_CLASSES) -> np.ndarray:
@@ -227,12 +203,6 @@ def sample_gradient_heatmap(
         height=max(320, 22 * len(rows) + 120),
         yaxis={"autorange": "reversed", "type": "category"},
     )
-
-
-def _sample(n: int, limit: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def loss_scatter(
@@ -451,332 +421,3 @@ def _class_heatmap(
         **{"colorbar": {"thickness": 12}, **extra},
     )
     return trace, raw
-
-
-# ------------------------------------------------------------------------------------------- many classes
-
-
-def lens_groups(lens: Tensor | np.ndarray) -> np.ndarray:
-    """Group id per class: the connected blocks of the lens (classes that share target mass, in either direction).
-
-    Ids are numbered by each block's first class. A merge lens gives its groups; a soft hierarchy lens, which
-    spreads mass everywhere, gives one block (use the hierarchy's groups instead).
-
-    Example:
-        >>> lens_groups(np.array([[0.5, 0, 0.5], [0, 1, 0], [0.5, 0, 0.5]])).tolist()
-        [0, 1, 0]
-    """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    values = _np(lens)
-    _, labels = connected_components(csr_matrix((values > 0) | (values.T > 0)), directed=False)
-    first: dict[int, int] = {}
-    for label in labels:
-        first.setdefault(int(label), len(first))
-    return np.array([first[int(label)] for label in labels], dtype=np.int64)
-
-
-def class_order(
-    names: Sequence[str],
-    *,
-    hierarchy: Hierarchy | None = None,
-    groups: Sequence[Hashable] | np.ndarray | None = None,
-    confusion: Tensor | np.ndarray | None = None,
-) -> np.ndarray:
-    """A permutation of the classes that makes structure show as blocks on a heatmap's diagonal.
-
-    Give one of:
-
-    * ``hierarchy``: the leaf order of a depth-first walk (classes under one node are contiguous);
-    * ``groups``: one group label per class (e.g. :func:`lens_groups` of a merge lens, or
-      ``hierarchy.ancestor_at(1, names)``); groups in order of their first class, classes in index order;
-    * ``confusion``: the data's own clustering, the leaf order of an average-linkage clustering of the
-      symmetrised row-normalised confusion (classes confused with each other end up next to each other).
-
-    Returns:
-        Class indices in display order (feed ``subset=`` of the heatmaps, or index a matrix with it).
-
-    Example:
-        >>> class_order(["a", "b", "c", "d"], groups=["x", "y", "x", "y"]).tolist()
-        [0, 2, 1, 3]
-    """
-    given = [v is not None for v in (hierarchy, groups, confusion)]
-    if sum(given) != 1:
-        raise InputError.build(
-            "exactly one of hierarchy, groups, confusion", f"{sum(given)}", fix="Pick one way to order the classes."
-        )
-    k = len(names)
-    if hierarchy is not None:
-        return np.asarray(hierarchy.order(list(names)), dtype=np.int64)
-    if groups is not None:
-        labels = list(groups)
-        if len(labels) != k:
-            raise InputError.build(f"{k} group labels", f"{len(labels)}", fix="Give one group per class.")
-        first: dict[Hashable, int] = {}
-        for i, g in enumerate(labels):
-            first.setdefault(g, i)
-        return np.array(sorted(range(k), key=lambda i: (first[labels[i]], i)), dtype=np.int64)
-    from scipy.cluster.hierarchy import leaves_list, linkage
-    from scipy.spatial.distance import squareform
-
-    assert confusion is not None  # exactly one of the three was given, and the other two have returned
-    counts = _np(confusion)
-    if counts.shape != (k, k):
-        raise InputError.build(f"a {k}×{k} confusion matrix", f"shape {counts.shape}", fix="One row per class.")
-    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-300)
-    similarity = rows + rows.T
-    np.fill_diagonal(similarity, 0.0)
-    top = similarity.max() or 1.0
-    distance = 1.0 - similarity / top
-    np.fill_diagonal(distance, 0.0)
-    return leaves_list(linkage(squareform(distance, checks=False), method="average")).astype(np.int64)
-
-
-def pick_classes(
-    difference: Tensor | np.ndarray,
-    *,
-    limit: int = MAX_HEATMAP_CLASSES,
-    groups: Sequence[Hashable] | np.ndarray | None = None,
-    order: Sequence[int] | np.ndarray | None = None,
-) -> np.ndarray:
-    """One class subset for all three gradient panels (unlensed, lensed, difference), so they can be compared.
-
-    Classes are taken by the size of their row and column in ``difference`` (``sum |d|``), largest first; with
-    ``groups``, each class brings its whole group while the group fits in ``limit``, so blocks stay whole.
-
-    Args:
-        difference: K×K matrix whose large entries matter (lensed − unlensed gradients, confusion counts).
-        limit: most classes returned (at most :data:`MAX_HEATMAP_LIMIT`).
-        groups: one group label per class, or ``None``.
-        order: display order of all K classes (:func:`class_order`); default index order.
-
-    Returns:
-        Class indices, in display order.
-
-    Example:
-        >>> d = np.zeros((5, 5)); d[3, 4] = 1.0
-        >>> pick_classes(d, limit=3, groups=[0, 0, 1, 1, 1]).tolist()
-        [2, 3, 4]
-    """
-    values = np.abs(_np(difference))
-    k = values.shape[0]
-    limit = max(1, min(int(limit), MAX_HEATMAP_LIMIT, k))
-    weight = values.sum(axis=0) + values.sum(axis=1)
-    ranked = np.argsort(-weight, kind="stable")
-    members: dict[Hashable, list[int]] = {}
-    labels = list(groups) if groups is not None else list(range(k))
-    for i, g in enumerate(labels):
-        members.setdefault(g, []).append(i)
-    chosen: list[int] = []
-    taken = np.zeros(k, dtype=bool)
-    for i in ranked:
-        if len(chosen) >= limit:
-            break
-        if taken[i]:
-            continue
-        block = members[labels[i]]
-        block = [j for j in block if not taken[j]] if len(chosen) + len(block) <= limit else [int(i)]
-        chosen.extend(block)
-        taken[block] = True
-    position = np.empty(k, dtype=np.int64)
-    position[np.asarray(order if order is not None else np.arange(k), dtype=np.int64)] = np.arange(k)
-    return np.array(sorted(chosen, key=lambda j: position[j]), dtype=np.int64)
-
-
-def rollup(
-    matrix: Tensor | np.ndarray,
-    groups: Sequence[Hashable] | np.ndarray,
-    *,
-    support: Tensor | np.ndarray | None = None,
-) -> tuple[np.ndarray, list[str]]:
-    r"""A class×class matrix rolled up to groups (a hierarchy level, lens groups).
-
-    Counts (``support=None``) are summed: :math:`R_{ab} = \sum_{i \in a} \sum_{j \in b} M_{ij}`. Class means
-    (``support`` = samples per true class, as for the class-mean gradients) average the rows weighted by
-    support and sum the columns: :math:`R_{ab} = \sum_{i \in a} n_i \sum_{j \in b} M_{ij} / \sum_{i \in a} n_i`,
-    the mean over the group's samples of the gradient with respect to the group's summed logits.
-
-    Args:
-        matrix: K×K, rows true class.
-        groups: one group label per class (``hierarchy.ancestor_at(level, names)``, :func:`lens_groups`).
-        support: per-class sample counts for a matrix of means; ``None`` for counts.
-
-    Returns:
-        The G×G matrix and the G group names, groups in order of their first class.
-
-    Example:
-        >>> rollup(np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]]), ["a", "a", "b"])
-        (array([[11.,  1.],
-               [ 0.,  4.]]), ['a', 'b'])
-    """
-    values = _np(matrix)
-    labels = list(groups)
-    k = values.shape[0]
-    if values.shape != (k, k) or len(labels) != k:
-        raise InputError.build(
-            f"a K×K matrix and K = {k} group labels",
-            f"shape {values.shape}, {len(labels)} labels",
-            fix="One per class.",
-        )
-    ids: dict[Hashable, int] = {}
-    index = np.array([ids.setdefault(g, len(ids)) for g in labels], dtype=np.int64)
-    g = len(ids)
-    member = np.zeros((k, g))
-    member[np.arange(k), index] = 1.0
-    if support is None:
-        return member.T @ values @ member, [str(n) for n in ids]
-    weights = _np(support).reshape(-1)
-    if weights.shape != (k,) or (weights < 0).any():
-        raise InputError.build(f"{k} non-negative sample counts", f"{weights.shape}", fix="Pass the class supports.")
-    total = member.T @ weights
-    rolled = (member * weights[:, None]).T @ values @ member
-    return rolled / np.maximum(total, 1e-300)[:, None] * (total > 0)[:, None], [str(n) for n in ids]
-
-
-def zoom(
-    matrix: Tensor | np.ndarray, names: Sequence[str], chosen: Sequence[str | int]
-) -> tuple[np.ndarray, list[str]]:
-    """The sub-matrix of ``chosen`` classes (names or indices, in that order) and their names.
-
-    Raises:
-        InputError: a name that is not a class (first few named).
-
-    Example:
-        >>> zoom(np.arange(9).reshape(3, 3), ["a", "b", "c"], ["c", "a"])
-        (array([[8., 6.],
-               [2., 0.]]), ['c', 'a'])
-    """
-    values = _np(matrix)
-    position = {str(n): i for i, n in enumerate(names)}
-    index: list[int] = []
-    unknown: list[str | int] = []
-    for c in chosen:
-        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
-            if 0 <= int(c) < len(names):
-                index.append(int(c))
-            else:
-                unknown.append(c)
-        elif str(c) in position:
-            index.append(position[str(c)])
-        else:
-            unknown.append(c)
-    if unknown or not index:
-        shown = ", ".join(repr(str(u)) for u in unknown[:5]) + (
-            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        )
-        raise InputError.build("names or indices of classes", shown or "none", fix="Pick classes from the list.")
-    return values[np.ix_(index, index)], [str(names[i]) for i in index]
-
-
-def split_curve(lens: Tensor, label: int, a: int, b: int, mass: float = 0.98, points: int = 101) -> go.Figure:
-    r"""Both lens families' loss as the model moves probability between classes ``a`` and ``b``.
-
-    The model puts ``mass`` on ``{a, b}`` split as ``t : 1 - t`` and spreads the
-    rest evenly; ``t`` runs over ``[0, 1]``. With ``a, b`` merged, the seed's
-    target-side lens is lowest at ``t = 0.5`` while the prediction-side lens is flat.
-    """
-    k = lens.shape[0]
-    t = torch.linspace(0, 1, points, dtype=torch.float64)
-    rest = (1 - mass) / max(k - 2, 1)
-    probs = torch.full((points, k), rest, dtype=torch.float64)
-    probs[:, a] = mass * t
-    probs[:, b] = mass * (1 - t)
-    if k == 2:
-        probs = probs / probs.sum(dim=1, keepdim=True)
-    logits = torch.log(probs.clamp_min(1e-12))
-    y = torch.full((points,), label, dtype=torch.int64)
-    matrix = torch.as_tensor(lens, dtype=torch.float64)
-    eye = torch.eye(k, dtype=torch.float64)
-    curves = {
-        "unlensed cross-entropy": lensed_cross_entropy(logits, y, eye, reduction="none"),
-        "target-side lens (seed): KL(C[y] ‖ p)": lensed_cross_entropy(logits, y, matrix, reduction="none"),
-        "prediction-side lens: −log (pC)[y]": prediction_lensed_cross_entropy(logits, y, matrix, reduction="none"),
-    }
-    colours = ["#888888", "#7a3cc9", "#e08214"]
-    lines = [
-        go.Scatter(
-            x=t.numpy(),
-            y=np.round(values.numpy(), 5),
-            mode="lines",
-            name=name,
-            line={"color": colour, "width": 3},
-            hovertemplate="share on class a %{x:.2f}<br>loss %{y:.4f}<extra>" + name + "</extra>",
-        )
-        for (name, values), colour in zip(curves.items(), colours)
-    ]
-    return _figure(
-        lines,
-        f"Loss as probability moves between two classes (true label {label})",
-        "share of the pair's probability on the first class",
-        "loss",
-        height=440,
-        legend={"orientation": "h", "y": -0.25},
-    )
-
-
-def training_curves(history: dict[str, dict[str, list[float]]], metric: str, title: str) -> go.Figure:
-    """One line per run for ``metric`` over epochs (training lab)."""
-    lines = [
-        go.Scatter(
-            x=list(range(1, len(values[metric]) + 1)),
-            y=values[metric],
-            mode="lines+markers",
-            name=run,
-            line={"color": colour},
-        )
-        for (run, values), colour in zip(history.items(), ["#888888", "#7a3cc9", "#e08214"])
-    ]
-    shares = "accuracy" in metric or "mass" in metric  # on a full 0-100% axis, so small wiggles look small
-    yaxis = {"range": [0, 1.02], "tickformat": ".0%"} if shares else {}
-    return _figure(
-        lines, title, "epoch", metric.replace("_", " "), height=340, yaxis=yaxis, legend={"orientation": "h", "y": -0.3}
-    )
-
-
-def decision_regions(
-    grid_x: np.ndarray,
-    grid_y: np.ndarray,
-    probs: np.ndarray,
-    points: np.ndarray,
-    labels: np.ndarray,
-    names: Sequence[str],
-    title: str,
-    *,
-    show: int | None = None,
-) -> go.Figure:
-    """Over a 2-D grid: the predicted class (``show=None``) or the probability of class ``show``; data points on top."""
-    confidence = probs.max(axis=-1)
-    extra: dict[str, Any]  # plotly's Heatmap keywords, by mode
-    if show is None:
-        z, colours, zrange = probs.argmax(axis=-1), "Viridis", {}
-        hover = "x %{x}<br>y %{y}<br>predicted class %{z}<br>confidence %{customdata}<extra></extra>"
-        extra = {"opacity": 0.45, "showscale": False}
-    else:
-        z, colours, zrange = np.round(probs[..., show], 3), "Purples", {"zmin": 0.0, "zmax": 1.0}
-        hover = f"x %{{x}}<br>y %{{y}}<br>p({_label(names[show])}) %{{z}}<extra></extra>"
-        extra = {
-            "opacity": 0.8,
-            "showscale": True,
-            "colorbar": {"title": {"text": f"p({_label(names[show])})"}, "thickness": 12},
-        }
-    regions = go.Heatmap(
-        x=np.round(grid_x, 3),
-        y=np.round(grid_y, 3),
-        z=z,
-        customdata=np.round(confidence, 3),
-        colorscale=colours,
-        hovertemplate=hover,
-        **zrange,
-        **extra,
-    )
-    idx = _sample(len(points), 1500)
-    data = go.Scattergl(
-        x=np.round(points[idx, 0], 3),
-        y=np.round(points[idx, 1], 3),
-        mode="markers",
-        marker={"color": labels[idx], "colorscale": "Viridis", "size": 6, "line": {"width": 0.5, "color": "white"}},
-        text=[_label(names[i]) for i in labels[idx]],
-        hovertemplate="true class %{text}<extra></extra>",
-    )
-    return _figure([regions, data], title, "x₁", "x₂", height=400, showlegend=False)

@@ -90,7 +90,7 @@ def test_hierarchy_metrics_panel_equals_the_library(cifar_app):
     assert float(metric(at, "Mistake severity")) == pytest.approx(expected["mistake_severity"], abs=1e-3)
     assert float(metric(at, "hdist@5")) == pytest.approx(expected["hdist@5"], abs=1e-3)
     assert metric(at, "Cost-aware top-1") == f"{expected['crm_top1_accuracy']:.1%}"
-    assert metric(at, "Accuracy at level 1") == f"{expected['accuracy@level1']:.1%}"
+    assert metric(at, "Level 1 acc.") == f"{expected['accuracy@level1']:.1%}"
 
 
 def test_mass_kept_sets_beta_of_the_soft_hierarchy_lens(cifar_app):

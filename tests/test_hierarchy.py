@@ -377,7 +377,7 @@ def test_metric_input_errors():
 def test_tree_walk_decides_as_the_dense_product_at_large_k(with_inner_classes):
     """Above _DENSE_COST_CLASSES the cost-aware decision walks the tree: same costs and decisions as p @ D."""
     from benchmarks.hierarchy import wordnet_like
-    from lensdash.hierarchy import _DENSE_COST_CLASSES, HierarchySums, _PathCosts
+    from lensdash._hierarchy_metrics import _DENSE_COST_CLASSES, HierarchySums, _PathCosts
 
     h = ld.read_hierarchy(wordnet_like(300, seed=3))
     classes = list(h.leaves)
@@ -396,13 +396,13 @@ def test_tree_walk_decides_as_the_dense_product_at_large_k(with_inner_classes):
     risk = (p @ d).numpy()
     near = risk <= risk.min(axis=1, keepdims=True) + 1e-10 * float(d.max())
     expected = near.argmax(axis=1)  # the lowest index among the (near-)minimal costs
-    assert sums._cost_aware(p).tolist() == expected.tolist()
+    assert sums._cost_aware(p.log()).tolist() == expected.tolist()  # softmax(log p) = p
     assert (risk.argmin(axis=1)[10:] == expected[10:]).all()  # without ties, the plain argmin
 
 
 @given(trees(max_nodes=30), st.data())
 def test_tree_walk_costs_on_random_trees(h, data):
-    from lensdash.hierarchy import _PathCosts
+    from lensdash._hierarchy_metrics import _PathCosts
 
     classes = data.draw(st.lists(st.sampled_from(h.nodes), min_size=2, max_size=len(h.nodes), unique=True))
     p = torch.softmax(torch.randn(7, len(classes), dtype=torch.float64), dim=1)
@@ -424,3 +424,51 @@ def test_hierarchy_preset_defaults_to_half_the_mass_on_the_true_class_at_any_k()
     assert float(fixed.matrix.diagonal().mean()) < 0.1  # what the old fixed β = 2 did at K = 100
     typed = build_preset("hierarchy soft labels", list("abcdef"), groups=[["a", "b"], ["c", "d", "e"]])
     assert float(typed.matrix.diagonal().mean()) == pytest.approx(0.5, rel=1e-6)
+
+
+@given(trees(max_nodes=30), st.integers(0, 2**31 - 1), st.integers(1, 60), st.floats(0.5, 8.0))
+def test_tree_walk_metrics_on_random_trees_against_the_reference(h, seed, n, scale):
+    """The large-K path (tree walk, and rows whose top class holds over half the mass decided without costs)
+    forced on small trees, against the plain N×K×K reference; ``scale`` makes some rows confident, some not."""
+    import lensdash._hierarchy_metrics as hm
+
+    classes = list(h.leaves)
+    if len(classes) < 2:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, len(classes), generator=gen, dtype=torch.float64) * scale
+    labels = torch.randint(0, len(classes), (n,), generator=gen)
+    dense = hm._DENSE_COST_CLASSES
+    try:
+        hm._DENSE_COST_CLASSES = 1
+        sums = HierarchySums(h, classes, ks=(1, 2, 5))
+    finally:
+        hm._DENSE_COST_CLASSES = dense
+    assert sums._path_costs is not None
+    got = sums.add_(logits, labels).result()
+    assert_metrics_equal(got, ref_metrics(logits, labels, h, classes, (1, 2, 5)))
+
+
+def test_a_class_holding_over_half_the_mass_is_the_cost_aware_decision():
+    """The shortcut's bound (2 p_a - 1) d(a, k) > 0: at p_a just above 1/2 the top class still wins; at exactly
+    1/2 the costs decide (here the tie goes to the lower index, as the dense rule does)."""
+    from benchmarks.hierarchy import wordnet_like
+
+    h = ld.read_hierarchy(wordnet_like(300, seed=5))
+    classes = list(h.leaves)
+    d = ref_distances(h, classes)
+    sums = HierarchySums(h, classes)
+    assert sums._path_costs is not None
+    gen = torch.Generator().manual_seed(3)
+    p = torch.softmax(torch.randn(200, len(classes), generator=gen, dtype=torch.float64), dim=1) * 0.49
+    top = torch.randint(0, len(classes), (200,), generator=gen)
+    p[torch.arange(200), top] += 0.51 - 1e-12  # a little over half on a random class
+    p[:20] = 0.0
+    p[torch.arange(20), top[:20]] = 0.5  # exactly half: a tie with a class far away
+    far = (top[:20] + len(classes) // 2) % len(classes)
+    p[torch.arange(20), far] = 0.5
+    risk = (p @ d).numpy()
+    expected = (risk <= risk.min(axis=1, keepdims=True) + 1e-10 * float(d.max())).argmax(axis=1)
+    got = sums._cost_aware(p.log(), p.argmax(dim=1).numpy())
+    assert got.tolist() == expected.tolist()
+    assert (got[20:] == top[20:].numpy()).all()

@@ -146,7 +146,8 @@ def _npz(
         labels = _npz_member(name, archive, label_key, limits, 1) if label_key else None
         names = None
         if "class_names" in keys:
-            class_limits = Limits(2 * (limits.max_classes or values.shape[1]), limits.max_classes)
+            # numpy stores 4 bytes a character: room for names of up to 128 characters at the most classes allowed
+            class_limits = Limits(128 * (limits.max_classes or values.shape[1]), limits.max_classes)
             names = [str(c) for c in _npz_member(name, archive, "class_names", class_limits, 1)]
         kind = pred_key if pred_key in ("logits", "probs", "log_probs") else None
         return values, labels, names, kind

@@ -226,7 +226,10 @@ METRIC_LABELS = {
         "Cost-aware top-1",
         "Accuracy when predicting argmin_k Σ_j p_j d(j, k) (Karthik et al. 2021) instead of the argmax.",
     ),
-    "crm_mistake_severity": ("Cost-aware severity", "Mistake severity of the cost-aware decision."),
+    "crm_mistake_severity": (
+        "CRM severity",
+        "Mistake severity of the cost-aware decision (CRM: conditional risk minimisation, Karthik et al. 2021).",
+    ),
 }
 
 
@@ -261,9 +264,10 @@ def hierarchy_metrics_section(dataset: Dataset, tree: Hierarchy | None) -> dict[
     for name in per_level[:3]:
         level = name.removeprefix("accuracy@level")
         cols[i].metric(
-            f"Accuracy at level {level}",
+            f"Level {level} acc.",  # short: up to nine metrics share the row
             f"{metrics[name]:.1%}",
-            help="Share of samples whose prediction has the truth's ancestor at this level (level 1: superclass).",
+            help=f"Accuracy at level {level}: share of samples whose prediction has the truth's ancestor at this level "
+            "(level 1: superclass).",
         )
         i += 1
     if len(per_level) > 3:

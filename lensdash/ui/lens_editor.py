@@ -18,6 +18,7 @@ from lensdash.lens import ROW_SUM_ATOL, Lens, normalize_lens
 from lensdash.presets import PRESETS, build_preset, format_groups, parse_groups
 from lensdash.sanitize import markdown_text
 from lensdash.ui import state
+from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.config import reader_limits
 from lensdash.ui.data import Dataset, LensInputs
 from lensdash.ui.downloads import lens_csv
@@ -426,8 +427,16 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
         left, right = st.columns(2)
         with left:
             st.markdown("**Most mutually confused pairs** (rates of the argmax confusion matrix, row = true class)")
-            st.dataframe(confused_pairs(counts, names, top=8), hide_index=True, width="stretch", key="confused_pairs")
-            suggested = suggest_groups(counts, names, min_samples=SUGGEST_MIN_SAMPLES)
+            # Both depend on the data alone (K² work at K = 1,000): once per dataset, not on every lens edit.
+            pairs_of_data, suggested = session_memo(
+                "data_lens_suggestions",
+                dataset.digest,
+                lambda: (
+                    confused_pairs(counts, names, top=8),
+                    suggest_groups(counts, names, min_samples=SUGGEST_MIN_SAMPLES),
+                ),
+            )
+            st.dataframe(pairs_of_data, hide_index=True, width="stretch", key="confused_pairs")
             if suggested:
                 text = format_groups(suggested)
                 st.markdown(
@@ -451,7 +460,7 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
             )
         with right:
             st.markdown(f"**Where the current lens moves target mass** (preset: {state.get(state.PRESET)})")
-            pairs = lens_pairs(lens, names, top=8)
+            pairs = session_memo("lens_pairs", lens_digest(lens), lambda: lens_pairs(lens, names, top=8))
             if len(pairs):
                 st.dataframe(pairs, hide_index=True, width="stretch", key="lens_pairs")
             else:

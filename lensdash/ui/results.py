@@ -94,12 +94,14 @@ def cached_lens_checks(dataset: Dataset, lens: Lens) -> pd.DataFrame:
 
 
 def _count(value: int) -> str:
-    """A count short enough for a headline metric: exact below 100,000, else 123k / 1.2M (the help has it exact).
+    """A count short enough for a headline metric: exact below 10,000, else 12k / 1.2M (the help has it exact).
 
-    >>> _count(2000), _count(123_456), _count(1_234_567)
-    ('2,000', '123k', '1.2M')
+    ``10,000 × 1,000`` does not fit its column beside six other metrics; ``10k × 1,000`` does.
+
+    >>> _count(2000), _count(12_345), _count(123_456), _count(1_234_567)
+    ('2,000', '12k', '123k', '1.2M')
     """
-    if value < 100_000:
+    if value < 10_000:
         return f"{value:,}"
     if value < 1_000_000:
         return f"{value / 1000:.0f}k"
@@ -163,7 +165,7 @@ def metrics_section(dataset: Dataset, lens: Lens, family: str) -> Analysis:
         else ""
     )
     other = "prediction" if family == "target" else "target"
-    cols = st.columns([1, 1, 1, 1, 1, 1, 1.4])
+    cols = st.columns([1, 1, 1, 1, 1, 1, 1.5])
     unlensed_help = "Mean cross-entropy (F.cross_entropy), no lens." + (SOFT_UNLENSED_HELP * analysis.soft_labels)
     cols[0].metric("Unlensed loss", _fmt(s["unlensed_loss"]), help=unlensed_help)
     cols[1].metric(

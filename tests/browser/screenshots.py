@@ -23,7 +23,7 @@ from lensdash.examples import example_bytes
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port
 
 OUT = ROOT / "test-artifacts" / "screenshots"
-TABS = ("Results", "Gradients", "Sanity checks")
+TABS = ("Results", "Evaluation", "Compare", "Slices", "Gradients", "Sanity checks", "Playground", "Training lab")
 
 
 def predictions_npz(names: list[str], groups: list[str], n: int, seed: int = 0) -> bytes:

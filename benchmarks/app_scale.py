@@ -1,0 +1,158 @@
+"""Page numbers at K = 1,000 (issue 13): upload → page ready, a lens edit's rerun, figure sizes, memory.
+
+Against the core work measured in the same process: ``read_predictions`` + ``analyze`` for the page's first
+run, ``analyze`` for a rerun after a lens edit (made in the sub-grid, as a user does at large K). Every tab that
+draws from the upload is opened and each figure's JSON measured. Memory is the growth of the process's resident
+set over the page's runs, against the decoded logits (rows × cols × 4 bytes).
+
+python -m benchmarks.app_scale --format npz --rows 50000 --cols 1000
+python -m benchmarks.app_scale --format csv --rows 10000 --cols 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+from benchmarks._page import page_with_upload, upload_bytes
+from benchmarks._timing import header, rounds, run_module
+
+#: Tabs whose figures come from the upload (Compare and Slices need a second model or metadata; the lab and the
+#: playground do not read the upload).
+DATA_TABS = ("Results", "Evaluation", "Gradients", "Sanity checks")
+
+
+def _rss() -> int:
+    """Resident bytes after a full collection, with freed heap handed back to the system (glibc's malloc_trim),
+    so that what parsing freed but the allocator kept does not count as held by the session."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the figure then includes freed heap
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/status") as status:
+        line = next(x for x in status if x.startswith("VmRSS"))
+    return int(line.split()[1]) * 1024
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _check(at: object) -> None:
+    problems = [e.value for e in getattr(at, "exception", [])] + [e.value for e in getattr(at, "error", [])]
+    if problems:
+        raise SystemExit(f"the page reported: {problems[:3]}")
+
+
+def bench_scale(rows: int, cols: int, fmt: str, repeats: int) -> dict[str, float]:
+    """Run every measurement; prints a table and returns the figures."""
+    from lensdash import Lens, read_predictions
+    from lensdash.analysis import analyze
+
+    data = upload_bytes(rows, cols, fmt)
+    at, preds = page_with_upload(rows, cols, fmt, data=data)
+    names = preds.class_names
+    decoded = rows * cols * 4
+    rss_before = _rss()
+    t0 = time.perf_counter()
+    at.run()
+    page_s = time.perf_counter() - t0
+    _check(at)
+    rss_page = _rss() - rss_before
+
+    def core_analysis() -> None:
+        analyze(preds.logits, preds.labels, Lens(at.session_state["lens_current"], names), class_names_=names)
+
+    read_s = _median_time(lambda: read_predictions(data), max(1, repeats // 3))
+    analysis_s = _median_time(core_analysis, max(1, repeats // 3))
+
+    at.selectbox(key="preset").set_value("identity").run()
+    _check(at)
+    chosen = list(at.session_state["subgrid_classes"]) if cols > 40 else list(names)
+    edits = iter(range(1, 10_000))
+
+    def edit_and_rerun() -> None:
+        i = next(edits)  # a new valid lens each time, so nothing comes from the cache
+        row, col, v = i % len(chosen), (i * 7 + 1) % len(chosen), 0.1 + (i % 40) / 100
+        if col == row:
+            col = (col + 1) % len(chosen)
+        at.session_state[at.session_state["lens_grid_key"]] = {
+            "edited_rows": {row: {chosen[row]: 1 - v, chosen[col]: v}},
+            "added_rows": [],
+            "deleted_rows": [],
+        }
+        at.run()
+        _check(at)
+
+    t = rounds({"core": core_analysis, "rerun": edit_and_rerun}, repeats=repeats)
+    edit_ratio = statistics.median(r / c for r, c in zip(t["rerun"], t["core"], strict=True))
+
+    sizes: dict[str, int] = {}
+    tab_s: dict[str, float] = {}
+    for tab in DATA_TABS:
+        at.session_state["view"] = tab
+        t0 = time.perf_counter()
+        at.run()
+        tab_s[tab] = time.perf_counter() - t0
+        _check(at)
+        for chart in at.get("plotly_chart"):
+            sizes[f"{tab}: {chart.proto.id or 'chart'}"] = len(chart.proto.spec.encode())
+    rss_session = _rss() - rss_before
+    largest = max(sizes, key=sizes.__getitem__) if sizes else "none"
+    out = {
+        "page_ready_s": page_s,
+        "core_read_s": read_s,
+        "core_analysis_s": analysis_s,
+        "page_over_core": page_s / (read_s + analysis_s),
+        "rerun_s": statistics.median(t["rerun"]),
+        "rerun_core_s": statistics.median(t["core"]),
+        "rerun_over_core": edit_ratio,
+        "largest_figure_mb": sizes.get(largest, 0) / 1e6,
+        "figures": float(len(sizes)),
+        "rss_first_run_over_decoded": rss_page / decoded,
+        "rss_session_over_decoded": rss_session / decoded,
+    }
+    print(f"page ready {page_s:.2f}s; core read {read_s:.2f}s + analysis {analysis_s:.2f}s")
+    print(f"page ready / (read + analysis): {out['page_over_core']:.2f} (target <= 1.5)")
+    print(
+        f"medians of {repeats} rounds: rerun after a sub-grid lens edit {out['rerun_s']:.3f}s, "
+        f"core analyze() alone {out['rerun_core_s']:.3f}s"
+    )
+    print(f"rerun / core of the same round, median over rounds: {edit_ratio:.2f} (target <= 1.5)")
+    print("tab opened (s): " + ", ".join(f"{k} {v:.2f}" for k, v in tab_s.items()))
+    print(f"largest figure: {out['largest_figure_mb']:.2f} MB ({largest}) of {len(sizes)} (target <= 2 MB each)")
+    over = [k for k, v in sizes.items() if v > 2e6]
+    if over:
+        print(f"figures over 2 MB: {over}")
+    print(
+        f"resident memory grown by the session: {rss_session / 1e6:.0f} MB = "
+        f"{out['rss_session_over_decoded']:.2f}x the decoded logits ({decoded / 1e6:.0f} MB) (target <= 3); "
+        f"after the first run {out['rss_first_run_over_decoded']:.2f}x"
+    )
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--cols", type=int, default=1000)
+    parser.add_argument("--format", choices=["npz", "csv"], default="npz")
+    parser.add_argument("--repeats", type=int, default=5)
+
+
+def run(args: argparse.Namespace) -> None:
+    header()
+    bench_scale(args.rows, args.cols, args.format, args.repeats)
+
+
+if __name__ == "__main__":
+    run_module("benchmarks.app_scale", __doc__, add_arguments, run)
