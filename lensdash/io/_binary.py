@@ -7,6 +7,7 @@ import math
 import warnings
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -19,15 +20,10 @@ from lensdash.errors import InputError
 from lensdash.io._csv_layout import (
     _label_index,
 )
-from lensdash.io._csv_parse import (
-    _concat_labels,
-    _float_matrix,
-)
 from lensdash.io._source import (
     _DECODE_ERRORS,
     META_NAMES,
     Limits,
-    _meta_note,
     check_meta_count,
 )
 
@@ -127,9 +123,18 @@ def _npz_member(name: str, archive: zipfile.ZipFile, key: str, limits: Limits, n
         return _array_from(where, member.read(math.prod(shape) * dtype.itemsize), shape, fortran, dtype)
 
 
-def _npz(
-    name: str, data: bytes | memoryview, limits: Limits
-) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, str | None]:
+@dataclass(frozen=True)
+class _NpzArrays:
+    """An archive's arrays: the predictions, the labels, the class names and the kind its array's name says."""
+
+    values: np.ndarray
+    labels: np.ndarray | None
+    names: list[str] | None
+    #: ``'logits'``, ``'probs'`` or ``'log_probs'`` when the predictions' array is named so, else None
+    kind: str | None
+
+
+def _npz(name: str, data: bytes | memoryview, limits: Limits) -> _NpzArrays:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         keys = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
@@ -149,7 +154,7 @@ def _npz(
             class_limits = Limits(2 * (limits.max_classes or values.shape[1]), limits.max_classes)
             names = [str(c) for c in _npz_member(name, archive, "class_names", class_limits, 1)]
         kind = pred_key if pred_key in ("logits", "probs", "log_probs") else None
-        return values, labels, names, kind
+        return _NpzArrays(values, labels, names, kind)
     except (ValueError, OSError, RuntimeError, NotImplementedError, *_DECODE_ERRORS) as exc:
         if isinstance(exc, InputError):
             raise
@@ -161,9 +166,19 @@ def _npz(
         ) from None
 
 
+@dataclass(frozen=True)
+class _ParquetColumns:
+    """Which columns of a Parquet file are classes, labels and metadata (0-based indices into ``header``)."""
+
+    float_cols: list[int]
+    label_idx: int | None
+    header: list[str]
+    meta_cols: list[int]
+
+
 def _parquet_columns(
     name: str, schema: pa.Schema, label_column: str | int | None, meta_columns: Sequence[str | int] | None = None
-) -> tuple[list[int], int | None, list[str], list[int]]:
+) -> _ParquetColumns:
     """Which Parquet columns are classes (numeric), which holds the labels and which are metadata.
 
     Metadata: columns named by ``meta_columns`` (names or 0-based indices), with a common id name
@@ -195,7 +210,7 @@ def _parquet_columns(
     float_cols = [i for i in range(len(header)) if i not in skip]
     meta_cols = sorted(meta)
     check_meta_count(name, len(meta_cols))
-    return float_cols, label_idx, header, meta_cols
+    return _ParquetColumns(float_cols, label_idx, header, meta_cols)
 
 
 def _check_meta_bytes(name: str, handle: pq.ParquetFile, meta_cols: list[int], limits: Limits) -> None:
@@ -227,40 +242,3 @@ def _parquet_file(name: str, source: object) -> pq.ParquetFile:
             where=name,
             fix="Write it with DataFrame.to_parquet().",
         ) from None
-
-
-def _parquet(
-    name: str,
-    data: bytes | memoryview,
-    label_column: str | int | None,
-    limits: Limits,
-    meta_columns: Sequence[str | int] | None = None,
-) -> tuple[np.ndarray, object, list[str], pa.Table | None, list[str]]:
-    """Rows × classes from the footer checked before reading; then read a batch at a time into one float32 array."""
-    handle = _parquet_file(name, pa.BufferReader(pa.py_buffer(data)))
-    limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
-    float_cols, label_idx, header, meta_cols = _parquet_columns(name, handle.schema_arrow, label_column, meta_columns)
-    n, k = handle.metadata.num_rows, len(float_cols)
-    limits.check_cells(name, n, k)
-    _check_meta_bytes(name, handle, meta_cols, limits)
-    columns = [header[i] for i in float_cols] + ([header[label_idx]] if label_idx is not None else [])
-    columns += [header[i] for i in meta_cols]
-    values = np.empty((n, k), dtype=np.float32)
-    label_parts, meta_parts, row = [], [], 0
-    first_meta = k + (label_idx is not None)
-    for batch in handle.iter_batches(batch_size=max(1, (1 << 22) // max(k, 1)), columns=columns):
-        table = pa.Table.from_batches([batch])
-        if row + table.num_rows > n:
-            raise InputError.build(f"{n:,} rows, as the footer says", "more", where=name, fix="Write the file again.")
-        values[row : row + table.num_rows] = _float_matrix(name, table, list(range(k)), row + 1)
-        if label_idx is not None:
-            label_parts.append(table.column(k))
-        if meta_cols:
-            meta_parts.append(table.select(list(range(first_meta, table.num_columns))))
-        row += table.num_rows
-    if row != n:
-        raise InputError.build(f"{n:,} rows, as the footer says", f"{row:,}", where=name, fix="Write the file again.")
-    labels = (_concat_labels(label_parts), 1, label_idx) if label_idx is not None and label_parts else None
-    meta = pa.concat_tables(meta_parts) if meta_parts else None
-    notes = [_meta_note([header[i] for i in meta_cols])] if meta_cols else []
-    return values, labels, [header[i] for i in float_cols], meta, notes
