@@ -19,7 +19,7 @@ from torch import Tensor
 from lensdash.errors import InputError
 from lensdash.families import FAMILIES as _REGISTRY
 from lensdash.families import family as _registered_family
-from lensdash.lens import Lens, class_names
+from lensdash.lens import Lens, class_names, lens_matrix
 from lensdash.losses import check_loss_inputs
 
 #: Family name -> loss function, read from the one registry (lensdash.families).
@@ -276,7 +276,7 @@ def analyze(
     lensed, grad_l = per_sample_losses_and_gradients(logits, labels, lens, family=family)
     grad_lensed = class_mean(grad_l, labels, k)
     del grad_l
-    matrix = (lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)).to(logits.device)
+    matrix = lens_matrix(lens, k, device=logits.device)
     lens_mass = _support_mass(logits.detach(), labels, matrix > 0, baseline.log_norm)
     lens_hit = lens_hits(matrix)[labels, baseline.predicted]
     lens_score = lens_credit(matrix)[labels, baseline.predicted]
