@@ -28,8 +28,17 @@ from lensdash.io._source import (
 )
 
 
-def _npy_header(name: str, handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, Fortran order, dtype) from a ``.npy`` header, read without touching the data."""
+@dataclass(frozen=True)
+class _NpyHeader:
+    """What a ``.npy`` header says: the array's shape, whether it is column-major, its dtype."""
+
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+
+
+def _npy_header(name: str, handle: BinaryIO) -> _NpyHeader:
+    """A ``.npy`` header, read without touching the data (the handle is left at the data's start)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # numpy's note on Python 2 headers: read all the same
@@ -54,7 +63,7 @@ def _npy_header(name: str, handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.
             where=name,
             fix="Save numbers (float or int) with numpy.save(path, array).",
         )
-    return tuple(int(d) for d in shape), bool(fortran), dtype
+    return _NpyHeader(tuple(int(d) for d in shape), bool(fortran), dtype)
 
 
 def _check_array_shape(name: str, shape: tuple[int, ...], dtype: np.dtype, limits: Limits, ndim: int) -> None:
@@ -99,7 +108,8 @@ def _array_from(
 
 def _npy(name: str, data: bytes | memoryview, limits: Limits, ndim: int = 2) -> np.ndarray:
     handle = io.BytesIO(data[: 1 << 20])  # the header; numpy refuses headers over 10 KB anyway
-    shape, fortran, dtype = _npy_header(name, handle)
+    head = _npy_header(name, handle)
+    shape, fortran, dtype = head.shape, head.fortran, head.dtype
     _check_array_shape(name, shape, dtype, limits, ndim)
     return _array_from(name, data[handle.tell() :], shape, fortran, dtype)
 
@@ -118,7 +128,8 @@ def _npz_member(name: str, archive: zipfile.ZipFile, key: str, limits: Limits, n
     """
     where = f"{name}, array {key!r}"
     with archive.open(key + ".npy") as member:
-        shape, fortran, dtype = _npy_header(where, member)  # type: ignore[arg-type]
+        head = _npy_header(where, member)  # type: ignore[arg-type]
+        shape, fortran, dtype = head.shape, head.fortran, head.dtype
         _check_array_shape(where, shape, dtype, limits, ndim)
         return _array_from(where, member.read(math.prod(shape) * dtype.itemsize), shape, fortran, dtype)
 

@@ -154,8 +154,9 @@ def _predictions(
     settled = _settle(column, layout.names, k, notes, discover=True)
     names = settled.names if settled.names is not None else layout.names
     final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
-    logits, kind = _to_logits(name, out, layout.kind, notes, layout.locate)
+    logits = _to_logits(name, out, layout.kind, notes, layout.locate)
     metas = [m for m in metas if m is not None]
     meta = _frame(_concat_meta(metas)) if metas else None
     targets = torch.from_numpy(settled.targets) if settled.targets is not None else None
-    return Predictions(logits, torch.from_numpy(settled.labels), final_names, kind, name, notes, meta, targets)
+    labels_tensor = torch.from_numpy(settled.labels)
+    return Predictions(logits.values, labels_tensor, final_names, logits.kind, name, notes, meta, targets)

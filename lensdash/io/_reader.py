@@ -307,7 +307,8 @@ def _npy_layout(inp: _Input, request: _Request) -> _Layout:
     """Rows read from the file's bytes a range at a time (column by column when it is column-major)."""
     name, data = inp.name, inp.data
     header = io.BytesIO(data[: 1 << 20])  # numpy refuses headers over 10 KB anyway
-    shape, fortran, dtype = _npy_header(name, header)
+    npy = _npy_header(name, header)
+    shape, fortran, dtype = npy.shape, npy.fortran, npy.dtype
     _check_array_shape(name, shape, dtype, request.limits, 2)
     _check_matrix(name, shape, dtype)
     n, k = shape

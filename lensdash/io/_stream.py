@@ -215,10 +215,9 @@ class _Checker:
 
     def __init__(self, name: str, kind: str, first: np.ndarray, locate: Locate, notes: list[str]) -> None:
         self.name = name
-        _, self.kind = _to_logits(name, first.astype(np.float32, copy=True), kind, notes, locate)
+        self.kind = _to_logits(name, first.astype(np.float32, copy=True), kind, notes, locate).kind
 
     def __call__(self, values: np.ndarray, locate: Locate) -> Tensor:
         with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused with its cell
             as_float32 = values.astype(np.float32, copy=False)
-        logits, _ = _to_logits(self.name, as_float32, self.kind, [], locate)
-        return logits
+        return _to_logits(self.name, as_float32, self.kind, [], locate).values
