@@ -153,9 +153,13 @@ def _check_matrix(name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
             where=name,
             fix="One row per sample, one column per class.",
         )
-    if shape[1] < 2:
+    _check_classes(name, shape[1])
+
+
+def _check_classes(name: str, k: int) -> None:
+    if k < 2:
         raise InputError.build(
-            "at least 2 class columns", f"{shape[1]}", where=name, fix="Give one column per class (and a label column)."
+            "at least 2 class columns", f"{k}", where=name, fix="Give one column per class (and a label column)."
         )
 
 
@@ -188,7 +192,7 @@ def _csv_file_layout(inp: _Input, request: _Request) -> _Layout:
     name, data = inp.name, inp.data
     csv = _csv_layout(name, data, request.label_column, request.limits, request.meta_columns)
     k = len(csv.float_cols)
-    _check_matrix(name, (0, k), np.dtype(np.float64))
+    _check_classes(name, k)
     lo, hi = (_line_end(data, b) if b else 0 for b in _shard_range(len(data), *request.shard))
     # Every row holds at least ``width`` bytes (its delimiters and line end), and the parts stop at max_cells.
     max_rows = (hi - lo) // csv.width + 1
@@ -252,7 +256,7 @@ def _parquet_layout(inp: _Input, request: _Request) -> _Layout:
     limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
     cols = _parquet_columns(name, handle.schema_arrow, request.label_column, request.meta_columns)
     header, k = cols.header, len(cols.float_cols)
-    _check_matrix(name, (0, k), np.dtype(np.float64))
+    _check_classes(name, k)
     meta = handle.metadata
     limits.check_cells(name, meta.num_rows, k)
     _check_meta_bytes(name, handle, cols.meta_cols, limits)
@@ -333,7 +337,9 @@ def _npy_layout(inp: _Input, request: _Request) -> _Layout:
         # Column-major (e.g. numpy.save of DataFrame.to_numpy()): one range per column.
         out = np.empty((count, k), dtype=dtype)
         for j in range(k):
-            out[:, j] = np.frombuffer(data, dtype=dtype, count=count, offset=offset + (j * n + start) * dtype.itemsize)
+            first = offset + (j * n + start) * dtype.itemsize
+            out[:, j] = np.frombuffer(data, dtype=dtype, count=count, offset=first)
+            inp.release(first, first + count * dtype.itemsize)
         return out
 
     def parts() -> Iterator[_Rows]:

@@ -130,7 +130,15 @@ def open_stream(
     # An .npz is decompressed whole: bounded even when the other formats are not (one chunk at a time).
     whole = limits if limits.max_cells is not None else Limits(DEFAULT_MAX_CELLS, limits.max_classes)
     request = _Request(
-        kind, label_column, limits, meta_columns, class_names, labels is None, shard, chunk_rows, None, whole
+        kind,
+        label_column,
+        limits,
+        meta_columns,
+        class_names,
+        file_labels=labels is None,
+        shard=shard,
+        chunk_rows=chunk_rows,
+        whole_limits=whole,
     )
     inp = _open(path, "predictions", None)
     try:
@@ -205,9 +213,8 @@ class _Separate:
                 where=self.name,
                 fix="The labels and predictions must have the same rows.",
             )
-        return torch.from_numpy(labels[start:stop]), torch.from_numpy(
-            targets[start:stop]
-        ) if targets is not None else None
+        rows_targets = torch.from_numpy(targets[start:stop]) if targets is not None else None
+        return torch.from_numpy(labels[start:stop]), rows_targets
 
 
 class _Checker:
