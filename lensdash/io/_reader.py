@@ -262,8 +262,9 @@ def _parquet_layout(inp: _Input, request: _Request) -> _Layout:
     _check_meta_bytes(name, handle, cols.meta_cols, limits)
     groups = range(*_shard_range(meta.num_row_groups, *request.shard))
     sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    read_labels = cols.label_idx is not None and request.file_labels
-    columns = [header[i] for i in cols.float_cols] + ([header[cols.label_idx]] if read_labels else [])  # type: ignore[index]
+    label_name = [header[cols.label_idx]] if cols.label_idx is not None and request.file_labels else []
+    read_labels = bool(label_name)
+    columns = [header[i] for i in cols.float_cols] + label_name
     first_meta = len(columns)
     columns += [header[i] for i in cols.meta_cols]
     batch_rows = request.chunk_rows or max(1, _PART_CELLS // k)
@@ -379,12 +380,12 @@ def _npz_layout(inp: _Input, request: _Request) -> _Layout:
     kind = arrays.kind if request.kind == "auto" and arrays.kind is not None else request.kind
     lo, hi = _shard_range(n, *request.shard)
     step = request.chunk_rows or n or 1
-    file_labels = labels is not None and request.file_labels
+    wanted = labels if request.file_labels else None
 
     def parts() -> Iterator[_Rows]:
         for start in range(lo, hi, step):
             stop = min(hi, start + step)
-            yield _Rows(start, values[start:stop], labels[start:stop] if file_labels else None, None, stop - lo)  # type: ignore[index]
+            yield _Rows(start, values[start:stop], wanted[start:stop] if wanted is not None else None, None, stop - lo)
 
     return _Layout(
         name=name,
