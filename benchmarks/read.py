@@ -9,6 +9,8 @@ import argparse
 import os
 import statistics
 import tempfile
+import time
+from collections.abc import Callable
 
 from benchmarks._timing import header, peak_rss_of, rounds, run_module
 
@@ -32,12 +34,13 @@ def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
         frame.to_csv(path, index=False)
         size = os.path.getsize(path)
         print(f"# file: {rows} x {cols} floats + label column, {size / 1e6:.0f} MB")
+        cpu: dict[str, list[float]] = {}
         t = rounds(
             {
-                "pandas": lambda: pd.read_csv(path, engine="c"),
-                "pyarrow": lambda: pacsv.read_csv(path),
-                "polars": lambda: pl.read_csv(path),
-                "lensdash": lambda: read_predictions(path),
+                "pandas": _cpu_timed(cpu, "pandas", lambda: pd.read_csv(path, engine="c")),
+                "pyarrow": _cpu_timed(cpu, "pyarrow", lambda: pacsv.read_csv(path)),
+                "polars": _cpu_timed(cpu, "polars", lambda: pl.read_csv(path)),
+                "lensdash": _cpu_timed(cpu, "lensdash", lambda: read_predictions(path)),
             },
             repeats=repeats,
         )
@@ -61,6 +64,15 @@ def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
             + ", ".join(f"{label} {ratios[e]:.2f}" for e, label in engines.items())
             + f"; read_predictions / faster engine {best:.2f} (target <= 1.0 each)"
         )
+        # CPU seconds of all the process's threads: what a busy machine's cores must give each reader, whatever the
+        # scheduling (the warm-up round left out).
+        cpu_med = {name: statistics.median(ts[1:]) for name, ts in cpu.items()}
+        print(
+            "CPU seconds (all threads), median: "
+            + ", ".join(f"{label} {cpu_med[e]:.3f}" for e, label in engines.items())
+            + f", read_predictions {cpu_med['lensdash']:.3f}; read_predictions / engine: "
+            + ", ".join(f"{label} {cpu_med['lensdash'] / cpu_med[e]:.2f}" for e, label in engines.items())
+        )
         imports = "import lensdash.io, pyarrow.csv, pandas, polars"
         base = peak_rss_of(imports)
         peak = peak_rss_of(f"{imports}; lensdash.io.read_predictions({path!r})")
@@ -72,6 +84,17 @@ def bench_read(rows: int, cols: int, repeats: int = 15) -> None:
             f"(pyarrow.csv.read_csv alone {(engine - base) / 1e6:.0f} MB); "
             f"budget 3x float32 data + file = {budget / 1e6:.0f} MB"
         )
+
+
+def _cpu_timed(cpu: dict[str, list[float]], name: str, fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn``, recording the process's CPU seconds of each call under ``name``."""
+
+    def run() -> None:
+        start = time.process_time()
+        fn()
+        cpu.setdefault(name, []).append(time.process_time() - start)
+
+    return run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from lensdash._figures_base import _figure, _label, _sample
+from lensdash.lens import lens_matrix
 from lensdash.losses import lensed_cross_entropy, prediction_lensed_cross_entropy
 
 
@@ -35,7 +36,7 @@ def split_curve(lens: Tensor, label: int, a: int, b: int, mass: float = 0.98, po
         probs = probs / probs.sum(dim=1, keepdim=True)
     logits = torch.log(probs.clamp_min(1e-12))
     y = torch.full((points,), label, dtype=torch.int64)
-    matrix = torch.as_tensor(lens, dtype=torch.float64)
+    matrix = lens_matrix(lens, dtype=torch.float64)
     eye = torch.eye(k, dtype=torch.float64)
     curves = {
         "unlensed cross-entropy": lensed_cross_entropy(logits, y, eye, reduction="none"),

@@ -42,7 +42,7 @@ from lensdash._lens_rule import (
 from lensdash.errors import InputError
 from lensdash.families import FAMILIES as _REGISTRY
 from lensdash.families import family as _registered_family
-from lensdash.lens import Lens, class_names
+from lensdash.lens import Lens, class_names, lens_matrix
 from lensdash.losses import check_loss_inputs
 
 #: Family name -> loss function, read from the one registry (lensdash.families).
@@ -373,7 +373,7 @@ def analyze(
     lensed, grad_l = per_sample_losses_and_gradients(logits, labels, lens, family=family, targets=targets)
     grad_lensed = class_mean(grad_l, labels, k)
     del grad_l
-    matrix = (lens.matrix if isinstance(lens, Lens) else torch.as_tensor(lens)).to(logits.device)
+    matrix = lens_matrix(lens, k, device=logits.device)
     if targets is None:
         lens_mass = _support_mass(logits.detach(), labels, matrix > 0, baseline.log_norm)
     else:  # the support of each sample's own lensed target t_n C

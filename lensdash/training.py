@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from lensdash.analysis import _family, _support_mass, accuracy, confusion_counts, lens_aware_accuracy
 from lensdash.errors import InputError, LensError
-from lensdash.lens import Lens
+from lensdash.lens import lens_matrix
 
 PROBLEMS = ("blobs", "digits")
 RUNS = ("unlensed", "lensed")
@@ -248,7 +248,7 @@ def train_pair(
         >>> runs["unlensed"].history["test_accuracy"] == runs["lensed"].history["test_accuracy"]
         True
     """
-    matrix = (lens if isinstance(lens, Lens) else Lens(lens)).matrix.float()
+    matrix = lens_matrix(lens, dtype=torch.float32)
     k = problem.num_classes
     if matrix.shape[0] != k:
         raise LensError.build(

@@ -92,8 +92,45 @@ def test_wrong_width_and_names_are_refused():
         read_predictions(preds, labels=b"a,b,x\n0.5,0.5,0\n", kind="logits")
 
 
-def test_stream_refuses_soft_labels(tmp_path):
-    (tmp_path / "p.csv").write_bytes(b"a,b,c\n1,2,3\n")
-    (tmp_path / "l.csv").write_bytes(b"a,b,c\n0.5,0.5,0\n")
-    with pytest.raises(InputError, match="soft labels"):
+@pytest.mark.parametrize("fmt", ["csv", "npy", "parquet"])
+def test_the_stream_gives_each_chunk_its_targets(tmp_path, fmt):
+    """Soft labels in a stream: each chunk's rows of what read_predictions returns, in every shard."""
+    preds, logits, soft = _data(n=50)
+    (tmp_path / "l.csv").write_bytes(_soft_csv(soft, index=False))
+    if fmt == "npy":
+        np.save(tmp_path / "p.npy", logits)
+    elif fmt == "parquet":
+        pd.DataFrame(logits, columns=CLASSES).to_parquet(tmp_path / "p.parquet", row_group_size=10)
+    else:
+        (tmp_path / "p.csv").write_bytes(preds)
+    path = tmp_path / f"p.{fmt}"
+    whole = read_predictions(path, labels=tmp_path / "l.csv", kind="logits")
+    for world in (1, 2, 3):
+        rows, labels, targets = [], [], []
+        for rank in range(world):
+            stream = open_stream(path, tmp_path / "l.csv", kind="logits", shard=(rank, world), chunk_rows=7)
+            assert any("accuracy uses the majority label" in n for n in stream.notes)
+            for chunk in stream.chunks:
+                assert chunk.targets is not None and chunk.targets.shape == (len(chunk.labels), 3)
+                rows.append(torch.arange(chunk.row, chunk.row + len(chunk.labels)))
+                labels.append(chunk.labels)
+                targets.append(chunk.targets)
+        assert torch.cat(rows).tolist() == list(range(50))
+        assert torch.equal(torch.cat(labels), whole.labels)
+        torch.testing.assert_close(torch.cat(targets), whole.targets, rtol=0, atol=0)
+    torch.testing.assert_close(whole.targets, torch.from_numpy(soft.astype(np.float32)), atol=1e-6, rtol=0)
+
+
+def test_the_stream_refuses_soft_labels_as_read_predictions_does(tmp_path):
+    (tmp_path / "p.csv").write_bytes(b"a,b,c\n1,2,3\n3,2,1\n")
+    (tmp_path / "l.csv").write_bytes(b"a,b,c\n0.2,0.3,0.5\n0.5,0.5,0.5\n")
+    with pytest.raises(InputError, match=r"row 3: expected soft-label rows summing to 1 \(within 0.001\), found a sum"):
         open_stream(tmp_path / "p.csv", tmp_path / "l.csv", kind="logits")
+    (tmp_path / "l.csv").write_bytes(b"a,b\n0.5,0.5\n0.5,0.5\n")
+    with pytest.raises(InputError, match="expected 3 soft-label columns"):
+        open_stream(tmp_path / "p.csv", tmp_path / "l.csv", kind="logits")
+
+
+def test_hard_labels_stream_without_targets(tmp_path):
+    (tmp_path / "p.csv").write_bytes(b"a,b,label\n1,2,0\n3,2,1\n")
+    assert [c.targets for c in open_stream(tmp_path / "p.csv").chunks] == [None]

@@ -22,12 +22,14 @@ case) and text columns (text and no number in the first rows) are kept aside, no
 pandas' string dtype, numbers as read), with a note naming them; at most :data:`MAX_META_COLUMNS`.
 
 Streaming (:func:`open_stream`): Predictions too large to hold: read chunk by chunk, each process of a sharded run
-its own range.
+its own range. Both readers are one: :func:`read_predictions` gathers the parts that :func:`open_stream` hands
+out as chunks (into one float32 array), and settles the labels and the kind on all of them.
 
 :func:`open_stream` reads CSV, Parquet or ``.npy`` files (paths) with the same
 rules and the same :class:`~lensdash.InputError` messages as
 :func:`~lensdash.read_predictions`, but yields :class:`Chunk`\ s whose size is
 bounded by ``chunk_rows`` (or one CSV part of ``_csv_parse.PART_BYTES``), so memory does not grow with the file.
+A soft-label file gives each chunk its rows of :attr:`Chunk.targets`.
 With ``shard=(rank, world_size)`` a process reads only its share: a byte range
 cut at line ends (CSV), a range of row groups (Parquet) or of rows (``.npy``).
 Parquet is read a row group at a time, so its memory is bounded by the writer's row-group size.
@@ -40,8 +42,9 @@ Layout of the package (private modules by job; this module is the public face):
 * ``_binary``: ``.npy``, ``.npz`` and Parquet, sizes checked from headers and footers before decoding.
 * ``_labels``: label columns and files, as 0..K-1 or class names.
 * ``_kinds``: logits, probabilities or log-probabilities: detection and checks.
-* ``_predictions``: :func:`read_predictions`, :class:`Predictions`.
-* ``_stream``: :func:`open_stream`, :class:`Chunk`, :class:`Stream`.
+* ``_reader``: the one reader: a file's layout by its format (the one dispatcher), its rows part by part.
+* ``_predictions``: :func:`read_predictions`, :class:`Predictions`: the reader's parts gathered in one array.
+* ``_stream``: :func:`open_stream`, :class:`Chunk`, :class:`Stream`: the reader's parts as chunks.
 * ``_lens_files``: :func:`read_lens`, :func:`save_lens`, :func:`lens_to_bytes`.
 * ``_hierarchy_files``: :func:`read_hierarchy` (edge lists, ancestor rows, nested JSON).
 """

@@ -7,6 +7,7 @@ import math
 import warnings
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -19,21 +20,25 @@ from lensdash.errors import InputError
 from lensdash.io._csv_layout import (
     _label_index,
 )
-from lensdash.io._csv_parse import (
-    _concat_labels,
-    _float_matrix,
-)
 from lensdash.io._source import (
     _DECODE_ERRORS,
     META_NAMES,
     Limits,
-    _meta_note,
     check_meta_count,
 )
 
 
-def _npy_header(name: str, handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, Fortran order, dtype) from a ``.npy`` header, read without touching the data."""
+@dataclass(frozen=True)
+class _NpyHeader:
+    """What a ``.npy`` header says: the array's shape, whether it is column-major, its dtype."""
+
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+
+
+def _npy_header(name: str, handle: BinaryIO) -> _NpyHeader:
+    """A ``.npy`` header, read without touching the data (the handle is left at the data's start)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # numpy's note on Python 2 headers: read all the same
@@ -58,7 +63,7 @@ def _npy_header(name: str, handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.
             where=name,
             fix="Save numbers (float or int) with numpy.save(path, array).",
         )
-    return tuple(int(d) for d in shape), bool(fortran), dtype
+    return _NpyHeader(tuple(int(d) for d in shape), bool(fortran), dtype)
 
 
 def _check_array_shape(name: str, shape: tuple[int, ...], dtype: np.dtype, limits: Limits, ndim: int) -> None:
@@ -103,7 +108,8 @@ def _array_from(
 
 def _npy(name: str, data: bytes | memoryview, limits: Limits, ndim: int = 2) -> np.ndarray:
     handle = io.BytesIO(data[: 1 << 20])  # the header; numpy refuses headers over 10 KB anyway
-    shape, fortran, dtype = _npy_header(name, handle)
+    head = _npy_header(name, handle)
+    shape, fortran, dtype = head.shape, head.fortran, head.dtype
     _check_array_shape(name, shape, dtype, limits, ndim)
     return _array_from(name, data[handle.tell() :], shape, fortran, dtype)
 
@@ -122,14 +128,24 @@ def _npz_member(name: str, archive: zipfile.ZipFile, key: str, limits: Limits, n
     """
     where = f"{name}, array {key!r}"
     with archive.open(key + ".npy") as member:
-        shape, fortran, dtype = _npy_header(where, member)  # type: ignore[arg-type]
+        head = _npy_header(where, member)  # type: ignore[arg-type]
+        shape, fortran, dtype = head.shape, head.fortran, head.dtype
         _check_array_shape(where, shape, dtype, limits, ndim)
         return _array_from(where, member.read(math.prod(shape) * dtype.itemsize), shape, fortran, dtype)
 
 
-def _npz(
-    name: str, data: bytes | memoryview, limits: Limits
-) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, str | None]:
+@dataclass(frozen=True)
+class _NpzArrays:
+    """An archive's arrays: the predictions, the labels, the class names and the kind its array's name says."""
+
+    values: np.ndarray
+    labels: np.ndarray | None
+    names: list[str] | None
+    #: ``'logits'``, ``'probs'`` or ``'log_probs'`` when the predictions' array is named so, else None
+    kind: str | None
+
+
+def _npz(name: str, data: bytes | memoryview, limits: Limits) -> _NpzArrays:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         keys = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
@@ -150,7 +166,7 @@ def _npz(
             class_limits = Limits(128 * (limits.max_classes or values.shape[1]), limits.max_classes)
             names = [str(c) for c in _npz_member(name, archive, "class_names", class_limits, 1)]
         kind = pred_key if pred_key in ("logits", "probs", "log_probs") else None
-        return values, labels, names, kind
+        return _NpzArrays(values, labels, names, kind)
     except (ValueError, OSError, RuntimeError, NotImplementedError, *_DECODE_ERRORS) as exc:
         if isinstance(exc, InputError):
             raise
@@ -162,9 +178,19 @@ def _npz(
         ) from None
 
 
+@dataclass(frozen=True)
+class _ParquetColumns:
+    """Which columns of a Parquet file are classes, labels and metadata (0-based indices into ``header``)."""
+
+    float_cols: list[int]
+    label_idx: int | None
+    header: list[str]
+    meta_cols: list[int]
+
+
 def _parquet_columns(
     name: str, schema: pa.Schema, label_column: str | int | None, meta_columns: Sequence[str | int] | None = None
-) -> tuple[list[int], int | None, list[str], list[int]]:
+) -> _ParquetColumns:
     """Which Parquet columns are classes (numeric), which holds the labels and which are metadata.
 
     Metadata: columns named by ``meta_columns`` (names or 0-based indices), with a common id name
@@ -196,7 +222,7 @@ def _parquet_columns(
     float_cols = [i for i in range(len(header)) if i not in skip]
     meta_cols = sorted(meta)
     check_meta_count(name, len(meta_cols))
-    return float_cols, label_idx, header, meta_cols
+    return _ParquetColumns(float_cols, label_idx, header, meta_cols)
 
 
 def _check_meta_bytes(name: str, handle: pq.ParquetFile, meta_cols: list[int], limits: Limits) -> None:
@@ -228,40 +254,3 @@ def _parquet_file(name: str, source: object) -> pq.ParquetFile:
             where=name,
             fix="Write it with DataFrame.to_parquet().",
         ) from None
-
-
-def _parquet(
-    name: str,
-    data: bytes | memoryview,
-    label_column: str | int | None,
-    limits: Limits,
-    meta_columns: Sequence[str | int] | None = None,
-) -> tuple[np.ndarray, object, list[str], pa.Table | None, list[str]]:
-    """Rows × classes from the footer checked before reading; then read a batch at a time into one float32 array."""
-    handle = _parquet_file(name, pa.BufferReader(pa.py_buffer(data)))
-    limits.check_classes(name, len(handle.schema_arrow), "columns", slack=2)
-    float_cols, label_idx, header, meta_cols = _parquet_columns(name, handle.schema_arrow, label_column, meta_columns)
-    n, k = handle.metadata.num_rows, len(float_cols)
-    limits.check_cells(name, n, k)
-    _check_meta_bytes(name, handle, meta_cols, limits)
-    columns = [header[i] for i in float_cols] + ([header[label_idx]] if label_idx is not None else [])
-    columns += [header[i] for i in meta_cols]
-    values = np.empty((n, k), dtype=np.float32)
-    label_parts, meta_parts, row = [], [], 0
-    first_meta = k + (label_idx is not None)
-    for batch in handle.iter_batches(batch_size=max(1, (1 << 22) // max(k, 1)), columns=columns):
-        table = pa.Table.from_batches([batch])
-        if row + table.num_rows > n:
-            raise InputError.build(f"{n:,} rows, as the footer says", "more", where=name, fix="Write the file again.")
-        values[row : row + table.num_rows] = _float_matrix(name, table, list(range(k)), row + 1)
-        if label_idx is not None:
-            label_parts.append(table.column(k))
-        if meta_cols:
-            meta_parts.append(table.select(list(range(first_meta, table.num_columns))))
-        row += table.num_rows
-    if row != n:
-        raise InputError.build(f"{n:,} rows, as the footer says", f"{row:,}", where=name, fix="Write the file again.")
-    labels = (_concat_labels(label_parts), 1, label_idx) if label_idx is not None and label_parts else None
-    meta = pa.concat_tables(meta_parts) if meta_parts else None
-    notes = [_meta_note([header[i] for i in meta_cols])] if meta_cols else []
-    return values, labels, [header[i] for i in float_cols], meta, notes

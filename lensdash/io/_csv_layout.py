@@ -96,7 +96,15 @@ def _split(lines: list[str], delim: str, *, skipinitialspace: bool = False) -> l
         return []
 
 
-def _sniff(name: str, text: str) -> tuple[str, list[list[str]]]:
+@dataclass(frozen=True)
+class _Dialect:
+    """A CSV's delimiter, and its first few rows split with it."""
+
+    delim: str
+    rows: list[list[str]]
+
+
+def _sniff(name: str, text: str) -> _Dialect:
     """The delimiter and the first few rows, split."""
     lines = [ln for ln in text.splitlines() if ln.strip()][:6]
     best: tuple[int, str, list[list[str]]] | None = None
@@ -109,14 +117,14 @@ def _sniff(name: str, text: str) -> tuple[str, list[list[str]]]:
         for delim in (",", ";", "\t"):
             rows = _split(lines, delim)
             if rows and len(rows[0]) > 1:
-                return delim, rows
+                return _Dialect(delim, rows)
         raise InputError.build(
             "at least 2 columns separated by commas, semicolons or tabs",
             f"{len(lines[0].split(',')) if lines else 0} column",
             where=f"{name}, row 1",
             fix="Put one column per class (and a label column), e.g. DataFrame.to_csv().",
         )
-    return best[1], best[2]
+    return _Dialect(best[1], best[2])
 
 
 def _has_header(rows: list[list[str]]) -> bool:
@@ -212,14 +220,26 @@ def _check_width(name: str, data: bytes | memoryview, limits: Limits) -> None:
         limits.check_classes(f"{name}, row 1", min(counts) + 1, "columns", slack=limits.max_classes + 2)
 
 
+@dataclass(frozen=True)
+class _MetaColumns:
+    """A CSV's metadata columns (0-based file indices, in file order) and those of them that are text."""
+
+    cols: list[int]
+    text: set[int]
+
+
 def _meta_indices(
-    name: str, header: list[str] | None, rows: list[list[str]], label_idx: int | None, meta_columns
-) -> tuple[list[int], set[int]]:
+    name: str,
+    header: list[str] | None,
+    rows: list[list[str]],
+    label_idx: int | None,
+    meta_columns: Sequence[str | int] | None,
+) -> _MetaColumns:
     """Metadata columns: named by ``meta_columns`` (names or 0-based indices), a common id name, or text.
 
     A column is text when its first data rows hold text and no number, and at least two score columns remain
     without the text columns (else a text cell is refused as a bad score, with its row and column); the
-    label column is never metadata. Returns (file indices in file order, those that are text).
+    label column is never metadata.
     """
     width = len(rows[0])
     chosen: set[int] = set()
@@ -258,7 +278,7 @@ def _meta_indices(
         else:
             text = set()
     chosen.discard(label_idx)  # type: ignore[arg-type]
-    return sorted(chosen), text & chosen
+    return _MetaColumns(sorted(chosen), text & chosen)
 
 
 def _csv_layout(
@@ -271,7 +291,8 @@ def _csv_layout(
     limits = limits or Limits()
     _check_width(name, data, limits)
     text = _decode_head(name, data)
-    delim, rows = _sniff(name, text)
+    dialect = _sniff(name, text)
+    delim, rows = dialect.delim, dialect.rows
     header = [h.strip() for h in rows[0]] if _has_header(rows) else None
     width = len(rows[0])
     limits.check_classes(f"{name}, row 1", width, "columns", slack=2)  # a label and an index column
@@ -287,7 +308,8 @@ def _csv_layout(
         label_idx = _label_index(header, label_column, name)
     else:
         label_idx = label_column if isinstance(label_column, int) else None
-    meta_cols, text_cols = _meta_indices(name, header, rows, label_idx, meta_columns)
+    meta = _meta_indices(name, header, rows, label_idx, meta_columns)
+    meta_cols, text_cols = meta.cols, meta.text
     check_meta_count(name, len(meta_cols))
     skip = {label_idx} if label_idx is not None else set()
     skip |= set(meta_cols)

@@ -17,16 +17,11 @@ import pyarrow.csv as pacsv
 
 from lensdash.errors import InputError
 from lensdash.io._csv_layout import (
-    _csv_layout,
     _CsvLayout,
     _is_number,
     _line_end,
 )
-from lensdash.io._source import (
-    Limits,
-    Locate,
-    _Input,
-)
+from lensdash.io._source import _Input
 
 #: CSV predictions are parsed in parts of at most this many bytes (smaller parts
 #: for smaller files, so every thread has work), each converted and dropped soon
@@ -224,9 +219,19 @@ def _row_major(table: pa.Table, cols: Sequence[int]) -> np.ndarray:
 
 
 def _float_matrix(
-    name: str, table: pa.Table, float_cols: Sequence[int], first_row: int, dtype=np.float32
+    name: str,
+    table: pa.Table,
+    float_cols: Sequence[int],
+    first_row: int,
+    dtype: type[np.floating] = np.float32,
+    shown: Sequence[int] | None = None,
 ) -> np.ndarray:
-    _check_filled(name, table, float_cols, first_row)
+    """The columns ``float_cols`` as a row-major ``dtype`` array, refusing the first empty cell.
+
+    ``first_row``: the 1-based file row of the table's first row; ``shown``: the 0-based file columns of
+    ``float_cols`` in messages (``float_cols`` themselves by default).
+    """
+    _check_filled(name, table, float_cols, first_row, shown)
     columns = table.select(list(float_cols))
     return _row_major(
         columns.cast(pa.schema([pa.field(f.name, pa.from_numpy_dtype(dtype)) for f in columns.schema])),
@@ -425,34 +430,6 @@ def _in_order(fn: Callable[[_T], _R], items: Sequence[_T]) -> Generator[_R, None
         finally:
             for future in pending:
                 future.cancel()
-
-
-def _csv(
-    inp: _Input, label_column: str | int | None, limits: Limits, meta_columns: Sequence[str | int] | None = None
-) -> tuple[
-    np.ndarray, tuple[pa.ChunkedArray | None, int, int | None], list[str] | None, list[str], Locate, pa.Table | None
-]:
-    """(values N×K float32, (labels or None, first row, index), class names or None, notes, locate, metadata)."""
-    layout = _csv_layout(inp.name, inp.data, label_column, limits, meta_columns)
-    k = len(layout.float_cols)
-    # Every row holds at least ``width`` bytes, and the parts stop at max_cells, so this bounds N;
-    # untouched pages cost no memory.
-    rows = len(inp.data) // layout.width + 1
-    if limits.max_cells is not None:
-        rows = min(rows, limits.max_cells // k + 1)
-    out = np.empty((rows, k), dtype=np.float32)
-    n, labels, metas = 0, [], []
-    for row, _stop, part in _csv_parts(inp, layout):
-        n = row + len(part.values)
-        out[row:n] = part.values
-        if part.labels is not None:
-            labels.append(part.labels)
-        if part.meta is not None:
-            metas.append(part.meta)
-    out.resize((n, k), refcheck=False)
-    column = _concat_labels(labels) if layout.label_idx is not None else None
-    meta = _concat_meta(metas) if metas else None
-    return out, (column, layout.first_row, layout.label_idx), layout.class_names, layout.notes, layout.locate, meta
 
 
 def _concat_meta(parts: list[pa.Table]) -> pa.Table:

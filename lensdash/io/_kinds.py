@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,7 +17,16 @@ from lensdash.io._source import (
 )
 
 
-def _to_logits(name: str, values: np.ndarray, kind: str, notes: list[str], locate: Locate) -> tuple[Tensor, str]:
+@dataclass(frozen=True)
+class _Logits:
+    """Predictions as logits (probabilities as their log, in place) and the kind they were read as."""
+
+    values: Tensor
+    kind: str
+
+
+def _to_logits(name: str, values: np.ndarray, kind: str, notes: list[str], locate: Locate) -> _Logits:
+    """Check ``values`` (N, K) float32 as ``kind`` (or detect it under ``'auto'``) and turn them into logits."""
     x = torch.from_numpy(values)
     lo, hi = (float(v) for v in torch.aminmax(x))  # NaN and inf show in the extremes: one pass, no N×K mask
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -31,7 +41,7 @@ def _to_logits(name: str, values: np.ndarray, kind: str, notes: list[str], locat
         _check_probs(x, locate)
     elif kind == "log_probs":
         _check_log_probs(x, locate)
-    return (x.log_() if kind == "probs" else x), kind
+    return _Logits(x.log_() if kind == "probs" else x, kind)
 
 
 def _row(locate: Locate, r: int) -> str:

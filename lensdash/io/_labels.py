@@ -38,6 +38,31 @@ from lensdash.io._source import (
 SOFT_LABEL_ATOL = 1e-3
 
 
+@dataclass(frozen=True)
+class _LabelColumn:
+    """A label column as read, before it is settled: raw values and where they are in their file."""
+
+    name: str
+    #: a pyarrow or numpy column, or :class:`_SoftLabels`
+    values: object
+    #: 1-based file row of the first label
+    first_row: int
+    #: 0-based file column (None: the file has one column, or is an array)
+    col: int | None
+
+    def __len__(self) -> int:
+        return len(self.values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """Labels settled: int64 in 0..K-1, soft targets (N, K) float32 or None, class names they define or None."""
+
+    labels: np.ndarray
+    targets: np.ndarray | None = None
+    names: list[str] | None = None
+
+
 @dataclass
 class _SoftLabels:
     """A labels file with one numeric column per class: per-sample target distributions (not checked yet)."""
@@ -51,10 +76,27 @@ class _SoftLabels:
         return len(self.values)
 
 
-def _soft_targets(
-    name: str, soft: _SoftLabels, names: list[str] | None, k: int, notes: list[str]
-) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """(targets N×K float32 in the predictions' class order, majority labels int64, class names or None).
+def _settle(column: _LabelColumn, names: list[str] | None, k: int, notes: list[str], *, discover: bool) -> _Labels:
+    """Labels as 0..K-1 (and targets, for soft labels), checked against the K classes and their names.
+
+    ``discover``: class names may come from the labels (every label is at hand); a stream sees one part at a
+    time, so it refuses class names that no header defines.
+    """
+    if isinstance(column.values, _SoftLabels):
+        return _soft_targets(column.name, column.values, names, k, notes)
+    settled = _label_values(column, names, k, notes)
+    if settled.names is not None and not discover:
+        raise InputError.build(
+            "integer labels, or class names that the prediction file's header lists",
+            "class names with no header to match them",
+            where=column.name,
+            fix="Streaming cannot see every label first: add a header with the class names, or write labels as 0..K-1.",
+        )
+    return settled
+
+
+def _soft_targets(name: str, soft: _SoftLabels, names: list[str] | None, k: int, notes: list[str]) -> _Labels:
+    """Targets N×K float32 in the predictions' class order, majority labels, class names (or None).
 
     Each row must be a distribution: values >= 0 summing to 1 within :data:`SOFT_LABEL_ATOL`. The majority
     label is the argmax (ties to the lowest class index).
@@ -103,13 +145,13 @@ def _soft_targets(
         "Soft labels (one column per class): losses can use each sample's distribution; "
         "accuracy uses the majority label (the most likely class, ties to the first)."
     )
-    return values.astype(np.float32), np.argmax(values, axis=1).astype(np.int64), soft.names if names is None else None
+    majority = np.argmax(values, axis=1).astype(np.int64)
+    return _Labels(majority, values.astype(np.float32), soft.names if names is None else None)
 
 
-def _label_values(
-    name: str, column: object, names: list[str] | None, k: int, first_row: int, col: int | None, notes: list[str]
-) -> tuple[np.ndarray, list[str] | None]:
+def _label_values(label_column: _LabelColumn, names: list[str] | None, k: int, notes: list[str]) -> _Labels:
     """int64 labels in 0..K-1 from a pyarrow or numpy column; maybe class names from string labels."""
+    name, column, first_row, col = label_column.name, label_column.values, label_column.first_row, label_column.col
     where_col = f", column {col + 1}" if col is not None else ""
     if isinstance(column, (pa.ChunkedArray, pa.Array)):
         row = _null_row(column)
@@ -128,7 +170,7 @@ def _label_values(
                 fix="Save the file as UTF-8.",
             )
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            return _string_labels(name, column, names, k, first_row, col, notes)
+            return _string_labels(label_column, column, names, k, notes)
         else:
             arr = column.to_numpy()
     else:
@@ -149,7 +191,7 @@ def _label_values(
                 where=f"{name}{where_col}",
                 fix="Save the file as UTF-8.",
             ) from None
-        return _string_labels(name, text, names, k, first_row, col, notes)
+        return _string_labels(label_column, text, names, k, notes)
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
@@ -179,19 +221,14 @@ def _label_values(
             where=f"{name}, row {row + first_row}{where_col}",
             fix=f"Labels are 0-based indices into the {k} prediction columns.{hint}",
         )
-    return arr.astype(np.int64), None
+    return _Labels(arr.astype(np.int64))
 
 
 def _string_labels(
-    name: str,
-    column: pa.Array | pa.ChunkedArray,
-    names: list[str] | None,
-    k: int,
-    first_row: int,
-    col: int | None,
-    notes: list[str],
-) -> tuple[np.ndarray, list[str] | None]:
+    where: _LabelColumn, column: pa.Array | pa.ChunkedArray, names: list[str] | None, k: int, notes: list[str]
+) -> _Labels:
     """Class names as labels, mapped in arrow's C++ (distinct names once in Python, not every row)."""
+    name, first_row, col = where.name, where.first_row, where.col
     import pyarrow.compute as pc
 
     where_col = f", column {col + 1}" if col is not None else ""
@@ -212,7 +249,7 @@ def _string_labels(
                 where=f"{name}, row {row + first_row}{where_col}",
                 fix="Labels must match the prediction columns' names exactly.",
             )
-        return out, None
+        return _Labels(out)
     if len(distinct) != k:
         shown = sorted(distinct[: 10 * k + 100])[:8]
         raise InputError.build(
@@ -226,19 +263,17 @@ def _string_labels(
         f"No class names in the header: classes are the sorted label names {unique[:8]}{'…' if k > 8 else ''}."
     )
     rank = {v: i for i, v in enumerate(unique)}
-    return np.array([rank[v] for v in distinct], dtype=np.int64)[indices], unique
+    return _Labels(np.array([rank[v] for v in distinct], dtype=np.int64)[indices], None, unique)
 
 
-def _labels_file(
-    source: Source, max_bytes: int | None, limits: Limits | None = None
-) -> tuple[str, object, int, int | None]:
+def _labels_file(source: Source, max_bytes: int | None, limits: Limits | None = None) -> _LabelColumn:
     with _open(source, "labels", max_bytes) as inp, _decoding(lambda: inp.name, "labels"):
         return _labels(inp.name, inp.data, limits or Limits())
 
 
-def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, int, int | None]:
+def _labels(name: str, data: memoryview, limits: Limits) -> _LabelColumn:
     if file_format(data) == "npy":
-        return name, _npy(name, data, limits, ndim=1), 1, None
+        return _LabelColumn(name, _npy(name, data, limits, ndim=1), 1, None)
     text = _decode_head(name, data)
     lines = [ln for ln in text.splitlines() if ln.strip()][:6]
     delim = ","
@@ -278,7 +313,7 @@ def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, i
         if col is None:
             soft = _soft_labels(name, data, delim, first, rows, width, limits)
             if soft is not None:
-                return name, soft, soft.first_row, None
+                return _LabelColumn(name, soft, soft.first_row, None)
             raise InputError.build(
                 f"one label column (or one named {LABEL_NAMES[0]!r})",
                 f"{width} columns",
@@ -286,7 +321,7 @@ def _labels(name: str, data: memoryview, limits: Limits) -> tuple[str, object, i
                 fix="Save the labels alone, e.g. Series.to_csv().",
             )
     table = _csv_table(name, data, delim, header is not None, width, [])
-    return name, table.column(col), 2 if header is not None else 1, col if width > 1 else None
+    return _LabelColumn(name, table.column(col), 2 if header is not None else 1, col if width > 1 else None)
 
 
 def _has_index(first: list[str], width: int) -> bool:

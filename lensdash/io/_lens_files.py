@@ -199,7 +199,8 @@ def _lens_pt(name: str, data: memoryview, limits: Limits) -> Lens:
 def _lens_csv(name: str, data: memoryview, limits: Limits) -> Lens:
     _check_width(name, data, limits)
     text = _decode_head(name, data)
-    delim, rows = _sniff(name, text)
+    dialect = _sniff(name, text)
+    delim, rows = dialect.delim, dialect.rows
     width = len(rows[0])
     named = not all(_is_number(t) for t in rows[0])
     limits.check_classes(f"{name}, row 1", width - named)

@@ -2,50 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 from torch import Tensor
 
 from lensdash.errors import InputError
-from lensdash.io._binary import (
-    _npy,
-    _npz,
-    _parquet,
-)
-from lensdash.io._csv_parse import (
-    _csv,
-)
-from lensdash.io._kinds import (
-    _to_logits,
-)
-from lensdash.io._labels import (
-    ClassNames,
-    _given_names,
-    _label_values,
-    _labels_file,
-    _soft_targets,
-    _SoftLabels,
-    _unique_names,
-)
+from lensdash.io._csv_parse import _concat_meta
+from lensdash.io._kinds import _to_logits
+from lensdash.io._labels import ClassNames, _settle, _unique_names
+from lensdash.io._reader import _frame, _labels_in_file, _layout, _refuse_count, _Request, _separate_labels
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
     KINDS,
-    LABEL_NAMES,
     Limits,
-    Locate,
     Source,
     _decoding,
     _Input,
     _limits,
     _open,
-    file_format,
 )
 
 
@@ -72,52 +51,6 @@ class Predictions:
     @property
     def num_classes(self) -> int:
         return int(self.logits.shape[1])
-
-
-@dataclass
-class _Read:
-    """What a file's format reader found, before labels and kinds are settled."""
-
-    values: np.ndarray
-    labels: tuple[object, int, int | None] | None  # (label values, first row, column) or None
-    names: list[str] | None
-    notes: list[str]
-    locate: Locate
-    kind: str
-    metadata: pa.Table | None = None
-
-
-def _read_values(
-    inp: _Input, kind: str, label_column: str | int | None, limits: Limits, meta_columns: Sequence[str | int] | None
-) -> _Read:
-    """The values, labels, class names, notes, locator, kind and metadata, by the file's format."""
-    name, data = inp.name, inp.data
-
-    def locate(r: int, c: int) -> str:
-        return f"{name}, row {r + 1}, column {c + 1}"
-
-    names: list[str] | None
-    fmt = file_format(data)
-    if fmt == "parquet":
-        values, label_info, names, meta, notes = _parquet(name, data, label_column, limits, meta_columns)
-        return _Read(values, label_info, names, notes, locate, kind, meta)  # type: ignore[arg-type]
-    if fmt == "npy":
-        return _Read(_npy(name, data, limits), None, None, [], locate, kind)
-    if fmt == "zip":
-        values, npz_labels, names, npz_kind = _npz(name, data, limits)
-        kind = npz_kind if kind == "auto" and npz_kind is not None else kind
-        return _Read(values, (npz_labels, 1, None) if npz_labels is not None else None, names, [], locate, kind)
-    values, label_info, names, notes, csv_locate, meta = _csv(inp, label_column, limits, meta_columns)
-    return _Read(values, label_info if label_info[0] is not None else None, names, notes, csv_locate, kind, meta)
-
-
-def _frame(table: pa.Table | None) -> pd.DataFrame | None:
-    """Metadata as pandas: text as pandas' string dtype, numbers as read."""
-    if table is None:
-        return None
-    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
-    frame.columns = list(table.column_names)
-    return frame
 
 
 def read_predictions(
@@ -192,64 +125,38 @@ def _predictions(
     meta_columns: Sequence[str | int] | None = None,
     class_names: ClassNames | None = None,
 ) -> Predictions:
-    read = _read_values(inp, kind, label_column, limits, meta_columns)
-    name, values, label_info, names, notes, locate, kind = (
-        inp.name,
-        read.values,
-        read.labels,
-        read.names,
-        read.notes,
-        read.locate,
-        read.kind,
-    )
-    values = np.asarray(values)
-    if values.ndim != 2 or values.dtype.kind not in "fiu":
-        raise InputError.build(
-            "an N×K numeric array",
-            f"shape {values.shape}, dtype {values.dtype}",
-            where=name,
-            fix="One row per sample, one column per class.",
-        )
-    n, k = values.shape
-    if k < 2:
-        raise InputError.build(
-            "at least 2 class columns", f"{k}", where=name, fix="Give one column per class (and a label column)."
-        )
+    """The file's parts (those a stream yields) gathered into one float32 array; labels and kind settled on all."""
+    request = _Request(kind, label_column, limits, meta_columns, class_names, file_labels=labels is None)
+    layout = _layout(inp, request)
+    name, k, notes = inp.name, layout.k, layout.notes
+    separate = _separate_labels(layout, labels, max_bytes, limits)
+    if separate is None and not layout.has_labels:
+        raise layout.refuse_no_labels()
+    # One allocation: the rows the file says, or a bound (untouched pages cost no memory; resized at the end).
+    out = np.empty((layout.rows if layout.rows is not None else layout.max_rows, k), dtype=np.float32)
+    n, label_parts, metas = 0, [], []
+    for part in layout.parts():
+        n = part.row + len(part.values)
+        if n > len(out):
+            raise InputError.build(f"{len(out):,} rows, as the file says", "more", where=name, fix="Save it again.")
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused with its cell
+            out[part.row : n] = part.values
+        label_parts.append(part.labels)
+        metas.append(part.meta)
+    if layout.rows is not None and n != layout.rows:
+        raise InputError.build(f"{layout.rows:,} rows, as the file says", f"{n:,}", where=name, fix="Save it again.")
     if n == 0:
         raise InputError.build("at least one data row", "none", where=name, fix="The file has no predictions.")
-    names = _given_names(class_names, names, k, name, limits)
-    if labels is not None:
-        if label_info is not None:
-            notes.append(f"The label column in {name} was ignored in favour of the labels file.")
-        label_name, column, first_row, col = _labels_file(labels, max_bytes, limits)
-    elif label_info is not None:
-        label_name, (column, first_row, col) = name, label_info
-    else:
-        raise InputError.build(
-            f"labels: a column named one of {list(LABEL_NAMES[:6])} or a labels file",
-            "neither",
-            where=name,
-            fix="Add a 'label' column, pass label_column=, or upload the labels as a separate file.",
-        )
-    count = len(cast(Sized, column))  # a label array or _SoftLabels, typed object along the readers
-    if count != n:
-        raise InputError.build(
-            f"{n} labels (one per prediction row)",
-            f"{count}",
-            where=label_name,
-            fix="The labels and predictions must have the same rows, in the same order.",
-        )
-    targets = None
-    if isinstance(column, _SoftLabels):
-        soft_targets, label_array, label_names = _soft_targets(label_name, column, names, k, notes)
-        targets = torch.from_numpy(soft_targets)
-    else:
-        label_array, label_names = _label_values(label_name, column, names, k, first_row, col, notes)
-    if label_names is not None:
-        names = label_names
+    out.resize((n, k), refcheck=False)
+    column = separate if separate is not None else _labels_in_file(layout, label_parts)
+    if len(column) != n:
+        raise _refuse_count(n, len(column), column.name)
+    settled = _settle(column, layout.names, k, notes, discover=True)
+    names = settled.names if settled.names is not None else layout.names
     final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
-    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused with its cell
-        as_float32 = values.astype(np.float32, copy=False)
-    logits, kind = _to_logits(name, as_float32, kind, notes, locate)
-    labels_tensor = torch.from_numpy(label_array)
-    return Predictions(logits, labels_tensor, final_names, kind, name, notes, _frame(read.metadata), targets)
+    logits = _to_logits(name, out, layout.kind, notes, layout.locate)
+    metas = [m for m in metas if m is not None]
+    meta = _frame(_concat_meta(metas)) if metas else None
+    targets = torch.from_numpy(settled.targets) if settled.targets is not None else None
+    labels_tensor = torch.from_numpy(settled.labels)
+    return Predictions(logits.values, labels_tensor, final_names, logits.kind, name, notes, meta, targets)

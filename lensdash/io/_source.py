@@ -81,8 +81,10 @@ class _Input:
     pages from memory, so a file's bytes are not all resident at once.
     """
 
-    def __init__(self, name: str, data: memoryview, mapped: mmap.mmap | None = None) -> None:
+    def __init__(self, name: str, data: memoryview, mapped: mmap.mmap | None = None, path: str | None = None) -> None:
         self.name, self.data, self._mapped = name, data, mapped
+        #: the file's path, for readers that read a file through its handle (Parquet), or None for bytes
+        self.path = path
 
     def release(self, start: int, stop: int) -> None:
         if self._mapped is not None and stop > start:
@@ -125,7 +127,7 @@ def _open(source: Source, what: str, max_bytes: int | None) -> _Input:
             raise InputError.build(
                 "a readable file", f"{exc.strerror or exc}", where=name, fix="Check the path."
             ) from None
-        return _Input(name, memoryview(mapped), mapped)
+        return _Input(name, memoryview(mapped), mapped, path)
     if hasattr(source, "read"):
         name = os.path.basename(str(getattr(source, "name", "") or f"the uploaded {what} file"))
         try:
