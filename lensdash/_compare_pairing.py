@@ -64,7 +64,8 @@ class PairedPredictions:
 
 
 def _listed(values: Sequence[object]) -> str:
-    shown = ", ".join(repr(v) for v in list(values)[:MAX_LISTED])
+    """The first :data:`MAX_LISTED` values as Python writes them (numpy scalars as plain numbers) and how many more."""
+    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in list(values)[:MAX_LISTED])
     more = len(values) - MAX_LISTED
     return shown + (f" and {more} more" if more > 0 else "")
 
@@ -80,7 +81,7 @@ def _id_index(ids: object, name: str, rows: int) -> pd.Index:
             fix="Give the id column of the same file as the predictions.",
         )
     index = pd.Index(values)
-    missing = np.flatnonzero(pd.isna(index))
+    missing = np.flatnonzero(_empty_ids(index))
     if len(missing):
         raise InputError.build(
             "an id on every row",
@@ -97,6 +98,14 @@ def _id_index(ids: object, name: str, rows: int) -> pd.Index:
             fix="Ids must name one sample each; remove the duplicate rows.",
         )
     return index
+
+
+def _empty_ids(ids: pd.Index) -> np.ndarray:
+    """Missing ids: NaN / None, or empty text (an empty CSV cell read as text)."""
+    empty = np.asarray(pd.isna(ids), dtype=bool)
+    if not pd.api.types.is_numeric_dtype(ids.dtype):
+        empty |= np.asarray(ids.astype(str).str.strip() == "", dtype=bool)
+    return empty
 
 
 def _comparable(a: pd.Index, b: pd.Index) -> tuple[pd.Index, pd.Index]:

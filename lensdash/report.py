@@ -27,27 +27,18 @@ import torch
 from torch import Tensor
 
 from lensdash import figures, figures_compare, figures_eval
-from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table, per_class_mean
-from lensdash.compare import (
-    BootstrapInterval,
-    PairedCounts,
-    comparison_from_counts,
-    paired_bootstrap,
-    paired_counts,
-    top1_correct,
-)
+from lensdash._compare_stream import BOOTSTRAP_RESAMPLES, Comparison, open_paired
+from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table
 from lensdash.errors import InputError, LensdashError
 from lensdash.hierarchy import Hierarchy, HierarchySums
 from lensdash.io import (
     CHUNK_ROWS,
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
-    Stream,
     open_stream,
     read_hierarchy,
     read_lens,
 )
-from lensdash.io._source import file_format
 from lensdash.lens import Lens, align_lens
 from lensdash.metrics import MetricSums, lens_rule
 from lensdash.report_folder import OutputFolder, check_output_folder
@@ -67,8 +58,6 @@ REPORT_FILES = (
 )
 #: Files a report with a second model (``--compare``) adds.
 COMPARISON_FILES = ("comparison.json", "comparison_per_class.csv")
-#: Bootstrap resamples of the paired loss difference (``--bootstrap-resamples``).
-BOOTSTRAP_RESAMPLES = 1000
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -84,87 +73,6 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int, int], None]  # (units done, units total, rows read)
-
-# Rows of Comparison.per_class: sums per true class.
-_PER_CLASS_ROWS = ("count", "correct_a", "correct_b", "lensed_a", "lensed_b")
-
-
-@dataclass
-class Comparison:
-    r"""Paired sums of a second model B on the same samples as A (matched by row order), streamed and sharded.
-
-    Differences are B − A. ``counts`` and ``per_class`` are sums over samples, so chunks and processes add up
-    exactly (``all_reduce``). The paired bootstrap needs the per-sample differences
-    :math:`d_n = \ell^B_n - \ell^A_n`: one float64 per sample and loss is kept (``lensed_diff``,
-    ``unlensed_diff``, in row order) and, under ``torchrun``, gathered on rank 0 in rank order, so the interval is
-    the one :func:`~lensdash.compare.paired_bootstrap` gives on the whole data in one process.
-
-    Correctness is top-1 (:func:`~lensdash.compare.top1_correct`), as :func:`~lensdash.compare.comparison_summary`.
-    """
-
-    source: str
-    counts: PairedCounts
-    per_class: Tensor  # (5, K) float64: _PER_CLASS_ROWS
-    lensed_diff: list[Tensor]
-    unlensed_diff: list[Tensor]
-    rows_b: int = 0  # rows of B this process read to the end of (see _PairedRows.finish); summed across processes
-    resamples: int = BOOTSTRAP_RESAMPLES
-    seed: int = 0
-    notes: list[str] = field(default_factory=list)
-    _summary: dict | None = field(default=None, repr=False)
-
-    def add_(self, analysis_a: Any, logits_b: Tensor, lens: Tensor, family: str) -> None:
-        """Add one chunk: A's :class:`~lensdash.analysis.Analysis` and B's logits for the same rows."""
-        labels = analysis_a.labels
-        with torch.no_grad():
-            lensed_b = FAMILIES[family](logits_b, labels, lens, reduction="none")
-            unlensed_b = torch.nn.functional.cross_entropy(logits_b, labels, reduction="none")
-        correct_a, correct_b = analysis_a.predicted == labels, top1_correct(logits_b, labels)
-        self.counts = self.counts + paired_counts(
-            correct_a,
-            correct_b,
-            unlensed_a=analysis_a.unlensed_loss,
-            unlensed_b=unlensed_b,
-            lensed_a=analysis_a.lensed_loss,
-            lensed_b=lensed_b,
-        )
-        values = (torch.ones_like(lensed_b), correct_a, correct_b, analysis_a.lensed_loss, lensed_b)
-        for index, value in enumerate(values):
-            self.per_class[index].index_add_(0, labels, value.double().to(self.per_class.device))
-        self.lensed_diff.append(lensed_b.detach().double().cpu() - analysis_a.lensed_loss.detach().double().cpu())
-        self.unlensed_diff.append(unlensed_b.detach().double().cpu() - analysis_a.unlensed_loss.detach().double().cpu())
-
-    def summary(self) -> dict[str, Any]:
-        """The ``comparison.json`` dict (:func:`~lensdash.compare.comparison_from_counts`), bootstrap included.
-
-        The bootstrap runs once (N × resamples draws) and the result is kept.
-        """
-        if self._summary is None:
-            intervals: dict[str, BootstrapInterval | None] = {"lensed": None, "unlensed": None}
-            if self.resamples and self.counts.samples:
-                for kind, parts in (("lensed", self.lensed_diff), ("unlensed", self.unlensed_diff)):
-                    diff = torch.cat(parts)
-                    # paired_bootstrap takes d = b - a; with a = 0 it gets the stored differences exactly.
-                    intervals[kind] = paired_bootstrap(
-                        torch.zeros_like(diff), diff, resamples=self.resamples, seed=self.seed
-                    )
-            out = comparison_from_counts(
-                self.counts, lensed_diff_interval=intervals["lensed"], unlensed_diff_interval=intervals["unlensed"]
-            )
-            self._summary = {**out, "source_b": self.source, "correct": "top-1", "notes": self.notes}
-        return self._summary
-
-    def per_class_table(self, names: Sequence[str]) -> pd.DataFrame:
-        """One row per true class, as :func:`~lensdash.compare.per_class_comparison` with the lensed losses."""
-        count, correct_a, correct_b, lensed_a, lensed_b = self.per_class.cpu()
-        frame = pd.DataFrame({"class": list(names), "count": count.long().numpy()})
-        frame["recall_a"] = per_class_mean(correct_a, count).numpy()
-        frame["recall_b"] = per_class_mean(correct_b, count).numpy()
-        frame["recall_diff"] = frame["recall_b"] - frame["recall_a"]
-        frame["lensed_loss_a"] = per_class_mean(lensed_a, count).numpy()
-        frame["lensed_loss_b"] = per_class_mean(lensed_b, count).numpy()
-        frame["lensed_loss_diff"] = frame["lensed_loss_b"] - frame["lensed_loss_a"]
-        return frame
 
 
 @dataclass
@@ -212,13 +120,7 @@ class Report:
         if self.hierarchy_sums is not None and other.hierarchy_sums is not None:
             self.hierarchy_sums.merge_(other.hierarchy_sums)
         if self.comparison is not None and other.comparison is not None:
-            mine, theirs = self.comparison, other.comparison
-            mine.counts = mine.counts + theirs.counts
-            mine.per_class.add_(theirs.per_class)
-            mine.lensed_diff += theirs.lensed_diff
-            mine.unlensed_diff += theirs.unlensed_diff
-            mine.rows_b += theirs.rows_b
-            mine._summary = None
+            self.comparison.add_share_(other.comparison)
         if self.slices is not None and other.slices is not None:
             self.slices.merge(other.slices)
         return self
@@ -476,7 +378,8 @@ def report(
     Per chunk: what :func:`~lensdash.analysis.analyze` computes (losses, gradients per class), the evaluation
     metrics (:class:`~lensdash.metrics.MetricSums`), the hierarchical metrics
     (:class:`~lensdash.hierarchy.HierarchySums`) and a second model's paired sums (:class:`Comparison`). Memory is
-    bounded by one chunk, not by the file (plus 16 bytes per sample with ``compare``, for the paired bootstrap).
+    bounded by one chunk, not by the file (plus 16 bytes per sample with ``compare``, for the paired bootstrap; by id,
+    B's ids and labels too, its scores in a temporary mapped file).
     With ``shard=(rank, world)`` only this process's share is read; combine shares with :func:`all_reduce`.
 
     Args:
@@ -491,8 +394,9 @@ def report(
         shard: (rank, world size).
         progress: called after each chunk with (done, total, rows read).
         hierarchy: a hierarchy file (:func:`~lensdash.read_hierarchy`) or a :class:`~lensdash.Hierarchy`.
-        compare: predictions of a second model B for the same samples in the same row order, with the same
-            labels (its own label column, or the same ``labels`` file), the same classes (in any column order).
+        compare: predictions of a second model B for the same samples, with the same labels (its own label column,
+            or the same ``labels`` file), the same classes (in any column order); paired by an id column when both
+            files have one (rows in any order), by row order otherwise (:mod:`lensdash._compare_stream`).
         bootstrap_resamples: resamples of the paired bootstrap of B − A (0 skips it).
         seed: the bootstrap's seed.
         slice_by: a metadata column (``meta_columns``, a text or id column) to slice by: ``slices.csv``.
@@ -556,18 +460,9 @@ def report(
         # B is read as A is: the same limits, metadata columns and names for .npy columns.
         limits: dict[str, Any] = {"max_cells": max_cells, "max_classes": max_classes, "meta_columns": meta_columns}
         limits["class_names"] = class_names
-        paired = _PairedRows.open(compare, predictions, labels, names, kind, label_column, shard, chunk_rows, limits)
-        comparison = Comparison(
-            paired.name,
-            PairedCounts(),
-            torch.zeros(len(_PER_CLASS_ROWS), len(names), dtype=torch.float64, device=device),
-            [],
-            [],
-            resamples=bootstrap_resamples,
-            seed=seed,
-            notes=paired.notes,
-        )
-    slices = None if slice_by is None else SliceAccumulator(slice_by)
+        paired = open_paired(compare, predictions, labels, names, kind, label_column, shard, chunk_rows, limits)
+        comparison = Comparison.start(paired, len(names), device, resamples=bootstrap_resamples, seed=seed)
+    slices = None if slice_by is None else SliceAccumulator(slice_by, paired=compare is not None)
     rows = 0
     try:
         for chunk in stream.chunks:
@@ -577,9 +472,10 @@ def report(
             metrics.update(logits, targets, rule)
             if hierarchy_sums is not None:
                 hierarchy_sums.add_(chunk.logits, chunk.labels)
+            model_b = None
             if paired is not None and comparison is not None:
-                logits_b = paired.take(chunk.row, targets)
-                comparison.add_(analysis, logits_b.to(device), matrix, family)
+                logits_b = paired.take(chunk.row, targets, chunk.metadata)
+                model_b = comparison.add_(analysis, logits_b.to(device), matrix, family)
             if slices is not None and slice_by is not None:
                 slices.update(
                     _slice_values(chunk.metadata, slice_by),
@@ -587,12 +483,13 @@ def report(
                     analysis.lens_hit,
                     analysis.unlensed_loss,
                     analysis.lensed_loss,
+                    model_b=model_b,
                 )
             rows += len(chunk.labels)
             if progress is not None:
                 progress(chunk.done, stream.total, rows)
         if paired is not None and comparison is not None:
-            comparison.rows_b = paired.finish()
+            comparison.finish_(paired)
     except LensdashError as exc:
         raise type(exc)(f"{exc} (stopped after reading {rows:,} rows; no report was written)") from None
     finally:
@@ -631,148 +528,6 @@ def _slice_values(metadata: pd.DataFrame | None, column: str) -> pd.Series:
     return metadata[column]
 
 
-def _row_sharded(path: str | os.PathLike) -> bool:
-    """Parquet and ``.npy`` shares are cut by rows (the same rows for two files of N rows); a CSV's by bytes."""
-    with open(path, "rb") as handle:
-        return file_format(handle.read(8)) in ("parquet", "npy")
-
-
-class _PairedRows:
-    """B's rows for A's chunks, by row number: whatever B's chunk sizes are, :meth:`take` returns A's rows.
-
-    Under ``torchrun`` B is read with A's shard when both files are cut into shares by rows (Parquet, ``.npy``);
-    otherwise (a CSV is cut by bytes, so its shares are not another file's) each process reads B from the start
-    and skips the rows before its own, which costs reading B's earlier rows but keeps the pairing exact.
-    """
-
-    def __init__(self, stream: Stream, order: Tensor | None, *, whole_file: bool, to_end: bool) -> None:
-        self.name, self.notes = stream.name, list(stream.notes)
-        self.label_count = stream.label_count
-        self._names = stream.class_names
-        self._chunks = iter(stream.chunks)
-        self._order = order
-        self._whole_file, self._to_end = whole_file, to_end
-        self._current: Any = None
-        self._rows_seen = 0  # rows of B's chunks seen, skipped ones included
-        self._end = 0  # one past the last row of B seen
-
-    @classmethod
-    def open(
-        cls,
-        path: str | os.PathLike,
-        predictions: str | os.PathLike,
-        labels: str | os.PathLike | None,
-        names: tuple[str, ...],
-        kind: str,
-        label_column: str | int | None,
-        shard: tuple[int, int],
-        chunk_rows: int,
-        limits: dict[str, Any],
-    ) -> _PairedRows:
-        rank, world = shard
-        same_shares = world == 1 or (_row_sharded(predictions) and _row_sharded(path))
-        stream = open_stream(
-            path,
-            labels,
-            kind=kind,
-            label_column=label_column,
-            shard=shard if same_shares else (0, 1),
-            chunk_rows=chunk_rows,
-            **limits,
-        )
-        order = None
-        if stream.class_names != names:
-            position = {name: index for index, name in enumerate(stream.class_names)}
-            lost = [name for name in names if name not in position]
-            extra = [name for name in stream.class_names if name not in set(names)]
-            if lost or extra or len(stream.class_names) != len(names):
-                shown = ", ".join(repr(n) for n in (lost or extra)[:5])
-                more = len(lost or extra) - 5
-                raise InputError.build(
-                    f"the same {len(names):,} classes as the predictions",
-                    f"{len(stream.class_names):,} classes"
-                    + (f"; {'missing' if lost else 'not in the predictions'}: {shown}" if shown else "")
-                    + (f" and {more:,} more" if more > 0 else ""),
-                    where=f"{stream.name} (--compare)",
-                    fix="Compare two models' predictions over the same classes.",
-                )
-            order = torch.tensor([position[name] for name in names])
-        return cls(stream, order, whole_file=not same_shares or world == 1, to_end=same_shares or rank == world - 1)
-
-    def take(self, row: int, labels: Tensor) -> Tensor:
-        """B's logits for rows ``row .. row + len(labels) - 1`` (A's columns order), checking B's labels equal A's.
-
-        Raises:
-            InputError: B ends before, or its rows do not continue where A's are, or a label differs.
-        """
-        n = len(labels)
-        start, stop = row, row + n
-        parts, part_labels = [], []
-        while start < stop:
-            if self._current is None:
-                self._current = next(self._chunks, None)
-                if self._current is None:
-                    raise InputError.build(
-                        f"at least {stop:,} rows (as many as the predictions)",
-                        f"{self._end:,}",
-                        where=f"{self.name} (--compare)",
-                        fix="Give the second model's predictions for the same samples, in the same order.",
-                    )
-                self._rows_seen += len(self._current.labels)
-                self._end = max(self._end, self._current.row + len(self._current.labels))
-            first, count = self._current.row, len(self._current.labels)
-            if first + count <= start:  # rows before this process's share (or already taken)
-                self._current = None
-                continue
-            if first > start:
-                raise InputError.build(
-                    f"row {start + 1:,} next",
-                    f"row {first + 1:,}",
-                    where=f"{self.name} (--compare)",
-                    fix="Give the second model's predictions for the same samples, in the same order.",
-                )
-            lo, hi = start - first, min(first + count, stop) - first
-            parts.append(self._current.logits[lo:hi])
-            part_labels.append(self._current.labels[lo:hi])
-            start = first + hi
-            if hi == count:
-                self._current = None
-        logits, labels_b = torch.cat(parts), torch.cat(part_labels).to(labels.device)
-        differ = torch.nonzero(labels_b != labels).flatten()
-        if differ.numel():
-            i = int(differ[0])
-            raise InputError.build(
-                f"the predictions' label {self._names_of(labels, i)!r} (the same samples in the same order)",
-                repr(self._names_of(labels_b, i)),
-                where=f"{self.name} (--compare), row {row + i + 1:,}",
-                fix="Give the second model's predictions for the same samples, in the same order.",
-            )
-        return logits if self._order is None else logits[:, self._order]
-
-    def _names_of(self, labels: Tensor, i: int) -> str:
-        index = int(labels[i])
-        names = self._names
-        return names[int(self._order[index])] if self._order is not None else names[index]
-
-    def close(self) -> None:
-        """Stop reading B (its chunk iterator's threads end)."""
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-
-    def finish(self) -> int:
-        """Rows of B this process answers for: its whole share (same shares), or B's length (the last process).
-
-        Summed over processes this is B's row count, which must equal the predictions' (:func:`check_label_count`).
-        """
-        if not self._to_end:
-            return 0
-        for chunk in self._chunks:
-            self._rows_seen += len(chunk.labels)
-            self._end = max(self._end, chunk.row + len(chunk.labels))
-        return self._end if self._whole_file else self._rows_seen
-
-
 def _lens(lens: object, names: tuple[str, ...]) -> tuple[Lens, list[str]]:
     if isinstance(lens, (str, os.PathLike)):
         return read_lens(lens, names)
@@ -795,24 +550,8 @@ def all_reduce(result: Report) -> Report:
         totals = result.hierarchy_sums.totals.to(device)
         dist.all_reduce(totals, op=dist.ReduceOp.SUM)
         result.hierarchy_sums.totals = totals.cpu()
-    comparison = result.comparison
-    if comparison is not None:
-        counts = torch.cat([comparison.counts.to_tensor(), torch.tensor([float(comparison.rows_b)])]).to(device)
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-        comparison.counts, comparison.rows_b = PairedCounts.from_tensor(counts[:-1].cpu()), int(counts[-1])
-        dist.all_reduce(comparison.per_class, op=dist.ReduceOp.SUM)
-        mine = (
-            torch.cat(comparison.lensed_diff or [torch.zeros(0)]),
-            torch.cat(comparison.unlensed_diff or [torch.zeros(0)]),
-        )
-        gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-        dist.gather_object(mine, gathered, dst=0)
-        if gathered is not None:
-            comparison.lensed_diff = [part[0].double() for part in gathered]
-            comparison.unlensed_diff = [part[1].double() for part in gathered]
-        else:
-            comparison.lensed_diff, comparison.unlensed_diff = [], []
-        comparison._summary = None
+    if result.comparison is not None:
+        result.comparison.all_reduce_(device)
     if result.slices is not None:  # per-value sums of a column whose values no process knows in advance
         shares: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(shares, result.slices)
@@ -838,11 +577,5 @@ def check_label_count(result: Report) -> None:
             where="the labels file",
             fix="The labels and predictions must have the same rows.",
         )
-    comparison = result.comparison
-    if comparison is not None and comparison.rows_b != result.rows:
-        raise InputError.build(
-            f"{result.rows:,} rows (as many as the predictions)",
-            f"{comparison.rows_b:,}",
-            where=f"{comparison.source} (--compare)",
-            fix="Give the second model's predictions for the same samples, in the same order.",
-        )
+    if result.comparison is not None:
+        result.comparison.check_rows(result.rows)
