@@ -467,6 +467,25 @@ def test_metadata_beside_the_per_sample_table_and_its_download_is_spreadsheet_sa
     assert (written["label (metadata)"].to_numpy() == metadata["label"].to_numpy()).all()  # numbers unchanged
 
 
+def test_metadata_beside_the_samples_of_a_clicked_confusion_cell(digits, with_metadata):
+    logits_a, _, labels = digits
+    metadata = pd.DataFrame({"site": sites(len(labels)), "id": np.arange(len(labels)) + 500})
+    with_metadata["strong.csv"] = metadata
+    at = upload(new_session(), predictions_csv(logits_a, labels), "strong.csv")
+    open_tab(at, "Evaluation")
+    at.selectbox(key="eval_true").set_value(3)
+    at.selectbox(key="eval_predicted").set_value(3)  # the diagonal: many samples
+    ok(at)
+    found = [d.value for d in at.dataframe if "site" in d.value.columns and "lens_mass" in d.value.columns]
+    assert len(found) == 1
+    rows = found[0]
+    assert len(rows) == int((labels == 3).logical_and(logits_a.argmax(1) == 3).sum())
+    assert list(rows.columns[:3]) == ["sample", "site", "id"]
+    samples = rows["sample"].to_numpy()
+    assert (rows["site"].to_numpy() == metadata["site"].to_numpy()[samples]).all()
+    assert (rows["id"].to_numpy() == samples + 500).all()
+
+
 def test_settings_of_a_view_that_do_not_fit_are_ignored_and_the_lens_still_opens(share_url):
     from lensdash.ui.data import demo_predictions
 
