@@ -209,8 +209,19 @@ class IdPairedRows:
     See the module docstring for the memory and the checks.
     """
 
-    def __init__(self, stream: Stream, first: Any, order: Tensor | None, id_a: str, id_b: str, rank: int) -> None:
+    def __init__(
+        self,
+        stream: Stream,
+        first: Any,
+        order: Tensor | None,
+        id_a: str,
+        id_b: str,
+        rank: int,
+        *,
+        labels_file: bool = False,
+    ) -> None:
         self.name = stream.name
+        self._labels_file = labels_file
         self.id_a, self.id_b = id_a, id_b
         self._names = tuple(stream.class_names[int(i)] for i in order) if order is not None else stream.class_names
         self._rank = rank
@@ -304,7 +315,13 @@ class IdPairedRows:
                 "the same true label for each id in both files",
                 f"{differ.numel():,} ids with another label in B ({'; '.join(shown)})",
                 where=where,
-                fix="Check that both files hold the same evaluation set with the same ids.",
+                fix="Check that both files hold the same evaluation set with the same ids."
+                + (
+                    " A separate labels file follows the predictions' row order, so a B paired by id needs its own"
+                    " label column."
+                    if self._labels_file
+                    else ""
+                ),
             )
         return torch.from_numpy(np.asarray(self._scores[found], dtype=np.float32))
 
@@ -362,7 +379,7 @@ def open_paired(
         order = _class_order(whole_b, names)
         whole_b.chunks = chunks_b
         try:
-            return IdPairedRows(whole_b, first_b, order, shared[0], shared[1], rank)
+            return IdPairedRows(whole_b, first_b, order, shared[0], shared[1], rank, labels_file=labels is not None)
         finally:
             getattr(chunks_b, "close", lambda: None)()
     getattr(chunks_b, "close", lambda: None)()

@@ -270,3 +270,16 @@ def test_slices_of_two_models_match_a_pandas_groupby(files, digits_predictions):
             got[f"{metric}_diff"], want[f"{metric}_b"] - want[f"{metric}_a"], rtol=1e-4, atol=1e-6
         )
     assert (got["accuracy_diff"] > 0).all()  # the strong model is better on every site
+
+
+def test_a_labels_file_with_b_paired_by_id_says_b_needs_its_own_labels(files, tmp_path):
+    a = pd.read_csv(files["a_text"])
+    b = pd.read_csv(files["b_text_csv_shuffled"])
+    a.pop("label").to_csv(tmp_path / "labels.csv", index=False)
+    b = b.drop(columns="label")
+    named = {d: f"digit {d}" for d in DIGITS}  # a header of numbers alone would read as a row of scores
+    a, b = a.rename(columns=named), b.rename(columns=named)
+    _write(a, tmp_path / "a.csv")
+    _write(b, tmp_path / "b.csv")
+    with pytest.raises(ld.InputError, match=r"ids with another label in B .*so a B paired by id needs its own label"):
+        report(tmp_path / "a.csv", torch.eye(10), labels=tmp_path / "labels.csv", compare=tmp_path / "b.csv")
