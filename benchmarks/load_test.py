@@ -62,6 +62,8 @@ class Result:
     shown: dict[str, float] = field(default_factory=dict)
     expected: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    retries: int = 0  # preset choices made again because a click was lost while the page was redrawn
+    step: str = "starting"  # where the session is (said when it did not finish in time)
 
     @property
     def equal(self) -> bool:
@@ -172,25 +174,42 @@ async def metric(page, label: str) -> str:
     return (await box.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
 
 
-async def one_session(browser, url: str, index: int, path: Path, rows: int, classes: int, timeout_ms: int) -> Result:
-    result = Result(index, rows, classes)
+async def preset_shown(page) -> str:
+    """The preset selector's shown value."""
+    return await page.get_by_role("combobox", name="Preset").input_value()
+
+
+async def one_session(result: Result, browser, url: str, path: Path, timeout_ms: int) -> Result:
+    rows, classes = result.rows, result.classes
     context = await browser.new_context(viewport={"width": 1500, "height": 1000})
     try:
         page = await context.new_page()
         page.set_default_timeout(timeout_ms)
         await page.goto(url)
         await wait_idle(page)
+        result.step = "uploading"
         await page.locator('[data-testid="stSidebar"] input[type="file"]').first.set_input_files(str(path))
+        result.step = "waiting for the upload to be read"
         shape = f"{rows:,} × {classes}"
         await page.wait_for_function(
             "s => [...document.querySelectorAll('[data-testid=stMetricValue]')].some(e => e.innerText.includes(s))",
             arg=shape,
         )
         await wait_idle(page)
-        await page.get_by_role("combobox", name="Preset").click()
-        await page.get_by_role("option", name=PRESET, exact=True).click()
-        await wait_idle(page)
+        result.step = "choosing the preset"
+        for _ in range(3):  # a click that lands while the page is redrawn can be lost: choose again, at most twice
+            await page.get_by_role("combobox", name="Preset").click()
+            await page.get_by_role("option", name=PRESET, exact=True).click()
+            await wait_idle(page)
+            if PRESET in await preset_shown(page):
+                break
+            result.retries += 1
+        shown_shape = await metric(page, "Samples × classes")
+        if shown_shape != shape or PRESET not in await preset_shown(page):
+            raise RuntimeError(f"the page shows {shown_shape} with preset {await preset_shown(page)!r}")
+        result.step = "reading the numbers"
         result.shown = {m: float(await metric(page, m)) for m in METRICS}
+        result.step = "done"
     except Exception as exc:  # a session that fails is reported, and the others go on
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     finally:
@@ -255,6 +274,9 @@ def load_test(
             "results": results,
         }
         report(figures)
+        if not figures["all_equal_to_library"]:  # the server's own account of what went wrong
+            log = (workdir / "streamlit.log").read_text(errors="replace").splitlines()
+            print("last lines of the server's log:", *log[-40:], sep="\n  ")
         return figures
     finally:
         if sampler is not None:
@@ -284,11 +306,18 @@ async def _drive(url: str, files: list[tuple[Path, int, int]], timeout_s: float,
             await context.close()
             await asyncio.sleep(5)  # let the warm-up session's run finish and settle
             idle = rss_mb(pid)
-            jobs = [
-                one_session(browser, url, i, path, rows, k, int(timeout_s * 1000))
-                for i, (path, rows, k) in enumerate(files)
+            results = [Result(i, rows, k) for i, (_, rows, k) in enumerate(files)]
+            tasks = [
+                asyncio.ensure_future(one_session(result, browser, url, path, int(timeout_s * 1000)))
+                for result, (path, _, _) in zip(results, files, strict=True)
             ]
-            results = await asyncio.wait_for(asyncio.gather(*jobs), timeout_s)
+            _, late = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in late:  # reported with the step each was at, rather than losing every session's figures
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            for result in results:
+                if result.step != "done" and not result.error:
+                    result.error = f"did not finish within {timeout_s:.0f} s (at: {result.step})"
             return idle, results
         finally:
             await browser.close()
@@ -304,7 +333,8 @@ def report(figures: dict) -> None:
             print(f"  session {r.session}: FAILED {r.error}")
         else:
             pairs = ", ".join(f"{m} {r.shown[m]:.4f} (library {r.expected[m]:.4f})" for m in METRICS)
-            print(f"  session {r.session}: {'equal' if r.equal else 'DIFFERENT'}: {pairs}")
+            again = f" (preset chosen again {r.retries}×)" if r.retries else ""
+            print(f"  session {r.session}: {'equal' if r.equal else 'DIFFERENT'}: {pairs}{again}")
     print(
         f"server RSS: fresh {figures['fresh_rss_mb']} MB, idle {figures['idle_rss_mb']} MB, "
         f"peak {figures['peak_rss_mb']} MB (budget idle + {PEAK_BUDGET_PER_UPLOAD} × the uploads = "

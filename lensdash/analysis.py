@@ -523,11 +523,36 @@ def lens_soft_score(logits: Tensor, labels: Tensor, lens: object) -> float:
 
 
 def soft_confusion(logits: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """Mean predicted probability per true class: K×K, row = true class (rows of absent classes are 0)."""
-    probs = torch.softmax(logits.double(), dim=1)
-    sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=logits.device).index_add_(0, labels, probs)
+    """Mean predicted probability per true class: K×K, row = true class (rows of absent classes are 0).
+
+    ``S[i, j] = mean over samples n with y_n = i of softmax(x_n)_j``, accumulated in float64.
+
+    Args:
+        logits: (N, K) scores.
+        labels: (N,) true classes in ``[0, K)``.
+        num_classes: K.
+
+    Returns:
+        (K, K) float64; each row of a present class sums to 1.
+
+    Example:
+        >>> soft_confusion(torch.zeros(2, 2), torch.tensor([0, 0]), 2)
+        tensor([[0.5000, 0.5000],
+                [0.0000, 0.0000]], dtype=torch.float64)
+    """
+    sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=logits.device)
+    # In row blocks: a float64 softmax of the whole (N, K) array would hold four times the float32 logits at once
+    # (on a hosted server, for every user reading a file at that moment); a block keeps it to a few MB.
+    rows = max(1, _SOFT_CONFUSION_CELLS // max(1, num_classes))
+    for start in range(0, logits.shape[0], rows):
+        block = torch.softmax(logits[start : start + rows].double(), dim=1)
+        sums.index_add_(0, labels[start : start + rows], block)
     counts = torch.bincount(labels, minlength=num_classes).double().clamp_min(1)
     return sums / counts.unsqueeze(1)
+
+
+#: Cells (rows × classes) of one block of :func:`soft_confusion` (8 MB of float64).
+_SOFT_CONFUSION_CELLS = 1 << 20
 
 
 def confused_pairs(confusion: Tensor, names: Sequence[str], top: int = 10) -> pd.DataFrame:

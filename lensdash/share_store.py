@@ -164,14 +164,14 @@ def decode_view(payload: bytes, *, max_decoded_bytes: int = 64 * 1024 * 1024) ->
     (size,) = struct.unpack(">I", raw[4:8])
     try:
         header = json.loads(raw[8 : 8 + size], parse_constant=lambda name: _reject(name))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         raise _tampered("a header that is not JSON") from None
     if not isinstance(header, dict) or set(header) != {"classes", "dtype", "settings"}:
         raise _tampered("a header without exactly classes, dtype and settings")
     classes, dtype, settings = header["classes"], header["dtype"], header["settings"]
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise _tampered("class names that are not a list of text")
-    if dtype not in _DTYPES or not isinstance(settings, dict):
+    if not isinstance(dtype, str) or dtype not in _DTYPES or not isinstance(settings, dict):
         raise _tampered(f"dtype {str(dtype)[:20]!r} or settings that are not an object")
     k = len(classes)
     body = raw[8 + size :]

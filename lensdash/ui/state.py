@@ -4,10 +4,11 @@ Widget keys are the ``key=`` of a widget (Streamlit keeps the widget's value und
 page computed for this session. Nothing here is shared between sessions.
 
 The session's large values (the data, the files it was read from, the results computed from it: :data:`HELD`) are
-kept in a session-scoped resource cache rather than in ``st.session_state``: Streamlit drops a session-scoped cache as
-soon as the browser disconnects, while it keeps a disconnected session's state for ``server.disconnectedSessionTTL``
-and frees it only when another session connects or leaves. So a closed tab returns its memory at once; the price is
-that a connection dropped for a moment brings the page back to the demo data.
+kept in a session-scoped resource cache rather than in ``st.session_state``. Streamlit drops a session-scoped cache as
+soon as the browser disconnects, and keeps a disconnected session's state for ``server.disconnectedSessionTTL`` but
+frees it only when another session connects or leaves. So the store is *parked* when its connection drops: a tab that
+reconnects within ``disconnectedSessionTTL`` (a network blip, a server too busy to answer a ping) finds its data
+again, and a closed tab's store is freed when that time is up, whatever other sessions do.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import ctypes
 import gc
 import secrets
+import threading
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
@@ -99,7 +101,7 @@ SHARE_INFO = "share_info"  #: a one-time note (the view was loaded)
 SHARE_LINK = "share_link"  #: the id of the view this session last saved
 SHARE_SAVED = "share_saved"  #: what that view holds (lens digest, settings), to reuse its id for the same view
 
-#: Keys whose values live in the session's resource cache (:func:`_held`), freed when the browser disconnects.
+#: Keys whose values live in the session's store (:func:`_held`), freed when the browser has been gone a while.
 HELD = frozenset({DATA, DEMO, SOURCES, MEMO, DATA_B, SOURCES_B, SHARE_PENDING})
 #: How long a session's held values may live at most (a day: longer than any visit).
 HELD_TTL_SECONDS = 24 * 3600
@@ -137,19 +139,69 @@ class LabResult(TypedDict):
     config: TrainConfig
 
 
-def _release(store: dict[str, Any]) -> None:
-    """When Streamlit drops a session's store: free its values now, and hand the freed memory back to the system
-    (glibc keeps freed blocks in its arenas otherwise, so the server's RSS would not go down)."""
+#: The key under which a store keeps its own token (to be parked under it when its connection drops).
+_OWNER = "__owner__"
+#: Stores of disconnected sessions, by token, each with the timer that frees it (tokens are random and known only to
+#: their own session's state, so a store can only be claimed back by the session that made it).
+_parked: dict[str, tuple[dict[str, Any], threading.Timer]] = {}
+_parked_lock = threading.Lock()
+
+
+def _park_seconds() -> float:
+    """How long a disconnected session's store waits for its tab to reconnect: as long as Streamlit keeps the
+    session's own state (``server.disconnectedSessionTTL``), so the two come back, or go, together."""
+    return float(st.get_option("server.disconnectedSessionTTL") or 0)
+
+
+def _free(store: dict[str, Any]) -> None:
+    """Free a store's values now, and hand the freed memory back to the system (glibc keeps freed blocks in its
+    arenas otherwise, so the server's RSS would not go down)."""
     store.clear()
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-@st.cache_resource(scope="session", max_entries=4, ttl=HELD_TTL_SECONDS, show_spinner=False, on_release=_release)
+def _reap(token: str) -> None:
+    with _parked_lock:
+        parked = _parked.pop(token, None)
+    if parked is not None:
+        _free(parked[0])
+
+
+def _park(store: dict[str, Any]) -> None:
+    """When Streamlit drops a session's store (its connection closed): keep it :func:`_park_seconds`, then free it."""
+    token = store.get(_OWNER)
+    seconds = _park_seconds()
+    if token is None or seconds <= 0:
+        _free(store)
+        return
+    timer = threading.Timer(seconds, _reap, args=(token,))
+    timer.daemon = True
+    with _parked_lock:
+        previous = _parked.pop(token, None)
+        _parked[token] = (store, timer)
+    if previous is not None:
+        previous[1].cancel()
+        if previous[0] is not store:
+            _free(previous[0])
+    timer.start()
+
+
+def _claim(token: str) -> dict[str, Any]:
+    """The store of the session holding ``token``: its parked store if its connection dropped a moment ago, else new."""
+    with _parked_lock:
+        parked = _parked.pop(token, None)
+    if parked is None:
+        return {_OWNER: token}
+    parked[1].cancel()
+    return parked[0]
+
+
+@st.cache_resource(scope="session", max_entries=4, ttl=HELD_TTL_SECONDS, show_spinner=False, on_release=_park)
 def _store(token: str) -> dict[str, Any]:
     """A store of large values for the session holding ``token`` (Streamlit drops it when the session disconnects)."""
-    return {}
+    return _claim(token)
 
 
 def _held() -> dict[str, Any]:
