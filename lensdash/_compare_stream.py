@@ -14,10 +14,10 @@ Pairing, as the app's (:func:`~lensdash.compare.pair_predictions`): **by id** wh
   ids are checked: none missing, none repeated), its labels into memory (8 bytes a row) and its scores, in A's class
   order, into a temporary float32 file mapped into memory (``numpy.memmap``: the pages are the operating system's
   cache, not the process's memory, so a B larger than memory still works). A chunk of A then looks its ids up and
-  gathers B's rows from the map. Each process counts how often each row of B was taken (one byte a row); under
-  torchrun the counts are added across processes, so an id repeated in A, in another process's share, or a B id
-  that A never names is refused exactly (:meth:`Comparison.check_rows`). The temporary file (N × K × 4 bytes, in
-  the system's temporary folder: ``TMPDIR``) is removed when the report ends.
+  gathers B's rows from the map. Each process marks each row of B it takes (one byte a row; taken twice is
+  refused at once); under torchrun the marks are added across processes, so an id repeated in A, in another
+  process's share, or a B id that A never names is refused exactly (:meth:`Comparison.check_rows`). The temporary
+  file (N × K × 4 bytes, in the system's temporary folder: ``TMPDIR``) is removed when the report ends.
 
 :class:`Comparison` holds the paired sums (sums over samples, so chunks and processes add up exactly) and one
 float64 per sample and loss for the paired bootstrap, in A's row order whatever the pairing, so a shuffled B gives
@@ -295,8 +295,8 @@ class IdPairedRows:
                 fix=f"{SAME_SAMPLES}: export both models on the same evaluation set.",
             )
         assert self.hits is not None
-        np.add.at(self.hits, found, 1)
-        again = np.flatnonzero(self.hits[found] > 1)
+        # taken before (an earlier chunk) or twice in this chunk; marking, not counting, so nothing wraps
+        again = np.flatnonzero((self.hits[found] > 0) | pd.Index(found).duplicated())
         if len(again):
             raise InputError.build(
                 "each id once in the predictions",
@@ -304,6 +304,7 @@ class IdPairedRows:
                 where=where,
                 fix="Ids must name one sample each; remove the duplicate rows.",
             )
+        self.hits[found] = 1
         labels_b = torch.from_numpy(self._labels[found]).to(labels.device)
         differ = torch.nonzero(labels_b != labels).flatten()
         if differ.numel():
@@ -413,7 +414,7 @@ class Comparison:
     resamples: int = BOOTSTRAP_RESAMPLES
     seed: int = 0
     notes: list[str] = field(default_factory=list)
-    id_hits: Tensor | None = None  # by id: (N_B,) uint8, how often each row of B was taken; summed across processes
+    id_hits: Tensor | None = None  # by id: (N_B,) int32, 1 where this process took B's row; summed across processes
     paired: IdPairedRows | None = field(default=None, repr=False)  # by id: B's ids, for messages
     _summary: dict | None = field(default=None, repr=False)
     _lens_hits: Tensor | None = field(default=None, repr=False)

@@ -283,3 +283,13 @@ def test_a_labels_file_with_b_paired_by_id_says_b_needs_its_own_labels(files, tm
     _write(b, tmp_path / "b.csv")
     with pytest.raises(ld.InputError, match=r"ids with another label in B .*so a B paired by id needs its own label"):
         report(tmp_path / "a.csv", torch.eye(10), labels=tmp_path / "labels.csv", compare=tmp_path / "b.csv")
+
+
+def test_an_id_repeated_many_times_in_one_chunk_is_refused(files, tmp_path, b_text):
+    a = pd.read_csv(files["a_text"])
+    a.loc[:300, "sample_id"] = "img_0000"  # 301 times in the first chunk: more than a byte counts
+    a.loc[:300, "label"] = a.loc[0, "label"]
+    a_path = _write(a, tmp_path / "a_many.csv")
+    _refused(
+        files, tmp_path, b_text, r"expected each id once in the predictions, found repeated ids: 'img_0000'", a=a_path
+    )
