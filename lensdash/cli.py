@@ -100,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--compare",
         metavar="B",
-        help="a second model's predictions for the same samples (same rows in the same order, same labels):"
-        " writes comparison.json and comparison_per_class.csv",
+        help="a second model's predictions for the same samples (same labels and classes), paired by an id column"
+        " when both files have one (id, sample_id, index, idx, filename, path; rows in any order), by row order"
+        " otherwise: writes comparison.json and comparison_per_class.csv (and A's and B's slices with --slice-by)",
     )
     rep.add_argument(
         "--bootstrap-resamples",

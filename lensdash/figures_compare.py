@@ -40,6 +40,8 @@ def _layout(title: str, x: str, y: str, **extra: object) -> dict:
 def slice_figure(slices: Slices, *, limit: int = MAX_BARS) -> go.Figure:
     """Accuracy and lens-aware accuracy per slice as grouped bars, largest slices first, counts on the bars.
 
+    A two-model table (:data:`lensdash.slices.PAIRED_COLUMNS`) draws A's and B's bars side by side.
+
     Args:
         slices: from :func:`lensdash.slices.slice_table` (or :meth:`SliceAccumulator.result`).
         limit: most slices shown (the largest).
@@ -51,11 +53,16 @@ def slice_figure(slices: Slices, *, limit: int = MAX_BARS) -> go.Figure:
         >>> fig = slice_figure(s)
         >>> list(fig.data[0].x), list(fig.data[0].text)
         (['a', 'b'], ['n=2', 'n=1'])
+        >>> b = ([0, 0], [1, 0], [1, 1], [1, 1])
+        >>> two = slice_table(pd.Series(["a", "b"]), [1, 0], [1, 1], [1, 1], [1, 1], model_b=b)
+        >>> [bar.name for bar in slice_figure(two).data]
+        ['A accuracy', 'B accuracy', 'A lens-aware accuracy', 'B lens-aware accuracy']
     """
     table = slices.table.head(limit)
     names = [html_text(v) for v in table["slice"]]
     counts = table["count"].to_numpy()
-    custom = np.column_stack([counts, table["unlensed_loss"].to_numpy(), table["lensed_loss"].to_numpy()])
+    paired = "accuracy_a" in table.columns
+    sides = (("A ", "_a"), ("B ", "_b")) if paired else (("", ""),)
     hover = (
         "%{x}<br>%{fullData.name} %{y:.3f}<br>%{customdata[0]} samples"
         "<br>unlensed loss %{customdata[1]:.3f}<br>lensed loss %{customdata[2]:.3f}<extra></extra>"
@@ -63,16 +70,19 @@ def slice_figure(slices: Slices, *, limit: int = MAX_BARS) -> go.Figure:
     bars = [
         go.Bar(
             x=names,
-            y=table[column].to_numpy(),
-            name=label,
+            y=table[column + suffix].to_numpy(),
+            name=prefix + label,
             text=[f"n={c:,}" for c in counts],
             textposition="outside",
-            customdata=custom,
+            customdata=np.column_stack(
+                [counts, table[f"unlensed_loss{suffix}"].to_numpy(), table[f"lensed_loss{suffix}"].to_numpy()]
+            ),
             hovertemplate=hover,
         )
         for column, label in (("accuracy", "accuracy"), ("lens_aware_accuracy", "lens-aware accuracy"))
+        for prefix, suffix in sides
     ]
-    title = f"Accuracy per slice of {html_text(slices.column)}"
+    title = f"Accuracy per slice of {html_text(slices.column)}" + (", A and B" if paired else "")
     if len(slices.table) > limit:
         title += f" ({limit} largest of {len(slices.table)} slices)"
     layout = _layout(title, html_text(slices.column), "accuracy", barmode="group")

@@ -7,7 +7,7 @@ evaluation metrics (:class:`~lensdash.metrics.MetricSums`), the hierarchical
 metrics (:class:`~lensdash.hierarchy.HierarchySums`) and a second model's paired
 sums (:class:`Comparison`). Under ``torchrun`` every sum is added across
 processes with ``all_reduce``; the means and metrics are taken once, at the end.
-The comparison (``_report_compare``) and the HTML page (``_report_html``) live
+The comparison (``_compare_stream``) and the HTML page (``_report_html``) live
 in private modules; their public names are imported here."""
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ import pyarrow.csv as pacsv
 import torch
 
 from lensdash import figures
-from lensdash._report_compare import _PER_CLASS_ROWS, BOOTSTRAP_RESAMPLES, Comparison, _PairedRows
+from lensdash._compare_stream import BOOTSTRAP_RESAMPLES, Comparison, open_paired
 from lensdash._report_html import _html, _json_ready
 from lensdash.analysis import FAMILIES, ClassSums, analyze, confusion_frame, gradient_table
-from lensdash.compare import PairedCounts
 from lensdash.errors import InputError, LensdashError
 from lensdash.hierarchy import Hierarchy, HierarchySums
 from lensdash.io import (
@@ -124,13 +123,7 @@ class Report:
         if self.hierarchy_sums is not None and other.hierarchy_sums is not None:
             self.hierarchy_sums.merge_(other.hierarchy_sums)
         if self.comparison is not None and other.comparison is not None:
-            mine, theirs = self.comparison, other.comparison
-            mine.counts = mine.counts + theirs.counts
-            mine.per_class.add_(theirs.per_class)
-            mine.lensed_diff += theirs.lensed_diff
-            mine.unlensed_diff += theirs.unlensed_diff
-            mine.rows_b += theirs.rows_b
-            mine._summary = None
+            self.comparison.add_share_(other.comparison)
         if self.slices is not None and other.slices is not None:
             self.slices.merge(other.slices)
         return self
@@ -269,7 +262,8 @@ def report(
     Per chunk: what :func:`~lensdash.analysis.analyze` computes (losses, gradients per class), the evaluation
     metrics (:class:`~lensdash.metrics.MetricSums`), the hierarchical metrics
     (:class:`~lensdash.hierarchy.HierarchySums`) and a second model's paired sums (:class:`Comparison`). Memory is
-    bounded by one chunk, not by the file (plus 16 bytes per sample with ``compare``, for the paired bootstrap).
+    bounded by one chunk, not by the file (plus 16 bytes per sample with ``compare``, for the paired bootstrap; by id,
+    B's ids and labels too, its scores in a temporary mapped file).
     With ``shard=(rank, world)`` only this process's share is read; combine shares with :func:`all_reduce`.
 
     Args:
@@ -284,8 +278,9 @@ def report(
         shard: (rank, world size).
         progress: called after each chunk with (done, total, rows read).
         hierarchy: a hierarchy file (:func:`~lensdash.read_hierarchy`) or a :class:`~lensdash.Hierarchy`.
-        compare: predictions of a second model B for the same samples in the same row order, with the same
-            labels (its own label column, or the same ``labels`` file), the same classes (in any column order).
+        compare: predictions of a second model B for the same samples, with the same labels (its own label column,
+            or the same ``labels`` file), the same classes (in any column order); paired by an id column when both
+            files have one (rows in any order), by row order otherwise (:mod:`lensdash._compare_stream`).
         bootstrap_resamples: resamples of the paired bootstrap of B − A (0 skips it).
         seed: the bootstrap's seed.
         slice_by: a metadata column (``meta_columns``, a text or id column) to slice by: ``slices.csv``.
@@ -349,18 +344,9 @@ def report(
         # B is read as A is: the same limits, metadata columns and names for .npy columns.
         limits: dict[str, Any] = {"max_cells": max_cells, "max_classes": max_classes, "meta_columns": meta_columns}
         limits["class_names"] = class_names
-        paired = _PairedRows.open(compare, predictions, labels, names, kind, label_column, shard, chunk_rows, limits)
-        comparison = Comparison(
-            paired.name,
-            PairedCounts(),
-            torch.zeros(len(_PER_CLASS_ROWS), len(names), dtype=torch.float64, device=device),
-            [],
-            [],
-            resamples=bootstrap_resamples,
-            seed=seed,
-            notes=paired.notes,
-        )
-    slices = None if slice_by is None else SliceAccumulator(slice_by)
+        paired = open_paired(compare, predictions, labels, names, kind, label_column, shard, chunk_rows, limits)
+        comparison = Comparison.start(paired, len(names), device, resamples=bootstrap_resamples, seed=seed)
+    slices = None if slice_by is None else SliceAccumulator(slice_by, paired=compare is not None)
     rows, soft_labels = 0, False
     try:
         for chunk in stream.chunks:
@@ -375,9 +361,10 @@ def report(
             metrics.update(logits, targets, rule)
             if hierarchy_sums is not None:
                 hierarchy_sums.add_(chunk.logits, chunk.labels)
+            model_b = None
             if paired is not None and comparison is not None:
-                logits_b = paired.take(chunk.row, targets)
-                comparison.add_(analysis, logits_b.to(device), matrix, family)
+                logits_b = paired.take(chunk.row, targets, chunk.metadata)
+                model_b = comparison.add_(analysis, logits_b.to(device), matrix, family)
             if slices is not None and slice_by is not None:
                 slices.update(
                     _slice_values(chunk.metadata, slice_by),
@@ -385,12 +372,13 @@ def report(
                     analysis.lens_hit,
                     analysis.unlensed_loss,
                     analysis.lensed_loss,
+                    model_b=model_b,
                 )
             rows += len(chunk.labels)
             if progress is not None:
                 progress(chunk.done, stream.total, rows)
         if paired is not None and comparison is not None:
-            comparison.rows_b = paired.finish()
+            comparison.finish_(paired)
     except LensdashError as exc:
         raise type(exc)(f"{exc} (stopped after reading {rows:,} rows; no report was written)") from None
     finally:
@@ -452,24 +440,8 @@ def all_reduce(result: Report) -> Report:
         totals = result.hierarchy_sums.totals.to(device)
         dist.all_reduce(totals, op=dist.ReduceOp.SUM)
         result.hierarchy_sums.totals = totals.cpu()
-    comparison = result.comparison
-    if comparison is not None:
-        counts = torch.cat([comparison.counts.to_tensor(), torch.tensor([float(comparison.rows_b)])]).to(device)
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-        comparison.counts, comparison.rows_b = PairedCounts.from_tensor(counts[:-1].cpu()), int(counts[-1])
-        dist.all_reduce(comparison.per_class, op=dist.ReduceOp.SUM)
-        mine = (
-            torch.cat(comparison.lensed_diff or [torch.zeros(0)]),
-            torch.cat(comparison.unlensed_diff or [torch.zeros(0)]),
-        )
-        gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-        dist.gather_object(mine, gathered, dst=0)
-        if gathered is not None:
-            comparison.lensed_diff = [part[0].double() for part in gathered]
-            comparison.unlensed_diff = [part[1].double() for part in gathered]
-        else:
-            comparison.lensed_diff, comparison.unlensed_diff = [], []
-        comparison._summary = None
+    if result.comparison is not None:
+        result.comparison.all_reduce_(device)
     if result.slices is not None:  # per-value sums of a column whose values no process knows in advance
         shares: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(shares, result.slices)
@@ -495,11 +467,5 @@ def check_label_count(result: Report) -> None:
             where="the labels file",
             fix="The labels and predictions must have the same rows.",
         )
-    comparison = result.comparison
-    if comparison is not None and comparison.rows_b != result.rows:
-        raise InputError.build(
-            f"{result.rows:,} rows (as many as the predictions)",
-            f"{comparison.rows_b:,}",
-            where=f"{comparison.source} (--compare)",
-            fix="Give the second model's predictions for the same samples, in the same order.",
-        )
+    if result.comparison is not None:
+        result.comparison.check_rows(result.rows)

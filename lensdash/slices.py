@@ -19,10 +19,16 @@ a text column with more than ``max_slices`` values keeps the most frequent ones 
 loss sums) keyed by the raw value, updated chunk by chunk and merged across shards; the bins are made at the end
 from the value counts, so streaming gives the same table as :func:`slice_table` on the whole column. Its memory is
 one row per distinct value.
+
+**Two models** (``model_b=``, the comparison's model B on the same samples, in A's row order): the slices are A's
+(the same metadata column, the same bins), and each number comes for A, for B and as B − A: columns
+``accuracy_a``, ``accuracy_b``, ``accuracy_diff``, and likewise ``lens_aware_accuracy``, ``unlensed_loss`` and
+``lensed_loss`` (named as ``comparison.json``'s keys).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +41,11 @@ from lensdash.errors import InputError
 MISSING = "(missing)"
 OTHER = "(other)"
 SUMS = ("count", "correct", "lens_aware_correct", "unlensed_loss", "lensed_loss")
-COLUMNS = ("slice", "count", "accuracy", "lens_aware_accuracy", "unlensed_loss", "lensed_loss")
+SUMS_B = ("correct_b", "lens_aware_correct_b", "unlensed_loss_b", "lensed_loss_b")
+METRICS = ("accuracy", "lens_aware_accuracy", "unlensed_loss", "lensed_loss")
+COLUMNS = ("slice", "count", *METRICS)
+#: The columns of a two-model table: each metric for A, for B and B − A.
+PAIRED_COLUMNS = ("slice", "count", *(f"{m}_{side}" for m in METRICS for side in ("a", "b", "diff")))
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,9 @@ class Slices:
 
     Attributes:
         table: columns ``slice`` (text), ``count``, ``accuracy``, ``lens_aware_accuracy``, ``unlensed_loss``,
-            ``lensed_loss`` (means), one row per slice, largest first. Slice names are data from files: pass the
-            table through ``lensdash.sanitize`` before showing or writing it.
+            ``lensed_loss`` (means), one row per slice, largest first (with two models: :data:`PAIRED_COLUMNS`).
+            Slice names are data from files: pass the table through ``lensdash.sanitize`` before showing or
+            writing it.
         column: the metadata column's name.
         note: how values were grouped (quantile bins, an ``(other)`` slice), or ``None``.
     """
@@ -104,6 +115,7 @@ class SliceAccumulator:
         max_values: a numeric column with more distinct values is cut into quantile bins.
         bins: number of quantile bins (fewer when edges repeat, as ``qcut(..., duplicates="drop")``).
         max_slices: a text column with more distinct values keeps the ``max_slices - 1`` most frequent.
+        paired: a second model's values come with each chunk (``update(..., model_b=...)``): A, B and B − A.
 
     Example:
         >>> acc = SliceAccumulator("site")
@@ -113,7 +125,9 @@ class SliceAccumulator:
         [['a', 2, 0.5, 0.4], ['(missing)', 1, 1.0, 0.1], ['b', 1, 0.0, 0.4]]
     """
 
-    def __init__(self, column: str = "slice", *, max_values: int = 20, bins: int = 10, max_slices: int = 50):
+    def __init__(
+        self, column: str = "slice", *, max_values: int = 20, bins: int = 10, max_slices: int = 50, paired: bool = False
+    ):
         if max_values < 1 or bins < 1 or max_slices < 2:
             raise InputError.build(
                 "max_values >= 1, bins >= 1 and max_slices >= 2",
@@ -124,9 +138,14 @@ class SliceAccumulator:
         self.max_values = max_values
         self.bins = bins
         self.max_slices = max_slices
-        self._sums = pd.DataFrame(columns=list(SUMS), dtype=np.float64)
-        self._missing = np.zeros(len(SUMS))
+        self.paired = paired
+        self._sums = pd.DataFrame(columns=list(self._names), dtype=np.float64)
+        self._missing = np.zeros(len(self._names))
         self._numeric: bool | None = None
+
+    @property
+    def _names(self) -> tuple[str, ...]:
+        return SUMS + SUMS_B if self.paired else SUMS
 
     def update(
         self,
@@ -135,6 +154,8 @@ class SliceAccumulator:
         lens_aware_correct: object,
         unlensed_loss: object,
         lensed_loss: object,
+        *,
+        model_b: Sequence[object] | None = None,
     ) -> None:
         """Add one chunk of samples.
 
@@ -144,9 +165,11 @@ class SliceAccumulator:
             lens_aware_correct: (N,) bool or 0/1, lens-aware correctness (the caller's rule).
             unlensed_loss: (N,) per-sample unlensed loss.
             lensed_loss: (N,) per-sample lensed loss.
+            model_b: with ``paired``, model B's four vectors on the same samples, in the order above (top-1,
+                lens-aware, unlensed, lensed).
 
         Raises:
-            InputError: vectors whose length is not the column's.
+            InputError: vectors whose length is not the column's; ``model_b`` given or missing against ``paired``.
         """
         series = pd.Series(values).reset_index(drop=True)
         n = len(series)
@@ -159,6 +182,14 @@ class SliceAccumulator:
                 "lensed_loss": _vector(lensed_loss, n, "lensed_loss"),
             }
         )
+        if (model_b is not None) != self.paired or (model_b is not None and len(model_b) != len(SUMS_B)):
+            raise InputError.build(
+                "model B's four per-sample vectors exactly when the accumulator is paired",
+                f"paired={self.paired} and {'no' if model_b is None else len(model_b)} vectors of model B",
+                fix="Make it with SliceAccumulator(..., paired=True) and pass model_b on every update.",
+            )
+        for name, values_b in zip(SUMS_B, model_b or ()):
+            frame[name] = _vector(values_b, n, f"model_b {name}")
         missing = series.isna().to_numpy()
         self._missing += frame[missing].sum().to_numpy()
         present = series[~missing]
@@ -180,7 +211,17 @@ class SliceAccumulator:
         self._sums = chunk if self._sums.empty else self._sums.add(chunk, fill_value=0.0)
 
     def merge(self, other: SliceAccumulator) -> SliceAccumulator:
-        """Add another accumulator's sums (another shard's; gather them with ``all_gather_object``)."""
+        """Add another accumulator's sums (another shard's; gather them with ``all_gather_object``).
+
+        An empty accumulator takes the other's form (one model or two)."""
+        if self.paired != other.paired:
+            if self._numeric is not None or self._missing.any():
+                raise InputError.build(
+                    "accumulators of the same form", "one of one model and one of two", fix="Merge like with like."
+                )
+            self.paired = other.paired
+            self._sums = pd.DataFrame(columns=list(self._names), dtype=np.float64)
+            self._missing = np.zeros(len(self._names))
         if other._numeric is not None:
             if self._numeric is None or self._numeric == other._numeric:
                 sums = other._sums
@@ -225,18 +266,16 @@ class SliceAccumulator:
                 )
                 sums = pd.concat([sums.loc[keep], rest.sum().to_frame(OTHER).T])
         if self._missing[0] > 0:
-            sums = pd.concat([sums, pd.DataFrame([self._missing], columns=list(SUMS), index=[MISSING])])
+            sums = pd.concat([sums, pd.DataFrame([self._missing], columns=list(self._names), index=[MISSING])])
         counts = sums["count"].to_numpy()
-        table = pd.DataFrame(
-            {
-                "slice": sums.index.astype(str),
-                "count": counts.astype(np.int64),
-                "accuracy": sums["correct"].to_numpy() / counts,
-                "lens_aware_accuracy": sums["lens_aware_correct"].to_numpy() / counts,
-                "unlensed_loss": sums["unlensed_loss"].to_numpy() / counts,
-                "lensed_loss": sums["lensed_loss"].to_numpy() / counts,
-            }
-        )
+        table = pd.DataFrame({"slice": sums.index.astype(str), "count": counts.astype(np.int64)})
+        for metric, total in zip(METRICS, SUMS[1:]):
+            if self.paired:
+                table[f"{metric}_a"] = sums[total].to_numpy() / counts
+                table[f"{metric}_b"] = sums[f"{total}_b"].to_numpy() / counts
+                table[f"{metric}_diff"] = table[f"{metric}_b"] - table[f"{metric}_a"]
+            else:
+                table[metric] = sums[total].to_numpy() / counts
         order = np.lexsort((table["slice"].to_numpy(), -table["count"].to_numpy()))
         return Slices(table.iloc[order].reset_index(drop=True), self.column, note)
 
@@ -252,6 +291,7 @@ def slice_table(
     max_values: int = 20,
     bins: int = 10,
     max_slices: int = 50,
+    model_b: Sequence[object] | None = None,
 ) -> Slices:
     """Per-slice count, accuracy, lens-aware accuracy and mean losses by one metadata column.
 
@@ -264,6 +304,8 @@ def slice_table(
             target distributions, rows sum to 1).
         column: the column's name; defaults to the Series' name.
         max_values, bins, max_slices: see :class:`SliceAccumulator`.
+        model_b: a second model's (N,) top-1 correctness, lens-aware correctness, unlensed and lensed losses on
+            the same samples: the table has A, B and B − A (:data:`PAIRED_COLUMNS`).
 
     Returns:
         :class:`Slices`: the table (one row per slice, largest first) and a note on any grouping.
@@ -278,9 +320,11 @@ def slice_table(
         [['x', 2, 0.5, 0.5, 1.0, 1.0], ['y', 1, 0.0, 1.0, 1.0, 1.0]]
     """
     name = column if column is not None else str(getattr(values, "name", None) or "slice")
-    accumulator = SliceAccumulator(name, max_values=max_values, bins=bins, max_slices=max_slices)
-    accumulator.update(values, correct, lens_aware_correct, unlensed_loss, lensed_loss)
+    accumulator = SliceAccumulator(
+        name, max_values=max_values, bins=bins, max_slices=max_slices, paired=model_b is not None
+    )
+    accumulator.update(values, correct, lens_aware_correct, unlensed_loss, lensed_loss, model_b=model_b)
     return accumulator.result()
 
 
-__all__ = ["COLUMNS", "MISSING", "OTHER", "SliceAccumulator", "Slices", "slice_table"]
+__all__ = ["COLUMNS", "METRICS", "MISSING", "OTHER", "PAIRED_COLUMNS", "SliceAccumulator", "Slices", "slice_table"]

@@ -86,7 +86,7 @@ TABLES = {
     "compare_headline": "B − A",
     "compare_per_class": "recall_diff",
     "compare_disagreements": "predicted_b",
-    "slice_table": "lens_aware_accuracy",
+    "slice_table": "slice",
     "per_sample_table": "lens_mass",
 }
 
@@ -357,8 +357,8 @@ def with_metadata(monkeypatch):
     by_name: dict[str, pd.DataFrame] = {}
     parse = lensdash.ui.data._parse
 
-    def parse_with_metadata(upload, labels, kind):
-        predictions = parse(upload, labels, kind)
+    def parse_with_metadata(upload, labels, kind, meta_columns=None):
+        predictions = parse(upload, labels, kind, meta_columns)
         if upload.name in by_name:
             predictions.metadata = by_name[upload.name]
         return predictions
@@ -467,6 +467,25 @@ def test_metadata_beside_the_per_sample_table_and_its_download_is_spreadsheet_sa
     assert (written["label (metadata)"].to_numpy() == metadata["label"].to_numpy()).all()  # numbers unchanged
 
 
+def test_metadata_beside_the_samples_of_a_clicked_confusion_cell(digits, with_metadata):
+    logits_a, _, labels = digits
+    metadata = pd.DataFrame({"site": sites(len(labels)), "id": np.arange(len(labels)) + 500})
+    with_metadata["strong.csv"] = metadata
+    at = upload(new_session(), predictions_csv(logits_a, labels), "strong.csv")
+    open_tab(at, "Evaluation")
+    at.selectbox(key="eval_true").set_value(3)
+    at.selectbox(key="eval_predicted").set_value(3)  # the diagonal: many samples
+    ok(at)
+    found = [d.value for d in at.dataframe if "site" in d.value.columns and "lens_mass" in d.value.columns]
+    assert len(found) == 1
+    rows = found[0]
+    assert len(rows) == int((labels == 3).logical_and(logits_a.argmax(1) == 3).sum())
+    assert list(rows.columns[:3]) == ["sample", "site", "id"]
+    samples = rows["sample"].to_numpy()
+    assert (rows["site"].to_numpy() == metadata["site"].to_numpy()[samples]).all()
+    assert (rows["id"].to_numpy() == samples + 500).all()
+
+
 def test_settings_of_a_view_that_do_not_fit_are_ignored_and_the_lens_still_opens(share_url):
     from lensdash.ui.data import demo_predictions
 
@@ -500,7 +519,7 @@ def test_sharing_the_same_view_twice_keeps_its_id(share_url):
 
 def test_real_files_with_metadata_columns_pair_by_id_and_slice(digits):
     """End to end through the reader: a text `filename` and `site` column kept aside, B's rows shuffled."""
-    from lensdash.slices import slice_table
+    from lensdash.slices import PAIRED_COLUMNS, slice_table
 
     logits_a, logits_b, labels = digits
     n = len(labels)
@@ -520,6 +539,8 @@ def test_real_files_with_metadata_columns_pair_by_id_and_slice(digits):
     at.selectbox(key="slice_column").set_value("site")
     ok(at)
     analysis = ld.analysis.analyze(a.logits, a.labels, lens)
+    b = ld.read_predictions(predictions_csv(logits_b, labels), kind="logits")  # B in A's order
+    analysis_b = ld.analysis.analyze(b.logits, b.labels, lens)
     expected = slice_table(
         a.metadata["site"],
         analysis.predicted == analysis.labels,
@@ -527,5 +548,61 @@ def test_real_files_with_metadata_columns_pair_by_id_and_slice(digits):
         analysis.unlensed_loss,
         analysis.lensed_loss,
         column="site",
+        model_b=(
+            analysis_b.predicted == b.labels,
+            analysis_b.lens_hit,
+            analysis_b.unlensed_loss,
+            analysis_b.lensed_loss,
+        ),
     ).table
-    pd.testing.assert_frame_equal(dataframe(at, "slice_table"), expected, check_exact=False, rtol=1e-5)
+    shown = dataframe(at, "slice_table")
+    assert list(shown.columns) == list(PAIRED_COLUMNS)  # A, B and B − A side by side
+    pd.testing.assert_frame_equal(shown, expected, check_exact=False, rtol=1e-5)
+    # against a pandas groupby of each model's correctness, by site
+    frame = pd.DataFrame({"site": site, "a": (analysis.predicted == a.labels).numpy()})
+    frame["b"] = (analysis_b.predicted == b.labels).numpy()
+    by_site = frame.groupby("site").mean()
+    got = shown.set_index("slice").loc[by_site.index]
+    np.testing.assert_allclose(got["accuracy_a"], by_site["a"], rtol=1e-12)
+    np.testing.assert_allclose(got["accuracy_b"], by_site["b"], rtol=1e-12)
+    np.testing.assert_allclose(got["accuracy_diff"], by_site["b"] - by_site["a"], atol=1e-12)
+    assert any("Model B (Compare tab) on the same slices" in c.value for c in at.caption)
+
+
+def sidebar_captions(at) -> list[str]:
+    return [c.value.replace("\\", "") for c in at.sidebar.caption]  # as read, without markdown's escapes
+
+
+def test_numeric_metadata_columns_named_in_the_sidebar_re_read_both_models(digits):
+    """A numeric `fold` column is read as scores until it is named; then both files are read again without it."""
+    logits_a, logits_b, labels = digits
+    fold = np.arange(len(labels)) % 5
+    data_a = predictions_csv(logits_a, labels, extra={"fold": fold})
+    data_b = predictions_csv(logits_b, labels, extra={"fold": fold})
+    at = compare_page(new_session(), data_a, data_b)
+    assert any("Model B" in c and "× 11 classes" in c for c in sidebar_captions(at))  # 'fold' taken for a class
+    at.text_input(key="meta_columns").set_value(" fold ")
+    ok(at)
+    assert not errors(at)
+    captions = sidebar_captions(at)
+    assert any(c.startswith("**strong.csv**") and "× 10 classes" in c for c in captions), captions
+    assert any("Model B" in c and "× 10 classes" in c for c in captions), captions  # B read again, same setting
+    assert any("Kept aside as metadata (not scores): 'fold'" in c for c in captions), captions
+    assert any("Model B: kept aside as metadata (not scores): 'fold'" in c for c in captions), captions
+    lens = ld.Lens(at.session_state["lens_current"], DIGITS)
+    check_comparison(
+        at, expected_summary(predictions_csv(logits_a, labels), predictions_csv(logits_b, labels), lens), lens
+    )
+    open_tab(at, "Slices")
+    assert at.selectbox(key="slice_column").options == ["fold"]
+    shown = dataframe(at, "slice_table")
+    assert shown["slice"].tolist() == ["0", "1", "2", "3", "4"] and shown["count"].sum() == len(labels)
+    # the kind changes: B is read again too (from the kept file, the uploader is empty)
+    at.selectbox(key="kind").set_value("logits")
+    ok(at)
+    assert at.session_state["data_b_key"].endswith(":logits:fold")
+    # a name that is not a column: the reason is shown, the last good data stays
+    at.text_input(key="meta_columns").set_value("nope")
+    ok(at)
+    assert any("nope" in e for e in errors(at))
+    assert any(c.startswith("**strong.csv**") and "× 10 classes" in c for c in sidebar_captions(at))

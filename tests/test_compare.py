@@ -225,7 +225,7 @@ def test_bootstrap_in_blocks_equals_one_block(digits_models, monkeypatch):
         F.cross_entropy(logp_b, labels, reduction="none"),
     )
     whole = paired_bootstrap(loss_a, loss_b, resamples=100, seed=3)
-    monkeypatch.setattr("lensdash.compare.MAX_BOOTSTRAP_ELEMENTS", len(labels) * 7 + 3)
+    monkeypatch.setattr("lensdash._compare_stats.MAX_BOOTSTRAP_ELEMENTS", len(labels) * 7 + 3)
     blocks = paired_bootstrap(loss_a, loss_b, resamples=100, seed=3)
     assert_close(torch.tensor([blocks.low, blocks.high]), torch.tensor([whole.low, whole.high]), rtol=1e-12, atol=0)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 import lensdash as ld
 import lensdash.report as report_module
-from lensdash import _report_compare
+from lensdash import _compare_stream
 from lensdash.analysis import ClassSums, analyze
 from lensdash.io import Chunk, Stream
 from lensdash.metrics import MetricSums
@@ -101,8 +101,8 @@ def test_soft_labels_are_exact_across_shares(soft_stream):
 def test_comparison_takes_model_b_with_the_same_soft_labels(soft_stream, monkeypatch):
     logits, targets, labels = soft_stream
     logits_b = logits.flip(0).clone()[: len(logits)] * 0.5
-    monkeypatch.setattr(_report_compare, "open_stream", _fake_open_stream(logits_b, targets, labels, chunk=35))
-    monkeypatch.setattr(_report_compare, "_row_sharded", lambda path: True)
+    monkeypatch.setattr(_compare_stream, "open_stream", _fake_open_stream(logits_b, targets, labels, chunk=35))
+    monkeypatch.setattr(_compare_stream, "_row_sharded", lambda path: True)
     lens = ld.merge_lens(list(NAMES), [["dog", "eel"]])
     result = report("a.csv", lens, compare="b.csv", family="prediction", bootstrap_resamples=0)
     a = analyze(logits, labels, lens.matrix.float(), family="prediction", targets=targets)

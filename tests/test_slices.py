@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from lensdash import InputError, lensed_cross_entropy, merge_lens
-from lensdash.slices import COLUMNS, MISSING, OTHER, SliceAccumulator, slice_table
+from lensdash.slices import COLUMNS, MISSING, OTHER, PAIRED_COLUMNS, SliceAccumulator, slice_table
 
 NAMES = [str(i) for i in range(10)]
 
@@ -178,6 +178,18 @@ def test_chunks_that_disagree_on_the_kind_compare_as_text():
         (lambda: slice_table(pd.Series(["a", "b"]), [1], [1, 1], [1, 1], [1, 1]), r"correct: expected one value per"),
         (lambda: slice_table(pd.Series(["a"]), [1], [1], [1], [1, 2]), r"lensed_loss: .*found shape \(2,\)"),
         (lambda: SliceAccumulator("x", bins=0), r"max_values >= 1, bins >= 1 and max_slices >= 2"),
+        (
+            lambda: SliceAccumulator("x", paired=True).update(["a"], [1], [1], [1], [1]),
+            r"expected model B's four per-sample vectors exactly when the accumulator is paired, found paired=True",
+        ),
+        (
+            lambda: slice_table(pd.Series(["a"]), [1], [1], [1], [1], model_b=([1], [1], [1])),
+            r"found paired=True and 3 vectors of model B",
+        ),
+        (
+            lambda: slice_table(pd.Series(["a"]), [1], [1], [1], [1], model_b=([1], [1], [1], [1, 2])),
+            r"model_b lensed_loss_b: .*found shape \(2,\)",
+        ),
     ],
 )
 def test_bad_inputs_are_refused(call, match):
@@ -197,3 +209,64 @@ def test_slice_figure_shows_the_table_bounded_and_escaped(digits_run):
     many = slice_figure(_slices(dict(digits_run, f=names), "f", max_slices=100), limit=20)
     assert len(many.data[0].x) == 20 and "20 largest of 80 slices" in many.layout.title.text
     assert all("<a" not in x and "&lt;a" in x for x in many.data[0].x)
+
+
+def _model_b(run: dict) -> dict:
+    """A second model on the same samples: another classifier of the same digits, results in the same order."""
+    x, y = load_digits(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.5, random_state=0)
+    model = LogisticRegression(max_iter=3000, C=1.0).fit(x_train, y_train)
+    logp = torch.tensor(model.predict_log_proba(x_test))
+    labels = torch.tensor(y_test)
+    lens = merge_lens(NAMES, [["3", "5", "8"], ["1", "7"], ["4", "9"]])
+    predicted = logp.argmax(1)
+    return {
+        "correct": (predicted == labels).numpy(),
+        "lens_aware": (lens.matrix[labels, predicted] > 0).numpy(),
+        "unlensed": F.cross_entropy(logp, labels, reduction="none").numpy(),
+        "lensed": lensed_cross_entropy(logp, labels, lens, reduction="none").numpy(),
+    }
+
+
+@pytest.mark.parametrize("column", ["site", "ink", "parity"])
+def test_two_models_side_by_side_match_groupby_of_each(digits_run, column):
+    run_b = _model_b(digits_run)
+    vectors_b = (run_b["correct"], run_b["lens_aware"], run_b["unlensed"], run_b["lensed"])
+    result = _slices(digits_run, column, model_b=vectors_b)
+    got = result.table
+    assert tuple(got.columns) == PAIRED_COLUMNS
+    alone_a, alone_b = _slices(digits_run, column), _slices({**run_b, column: digits_run[column]}, column)
+    assert got["slice"].tolist() == alone_a.table["slice"].tolist() == alone_b.table["slice"].tolist()
+    assert result.note == alone_a.note  # the same slices (bins, missing) for both models
+    for metric in COLUMNS[2:]:
+        np.testing.assert_allclose(got[f"{metric}_a"], alone_a.table[metric], rtol=1e-12)
+        np.testing.assert_allclose(got[f"{metric}_b"], alone_b.table[metric], rtol=1e-12)
+        np.testing.assert_allclose(got[f"{metric}_diff"], alone_b.table[metric] - alone_a.table[metric], atol=1e-12)
+    if column == "site":  # and against pandas directly, for B
+        _check(alone_b.table, _groupby(run_b, digits_run["site"].fillna(MISSING)))
+
+
+def test_two_model_shards_merge_into_an_empty_accumulator(digits_run):
+    run_b = _model_b(digits_run)
+    n = len(digits_run["site"])
+    whole = _slices(
+        digits_run, "site", model_b=(run_b["correct"], run_b["lens_aware"], run_b["unlensed"], run_b["lensed"])
+    )
+    shares = []
+    for part in (slice(0, n // 3), slice(n // 3, n)):
+        acc = SliceAccumulator("site", paired=True)
+        vectors = [digits_run[k][part] for k in ("correct", "lens_aware", "unlensed", "lensed")]
+        acc.update(
+            digits_run["site"][part],
+            *vectors,
+            model_b=[run_b[k][part] for k in ("correct", "lens_aware", "unlensed", "lensed")],
+        )
+        shares.append(acc)
+    merged = SliceAccumulator("site")  # as under torchrun: made before the shares' form is known
+    for share in shares:
+        merged.merge(share)
+    pd.testing.assert_frame_equal(merged.result().table, whole.table, rtol=1e-12)
+    with pytest.raises(InputError, match="expected accumulators of the same form"):
+        _slices_acc = SliceAccumulator("site")
+        _slices_acc.update(["a"], [1], [1], [1], [1])
+        _slices_acc.merge(shares[0])

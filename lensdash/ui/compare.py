@@ -18,6 +18,7 @@ import streamlit as st
 
 from lensdash.analysis import Analysis
 from lensdash.compare import (
+    ID_COLUMNS,
     BootstrapInterval,
     confusion_difference,
     disagreements,
@@ -26,10 +27,10 @@ from lensdash.compare import (
     paired_bootstrap,
     paired_counts,
     per_class_comparison,
+    shared_id_column,
 )
 from lensdash.errors import InputError
 from lensdash.figures_compare import confusion_difference_heatmap, per_class_difference_figure
-from lensdash.io import META_NAMES
 from lensdash.lens import Lens
 from lensdash.metrics import MetricSums
 from lensdash.sanitize import markdown_text
@@ -39,8 +40,6 @@ from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
 from lensdash.ui.results import FAMILY_LABELS, cached_analysis, cached_mean_loss
 
-#: Metadata columns that name a sample (the reader's, any case), in the order they are tried for pairing by id.
-ID_COLUMNS = META_NAMES
 #: Rows of the disagreement table shown in the page; the download has all of them.
 TABLE_ROWS = 1000
 #: The paired bootstrap's seed (fixed, so the interval is the same on every run and equals the library's).
@@ -73,19 +72,15 @@ def bootstrap_resamples(num_samples: int) -> int:
 
 
 def id_column(a: pd.DataFrame | None, b: pd.DataFrame | None) -> str | None:
-    """The id column both metadata frames have (the first of :data:`ID_COLUMNS`, any case), or None.
+    """A's name of the id column both metadata frames have (:func:`lensdash.compare.shared_id_column`), or None.
 
     >>> id_column(pd.DataFrame({"ID": [1]}), pd.DataFrame({"id": [1], "site": ["x"]}))
     'ID'
     """
     if a is None or b is None:
         return None
-    in_b = {str(c).lower(): c for c in b.columns}
-    for wanted in ID_COLUMNS:
-        for column in a.columns:
-            if str(column).lower() == wanted and wanted in in_b:
-                return column
-    return None
+    shared = shared_id_column(a.columns, b.columns)
+    return None if shared is None else shared[0]
 
 
 def _column_digest(frame: pd.DataFrame | None, column: object) -> str:

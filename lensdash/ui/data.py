@@ -88,11 +88,23 @@ def demo_dataset() -> Dataset:
     return state.get(state.DEMO)
 
 
-def _parse(upload: Any, labels: Any, kind: str) -> Predictions:
+def meta_column_names(text: str) -> list[str]:
+    """The metadata columns typed in the sidebar: comma-separated names, blanks dropped.
+
+    >>> meta_column_names(" sample, fold ,,")
+    ['sample', 'fold']
+    """
+    return [name.strip() for name in str(text or "").split(",") if name.strip()]
+
+
+def _parse(upload: Any, labels: Any, kind: str, meta_columns: list[str] | None = None) -> Predictions:
     for source in (upload, labels):
         if source is not None:
-            source.seek(0)  # a kept upload is read again when the kind changes
-    return read_predictions(upload, labels, kind=kind, max_bytes=max_upload_bytes(), **reader_limits(read_predictions))
+            source.seek(0)  # a kept upload is read again when the kind or the metadata columns change
+    limits = reader_limits(read_predictions)
+    return read_predictions(
+        upload, labels, kind=kind, max_bytes=max_upload_bytes(), meta_columns=meta_columns or None, **limits
+    )
 
 
 def _release_upload(*uploads: Any) -> None:
@@ -145,7 +157,7 @@ def data_section() -> Dataset:
     every widget's value on each rerun, which for a 100 MB upload would cost more than the analysis.
     """
     st.sidebar.header("1 · Data")
-    state.init_widgets(state.UPLOAD_VERSION, state.KIND)
+    state.init_widgets(state.UPLOAD_VERSION, state.KIND, state.META_COLUMNS)
     limit_mb = max_upload_bytes() // 1_000_000
     upload = st.sidebar.file_uploader(
         "Predictions (CSV, Parquet, .npy, .npz)",
@@ -163,16 +175,27 @@ def data_section() -> Dataset:
         key=uploader_key(state.UPLOAD_LABELS),
     )
     kind = st.sidebar.selectbox("The numbers are", KINDS, format_func=KIND_LABELS.__getitem__, key=state.KIND)
+    meta_text = st.sidebar.text_input(
+        "Numeric metadata columns (optional)",
+        key=state.META_COLUMNS,
+        placeholder="e.g. sample, fold",
+        help="Comma-separated names of numeric columns to keep aside as metadata (not scores), like `--meta-columns` "
+        "on the command line. Text columns and columns named id, sample_id, index, idx, filename or path are kept "
+        "aside without it. Metadata is shown beside each sample, sliced in the Slices tab, and an id column pairs "
+        "model B's rows.",
+    )
+    meta_columns = meta_column_names(meta_text)
+    meta_key = ",".join(meta_columns)
     kept = state.get(state.SOURCES) or {}
     if upload is None and labels is not None:
         upload = kept.get("predictions")  # labels for the predictions already read
     elif upload is None:
         upload, labels = kept.get("predictions"), kept.get("labels")
-    key = f"upload:{_file_key(upload)}:{_file_key(labels)}:{kind}" if upload is not None else None
+    key = f"upload:{_file_key(upload)}:{_file_key(labels)}:{kind}:{meta_key}" if upload is not None else None
     if upload is not None and state.get(state.SOURCE_KEY) != key and state.get(state.FAILED_KEY) != key:
         try:
             with st.spinner("Reading predictions…"):
-                predictions = _parse(upload, labels, kind)
+                predictions = _parse(upload, labels, kind, meta_columns)
                 use_dataset(Dataset.of(predictions, upload.name), {"predictions": upload, "labels": labels}, key)
                 _release_upload(upload, labels)
             state.bump(state.UPLOAD_VERSION)
@@ -201,7 +224,7 @@ def data_section() -> Dataset:
     )
     for note in preds.notes:
         st.sidebar.caption(markdown_text(note))
-    model_b_section(dataset, str(kind))
+    model_b_section(dataset, str(kind), meta_columns)
     with st.sidebar.expander("Example files"):
         st.caption("The formats lensdash reads; download one to see, or upload it back.")
         for i, name in enumerate(EXAMPLES):
@@ -217,13 +240,14 @@ def data_section() -> Dataset:
 
 
 def _drop_model_b() -> None:
-    state.drop(state.DATA_B, state.SOURCE_KEY_B, state.FAILED_KEY_B, state.FAILED_MESSAGE_B)
+    state.drop(state.DATA_B, state.SOURCES_B, state.SOURCE_KEY_B, state.FAILED_KEY_B, state.FAILED_MESSAGE_B)
 
 
-def model_b_section(model_a: Dataset, kind: str) -> Dataset | None:
+def model_b_section(model_a: Dataset, kind: str, meta_columns: list[str] | None = None) -> Dataset | None:
     """Sidebar, under the first upload: a second model's predictions of the same samples (model B).
 
-    Read once per upload (as model A's file, with the same kind setting) and kept in the session's store. It is paired
+    Read as model A's file is, with the same kind and metadata columns, once per upload and setting: the file is kept
+    in the session's store and read again when the kind or the metadata columns change. It is paired
     with the page's data (``model_a``) on every run, since either can change (kept in the session by content, see
     :func:`lensdash.ui.compare.paired_model_b`); files that do not pair say why here and in the Compare tab.
     """
@@ -237,12 +261,16 @@ def model_b_section(model_a: Dataset, kind: str) -> Dataset | None:
         help="Same classes and labels as the first file. Rows are paired by an id column when both files have one, "
         "by row order otherwise. The Compare tab shows both models side by side.",
     )
-    key = f"upload_b:{_file_key(upload)}:{kind}" if upload is not None else None
+    if upload is None:
+        upload = state.get(state.SOURCES_B)  # the file read before, read again when a setting changes
+    meta_key = ",".join(meta_columns or [])
+    key = f"upload_b:{_file_key(upload)}:{kind}:{meta_key}" if upload is not None else None
     if upload is not None and state.get(state.SOURCE_KEY_B) != key and state.get(state.FAILED_KEY_B) != key:
         try:
             with st.spinner("Reading model B's predictions…"):
-                predictions = _parse(upload, None, kind)
+                predictions = _parse(upload, None, kind, meta_columns)
                 state.put(state.DATA_B, Dataset.of(predictions, upload.name))
+                state.put(state.SOURCES_B, upload)
                 state.put(state.SOURCE_KEY_B, key)
                 state.drop(state.FAILED_KEY_B, state.FAILED_MESSAGE_B)
                 _release_upload(upload)
@@ -262,6 +290,10 @@ def model_b_section(model_a: Dataset, kind: str) -> Dataset | None:
             f"Model B: **{markdown_text(model_b.origin)}**, "
             f"{preds.num_samples:,} samples × {preds.num_classes} classes."
         )
+        if model_b.metadata is not None:  # which columns are metadata (an id column in both pairs the rows)
+            names = [repr(str(c)) for c in model_b.metadata.columns]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            st.sidebar.caption("Model B: kept aside as metadata (not scores): " + markdown_text(shown) + ".")
         try:
             st.sidebar.caption(markdown_text(paired_model_b(model_a, model_b).note) + " See the Compare tab.")
         except LensdashError as exc:

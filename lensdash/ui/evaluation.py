@@ -99,12 +99,12 @@ def averages_table(summary: dict[str, float], support: int) -> pd.DataFrame:
     )
 
 
-def cell_samples(analysis: Analysis, true: int, predicted: int) -> pd.DataFrame:
+def cell_samples(analysis: Analysis, true: int, predicted: int, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
     """The per-sample rows (losses, p(true), any metadata) of samples of class ``true`` predicted as ``predicted``.
 
     Ordered by how much the lens changes their loss (largest |lensed − unlensed| first).
     """
-    table = per_sample_table(analysis)
+    table = per_sample_table(analysis, metadata)
     mask = (analysis.labels == true) & (analysis.predicted == predicted)
     rows = table[mask.cpu().numpy()]
     change = np.abs(np.nan_to_num(rows["delta"].to_numpy(), posinf=1e30, neginf=-1e30))
@@ -229,7 +229,7 @@ def _most_confused(confusion: np.ndarray) -> tuple[int, int]:
     return int(i), int(j)
 
 
-def _click_through(analysis: Analysis, lens: Lens) -> None:
+def _click_through(analysis: Analysis, lens: Lens, metadata: pd.DataFrame | None = None) -> None:
     names = analysis.class_names
     k = len(names)
     confusion = analysis.confusion.cpu().numpy()
@@ -250,7 +250,7 @@ def _click_through(analysis: Analysis, lens: Lens) -> None:
         c1, c2 = st.columns(2)
         true = c1.selectbox("True class", range(k), format_func=lambda i: names[i], key=state.EVAL_TRUE)
         predicted = c2.selectbox("Predicted class", range(k), format_func=lambda i: names[i], key=state.EVAL_PREDICTED)
-        rows = cell_samples(analysis, true, predicted)
+        rows = cell_samples(analysis, true, predicted, metadata)
         credit = float(lens_credit(lens)[true, predicted])
         verdict = "counts as right" if bool(lens_hits(lens)[true, predicted]) else "counts as wrong"
         if len(rows):
@@ -298,4 +298,4 @@ def evaluation_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None
     sums = cached_metric_sums(dataset, lens, k)
     _scores(dataset, sums)
     _calibration(sums, lens)
-    _click_through(analysis, lens)
+    _click_through(analysis, lens, dataset.metadata)

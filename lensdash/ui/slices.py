@@ -1,4 +1,7 @@
-"""Slices tab: accuracy, lens-aware accuracy and both mean losses per value of a metadata column."""
+"""Slices tab: accuracy, lens-aware accuracy and both mean losses per value of a metadata column.
+
+With a second model uploaded (the Compare tab's model B, paired with the page's data), every number comes for A, for
+B and as B − A on the same slices (A's metadata, B's rows in A's order)."""
 
 from __future__ import annotations
 
@@ -8,14 +11,17 @@ import pandas as pd
 import streamlit as st
 
 from lensdash.analysis import Analysis
+from lensdash.errors import InputError
 from lensdash.figures_compare import slice_figure
 from lensdash.lens import Lens
 from lensdash.sanitize import markdown_text
-from lensdash.slices import Slices, slice_table
+from lensdash.slices import METRICS, PAIRED_COLUMNS, Slices, slice_table
 from lensdash.ui import state
 from lensdash.ui.cache import lens_digest, session_memo
+from lensdash.ui.compare import paired_model_b
 from lensdash.ui.data import Dataset
 from lensdash.ui.downloads import frame_csv
+from lensdash.ui.results import cached_analysis
 
 HOW_TO_GET_METADATA = (
     "This data has no metadata columns to slice by. Add them to the predictions file beside the scores: a text "
@@ -26,14 +32,22 @@ HOW_TO_GET_METADATA = (
 )
 
 
-def cached_slices(dataset: Dataset, lens: Lens, analysis: Analysis, values: pd.Series) -> Slices:
+def cached_slices(
+    dataset: Dataset,
+    lens: Lens,
+    analysis: Analysis,
+    values: pd.Series,
+    model_b: tuple[str, Analysis] | None = None,
+) -> Slices:
     """:func:`lensdash.slices.slice_table` of one metadata column, kept in the session.
 
     The key holds the data's digest, the lens and the family; the metadata belongs to the data (new data empties the
-    session's results), and the column's name (``values.name``) completes the key.
+    session's results), and the column's name (``values.name``) completes the key. ``model_b`` is (B's digest, B's
+    analysis in A's row order): the table then has A, B and B − A, and B's digest joins the key.
     """
 
     def compute() -> Slices:
+        b = model_b[1] if model_b is not None else None
         return slice_table(
             values,
             analysis.predicted == analysis.labels,
@@ -41,9 +55,25 @@ def cached_slices(dataset: Dataset, lens: Lens, analysis: Analysis, values: pd.S
             analysis.unlensed_loss,
             analysis.lensed_loss,
             column=str(values.name),
+            model_b=None if b is None else (b.predicted == b.labels, b.lens_hit, b.unlensed_loss, b.lensed_loss),
         )
 
-    return session_memo("slices", (dataset.digest, lens_digest(lens), analysis.family, str(values.name)), compute)
+    digest_b = None if model_b is None else model_b[0]
+    key = (dataset.digest, lens_digest(lens), analysis.family, str(values.name), digest_b)
+    return session_memo("slices", key, compute)
+
+
+def _model_b(dataset: Dataset, lens: Lens, family: str) -> tuple[str, Analysis] | None:
+    """The Compare tab's model B, paired with ``dataset`` and analysed under ``lens``; None without one (or when it
+    does not pair: the sidebar and the Compare tab say why)."""
+    read = state.get(state.DATA_B)
+    if read is None:
+        return None
+    try:
+        model_b = paired_model_b(dataset, read).model_b
+    except InputError:
+        return None
+    return model_b.digest, cached_analysis(model_b, lens, family)
 
 
 def slices_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
@@ -62,7 +92,13 @@ def slices_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
         help="A metadata column of the predictions file. Numeric columns with many values are cut into quantile "
         "bins; text columns with many values keep the most frequent.",
     )
-    slices = cached_slices(dataset, lens, analysis, metadata[column])
+    model_b = _model_b(dataset, lens, analysis.family)
+    slices = cached_slices(dataset, lens, analysis, metadata[column], model_b)
+    if model_b is not None:
+        st.caption(
+            "Model B (Compare tab) on the same slices: each number for A, for B and B − A (`_diff`); positive "
+            "accuracy differences and negative loss differences favour B."
+        )
     if slices.note:
         st.caption(markdown_text(slices.note))
     st.plotly_chart(slice_figure(slices), key="slice_figure")
@@ -71,10 +107,7 @@ def slices_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
         hide_index=True,
         width="stretch",
         key="slice_table",
-        column_config={
-            c: st.column_config.NumberColumn(format="%.4f")
-            for c in ("accuracy", "lens_aware_accuracy", "unlensed_loss", "lensed_loss")
-        },
+        column_config={c: st.column_config.NumberColumn(format="%.4f") for c in (*METRICS, *PAIRED_COLUMNS[2:])},
     )
     st.caption(
         "Lens-aware: the predicted class gets at least half the lens weight of the best class for the true label. "

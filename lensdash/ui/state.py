@@ -63,6 +63,7 @@ EVAL_TRUE = "eval_true"  #: the true class of the confusion cell whose samples a
 EVAL_PREDICTED = "eval_predicted"  #: its predicted class
 EVAL_CELLS = "eval_cells"  #: the clickable confusion matrix (its selection event)
 UPLOAD_MODEL_B = "upload_model_b"
+META_COLUMNS = "meta_columns"  #: numeric columns to keep aside as metadata (comma-separated), as --meta-columns
 SLICE_COLUMN = "slice_column"
 COMPARE_CORRECT = "compare_correct"
 
@@ -90,6 +91,7 @@ SOFT_BETA = "soft_beta"  #: the β the soft hierarchy lens was last built with (
 EVAL_CLICKED = "eval_clicked"  #: the confusion cell last clicked, so a kept click event is applied once
 DATA_B = "data_b"  #: model B's Dataset, as read (compared with DATA in lensdash.ui.compare)
 SOURCE_KEY_B = "data_b_key"  #: which upload DATA_B was read from
+SOURCES_B = "sources_b"  #: model B's uploaded file, kept to read it again when the kind or metadata columns change
 FAILED_KEY_B = "failed_key_b"  #: model B's upload that could not be read, and why
 FAILED_MESSAGE_B = "failed_message_b"
 SHARE_OPENED = "share_opened"  #: the ?view= id already opened in this session (each link is applied once)
@@ -100,7 +102,7 @@ SHARE_LINK = "share_link"  #: the id of the view this session last saved
 SHARE_SAVED = "share_saved"  #: what that view holds (lens digest, settings), to reuse its id for the same view
 
 #: Keys whose values live in the session's store (:func:`_held`), freed when the browser has been gone a while.
-HELD = frozenset({DATA, DEMO, SOURCES, MEMO, DATA_B, SHARE_PENDING})
+HELD = frozenset({DATA, DEMO, SOURCES, MEMO, DATA_B, SOURCES_B, SHARE_PENDING})
 #: How long a session's held values may live at most (a day: longer than any visit).
 HELD_TTL_SECONDS = 24 * 3600
 
@@ -108,6 +110,7 @@ HELD_TTL_SECONDS = 24 * 3600
 DEFAULTS: dict[str, Any] = {
     FAMILY: "target",
     KIND: "auto",
+    META_COLUMNS: "",
     EPSILON: 0.1,
     BETA: 5.0,
     ALPHA: 0.5,
