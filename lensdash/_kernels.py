@@ -492,7 +492,22 @@ class FusedLoss(torch.autograd.Function):
 def index_args(
     side: str, plan: TargetPlan | PredictionPlan, w: Tensor | None, eps: float, k: int, entropy: bool, compiled: bool
 ) -> tuple[Callable, tuple]:
-    """Kernel and its lens tables (K-sized) for class-index targets; the labels go in as they are."""
+    """Kernel and its lens tables (K-sized) for class-index targets; the labels go in as they are.
+
+    Unweighted, the tables depend on the plan and the arguments only: they are kept on the plan (which is
+    rebuilt whenever the lens changes), so a training step does no K×K work of its own.
+    """
+    if w is None and not torch.compiler.is_compiling():
+        key = (side, eps, k, entropy, compiled)
+        if key not in plan.derived:
+            plan.derived[key] = _index_args(side, plan, None, eps, k, entropy, compiled)
+        return plan.derived[key]
+    return _index_args(side, plan, w, eps, k, entropy, compiled)
+
+
+def _index_args(
+    side: str, plan: TargetPlan | PredictionPlan, w: Tensor | None, eps: float, k: int, entropy: bool, compiled: bool
+) -> tuple[Callable, tuple]:
     if side == "target":
         assert isinstance(plan, TargetPlan)
         return _target_index_kernel, _target_index_args(plan, w, eps, k, entropy, compiled)
