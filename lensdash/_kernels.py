@@ -26,15 +26,18 @@ _FUSED_SUPPORT = 8
 # ------------------------------------------------------------------ kernels
 #
 # Each kernel takes float logits x (M, K) and returns the per-sample loss (M,),
-# the reduction's scale (the 'mean' denominator's inverse, else 1), the gradient
-# of sum(scale * loss) with respect to x (M, K) when asked, and the number of
-# labels out of range. They are pure tensor code with no host reads. Compiled,
-# every intermediate is an (M, K) expression or a per-row reduction, so inductor
-# emits one parallel loop over the rows whose inner loops find the row's max,
-# log-sum-exp and loss and write the gradient while the row is in cache: the
-# logits are read once and the gradient written once. Lens rows are indexed
-# (``C[y]`` is read in place, never formed) or, for a structured lens, built from
-# a few compares per entry. Eager, the same math reuses one buffer.
+# the gradient of sum(scale * loss) with respect to x (M, K) when asked, and for
+# class-index targets the reduction's scale (the 'mean' denominator's inverse,
+# else 1) and the number of labels out of range. They are pure tensor code with
+# no host reads. Compiled (or traced by a user's torch.compile), the class-index
+# kernels return, instead of the loss, a few reductions over each row that a
+# finish function turns into it: inductor fuses a row's max, sum of exponentials,
+# loss and gradient into inner loops of one parallel loop over the rows only if
+# every output of the graph is such a reduction or the (M, K) gradient; a
+# per-row output that is not a reduction (or a costly per-row intermediate read
+# by several loops) splits it into one pass over x per loop. Lens rows are
+# indexed (``C[y]`` is read in place, never formed) or, for a structured lens,
+# built from a few compares per entry. Eager, the same math reuses one buffer.
 
 
 def _labels(
