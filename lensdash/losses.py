@@ -27,7 +27,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from lensdash._kernels import HALF, FusedLoss, index_args, probability_args
+from lensdash._kernel_args import index_args, probability_args
+from lensdash._kernels import HALF, FusedLoss
 from lensdash._plan import plan_for
 from lensdash.errors import InputError
 from lensdash.lens import lens_matrix
