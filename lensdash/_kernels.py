@@ -1,4 +1,4 @@
-"""The fused loss-and-gradient kernels of :mod:`lensdash.losses` and their arguments (private).
+"""The fused loss-and-gradient kernels of :mod:`lensdash.losses` (private; their lens tables: `_kernel_args`).
 
 Each kernel takes float logits ``x`` (M, K) and returns the per-sample loss (M,) and, when asked, the gradient of
 ``sum(scale * loss)`` with respect to ``x``: one pass computes both, the backward pass of :class:`FusedLoss` only
@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import cast
 
 import torch
 from torch import Tensor
-
-from lensdash._plan import PredictionPlan, TargetPlan
-from lensdash.lens import Lens, lens_matrix
 
 HALF = (torch.float16, torch.bfloat16)
 _COMPILE_DEVICES = ("cpu", "cuda")
@@ -26,15 +22,18 @@ _FUSED_SUPPORT = 8
 # ------------------------------------------------------------------ kernels
 #
 # Each kernel takes float logits x (M, K) and returns the per-sample loss (M,),
-# the reduction's scale (the 'mean' denominator's inverse, else 1), the gradient
-# of sum(scale * loss) with respect to x (M, K) when asked, and the number of
-# labels out of range. They are pure tensor code with no host reads. Compiled,
-# every intermediate is an (M, K) expression or a per-row reduction, so inductor
-# emits one parallel loop over the rows whose inner loops find the row's max,
-# log-sum-exp and loss and write the gradient while the row is in cache: the
-# logits are read once and the gradient written once. Lens rows are indexed
-# (``C[y]`` is read in place, never formed) or, for a structured lens, built from
-# a few compares per entry. Eager, the same math reuses one buffer.
+# the gradient of sum(scale * loss) with respect to x (M, K) when asked, and for
+# class-index targets the reduction's scale (the 'mean' denominator's inverse,
+# else 1) and the number of labels out of range. They are pure tensor code with
+# no host reads. Compiled (or traced by a user's torch.compile), the class-index
+# kernels return, instead of the loss, a few reductions over each row that a
+# finish function turns into it: inductor fuses a row's max, sum of exponentials,
+# loss and gradient into inner loops of one parallel loop over the rows only if
+# every output of the graph is such a reduction or the (M, K) gradient; a
+# per-row output that is not a reduction (or a costly per-row intermediate read
+# by several loops) splits it into one pass over x per loop. Lens rows are
+# indexed (``C[y]`` is read in place, never formed) or, for a structured lens,
+# built from a few compares per entry. Eager, the same math reuses one buffer.
 
 
 def _labels(
@@ -94,7 +93,7 @@ def _minus_column(grad: Tensor, scale: Tensor, keep: Tensor, v: Tensor | None, v
 
 def _target_index_kernel(
     x: Tensor,
-    scale: Tensor,
+    mean: bool,
     t: Tensor,
     ignore_index: int,
     w: Tensor | None,
@@ -107,9 +106,11 @@ def _target_index_kernel(
     ent_column: Tensor | None,
     v: Tensor | None,
     need_grad: bool,
-) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor], Tensor | None]:
-    # The loss, or on the fused pass (partial loss, s, total) with s * log(total) left to add (see FusedLoss).
+) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor], Tensor | None, Tensor, Tensor]:
+    # The loss, or on the fused pass (partial loss, s, total) with s * log(total) left to add (see
+    # _target_index_finish); then the reduction's scale and the count of labels out of range.
     k = x.shape[1]
+    scale, bad = label_summary(t, k, ignore_index, w, mean, x.dtype)
     y, keep, a = _labels(t, k, ignore_index, w, x.dtype)
     s = a * rowsum[y]  # sum_j T'_j: the softmax's coefficient in the gradient
     v_sum = None if v is None else v.sum()
@@ -129,18 +130,24 @@ def _target_index_kernel(
         neg_logp = -shifted
         rows = _row_expression(y, k, dense, background, idx, val)
         per_entry = a.unsqueeze(1) * torch.where(rows > 0, rows * neg_logp, 0.0)  # 0 * -inf counts as 0
+        mass = a.unsqueeze(1) * rows  # T'
         if v is not None:
             per_entry = per_entry + keep.unsqueeze(1) * torch.where(v > 0, v * neg_logp, 0.0)
+            mass = mass + keep.unsqueeze(1) * v
         if ent_lens is not None:  # the KL form's sum_j T'_j log T_j, per sample, added at column 0
             constant = a * ent_lens[y] if ent_column is None else a * ent_lens[y] + keep * ent_column[y]
             first = torch.arange(k, device=x.device) == 0
             per_entry = per_entry + torch.where(first, constant.unsqueeze(1), 0.0)
         loss = torch.where(keep.unsqueeze(1) > 0, per_entry, 0.0).sum(dim=1)
+        # s goes out as a reduction over the row (sum_j T'_j), not as the per-row value above: an output that is
+        # a per-row function of the labels is a loop of its own, and inductor then splits the row loop into
+        # separate passes over x (max, sum of exponentials, gradient) instead of one.
+        s_out = mass.sum(dim=1)
         grad = None
         if need_grad:
             grad = torch.exp(shifted) * ((scale * s).unsqueeze(1) / total) - (scale * a).unsqueeze(1) * rows
             grad = _minus_column(grad, scale, keep, v, 0.0)
-        return (loss, s, total.squeeze(1)), grad
+        return (loss, s_out, total.squeeze(1)), grad, scale, bad
     logp = torch.log_softmax(x, dim=1)  # the one buffer: it becomes the gradient in place
     if dense is not None:
         rows = dense.index_select(0, y)
@@ -172,12 +179,12 @@ def _target_index_kernel(
     loss = torch.where(keep > 0, loss, 0.0)
     if grad is not None:
         grad = _minus_column(grad, scale, keep, v, 0.0)
-    return loss, grad
+    return loss, grad, scale, bad
 
 
 def _prediction_index_kernel(
     x: Tensor,
-    scale: Tensor,
+    mean: bool,
     t: Tensor,
     ignore_index: int,
     w: Tensor | None,
@@ -186,32 +193,34 @@ def _prediction_index_kernel(
     col_idx: Tensor | None,
     col_logval: Tensor | None,
     log_beta: Tensor | None,
+    col_logfloor: Tensor | None,
     log_colsum: Tensor,
     v: Tensor | None,
     v_uniform: float,
     need_grad: bool,
-) -> tuple[Tensor, Tensor | None]:
+) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor, Tensor | None], Tensor | None, Tensor, Tensor]:
+    # The loss, or on the fused pass the row reductions (total, top2, total2, colsum) that
+    # _prediction_index_finish turns into it; then the reduction's scale and the count of labels out of range.
     k = x.shape[1]
+    scale, bad = label_summary(t, k, ignore_index, w, mean, x.dtype)
     y, keep, counted = _labels(t, k, ignore_index, w, x.dtype)
     a = counted * shrink
-    fusing = torch.compiler.is_compiling()
-    if fusing:
-        logp = x - torch.logsumexp(x, dim=1, keepdim=True)
-        if log_columns is not None:
-            prior = log_columns[y]  # log C[:, y], read in place
-        else:  # log (beta + the few larger entries of column y), built by compares
-            assert col_idx is not None and col_logval is not None
-            column = _row_expression(y, k, None, None, col_idx, torch.exp(col_logval))
-            prior = torch.log(column if log_beta is None else column + torch.exp(log_beta))
-        log_beta = None  # part of the column now
+    if torch.compiler.is_compiling():
+        return (
+            *_prediction_fused(
+                x, scale, y, keep, a, log_columns, col_idx, log_beta, col_logfloor, log_colsum, v, v_uniform, need_grad
+            ),
+            scale,
+            bad,
+        )
+    logp = torch.log_softmax(x, dim=1)
+    if log_columns is not None:
+        prior = log_columns.index_select(0, y)
+        terms = logp + prior
     else:
-        logp = torch.log_softmax(x, dim=1)
-        if log_columns is not None:
-            prior = log_columns.index_select(0, y)
-        else:
-            assert col_idx is not None and col_logval is not None
-            cols, prior = col_idx.index_select(0, y), col_logval.index_select(0, y)
-    terms = logp + prior if fusing or log_columns is not None else logp.gather(1, cols) + prior
+        assert col_idx is not None and col_logval is not None
+        cols, prior = col_idx.index_select(0, y), col_logval.index_select(0, y)
+        terms = logp.gather(1, cols) + prior
     logq = torch.logsumexp(terms, dim=1)  # log (softmax(x) C)[y] without the background
     # sum_j p_j * beta = beta
     logq_all = torch.logaddexp(logq, log_beta) if log_beta is not None else logq
@@ -223,7 +232,7 @@ def _prediction_index_kernel(
         s = s + keep * v_sum
     loss = torch.where(keep > 0, loss, 0.0)
     if not need_grad:
-        return loss, None
+        return loss, None, scale, bad
     # d/dx_k = p_k - r_k with r_k = p_k C[k, y] / q the posterior of the clean class. Where q underflows
     # to 0 (the true class has probability 0) r is its limit: C[:, y] normalised (the identity lens gives
     # F.cross_entropy's -1), never 0 / 0.
@@ -236,16 +245,115 @@ def _prediction_index_kernel(
         posterior = torch.exp(terms - logq_all.unsqueeze(1))
         coefficient = scale * (s - a * torch.exp(log_beta - logq_all))
     sa = (scale * a).unsqueeze(1)
-    if fusing:
-        grad = torch.exp(logp) * coefficient.unsqueeze(1) - sa * posterior
+    del terms
+    grad = logp.exp_().mul_(coefficient.unsqueeze(1))
+    if log_columns is not None:
+        grad.sub_(sa * posterior)
     else:
-        del terms
-        grad = logp.exp_().mul_(coefficient.unsqueeze(1))
-        if log_columns is not None:
-            grad.sub_(sa * posterior)
-        else:
-            grad.scatter_add_(1, cols, -sa * posterior)
-    return loss, _minus_column(grad, scale, keep, v, v_uniform)
+        grad.scatter_add_(1, cols, -sa * posterior)
+    return loss, _minus_column(grad, scale, keep, v, v_uniform), scale, bad
+
+
+def _prediction_fused(
+    x: Tensor,
+    scale: Tensor,
+    y: Tensor,
+    keep: Tensor,
+    a: Tensor,
+    log_columns: Tensor | None,
+    col_idx: Tensor | None,
+    log_beta: Tensor | None,
+    col_logfloor: Tensor | None,
+    log_colsum: Tensor,
+    v: Tensor | None,
+    v_uniform: float,
+    need_grad: bool,
+) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor | None], Tensor | None]:
+    """The prediction-side pass for the compiler: row reductions out, the gradient written in the same row loop.
+
+    With ``m`` the row's max and ``u_j = x_j - m + log C[j, y]``: ``total = sum_j exp(x_j - m)``,
+    ``top2 = max_j u_j``, ``total2 = sum_j exp(u_j - top2)``, so ``log q = top2 + log total2 - log total``
+    (finite for any logits), and ``colsum = sum_j v_j (x_j - m)`` for the smoothing term. Every output is a
+    reduction over the row (a per-row value computed from them would split inductor's row loop in passes).
+    """
+    k = x.shape[1]
+    if log_columns is not None:
+        prior = log_columns[y]  # log C[:, y], read in place
+    else:  # log (beta + the few larger entries of column y), built by compares (no log per entry)
+        assert col_idx is not None and col_logfloor is not None
+        classes = torch.arange(k, device=x.device)
+        prior = torch.full((), -torch.inf, dtype=x.dtype, device=x.device) if log_beta is None else log_beta
+        for j in range(col_idx.shape[1]):  # the support's columns are distinct: at most one matches
+            prior = torch.where(col_idx[:, j][y].unsqueeze(1) == classes, col_logfloor[:, j][y].unsqueeze(1), prior)
+    top = x.amax(dim=1, keepdim=True)
+    shifted = x - torch.where(torch.isinf(top), 0.0, top)
+    total = torch.exp(shifted).sum(dim=1, keepdim=True)
+    terms = shifted + prior
+    top2 = terms.amax(dim=1, keepdim=True)
+    lifted = terms - torch.where(torch.isinf(top2), 0.0, top2)
+    total2 = torch.exp(lifted).sum(dim=1, keepdim=True)
+    colsum = None
+    if v is not None:
+        colsum = torch.where(v > 0, v * shifted, 0.0).sum(dim=1)
+    elif v_uniform:
+        colsum = v_uniform * shifted.sum(dim=1)
+    parts = (total.squeeze(1), top2.squeeze(1), total2.squeeze(1), colsum)
+    if not need_grad:
+        return parts, None
+    # As in the eager branch: d/dx_k = s p_k - a r_k, r the posterior of the clean class; where q is 0
+    # (total2 = 0: every term is -inf) r is its limit, C[:, y] normalised.
+    dead = total2 == 0
+    posterior = torch.where(dead, torch.exp(prior - log_colsum[y].unsqueeze(1)), torch.exp(lifted) / total2)
+    s = a
+    if v is not None:
+        s = s + keep * v.sum()
+    elif v_uniform:
+        s = s + keep * (v_uniform * k)
+    grad = torch.exp(shifted) * ((scale * s).unsqueeze(1) / total) - (scale * a).unsqueeze(1) * posterior
+    return parts, _minus_column(grad, scale, keep, v, v_uniform)
+
+
+def _prediction_index_finish(
+    parts: tuple[Tensor, Tensor, Tensor, Tensor | None],
+    scale: Tensor,
+    reduction: str,
+    t: Tensor,
+    ignore_index: int,
+    w: Tensor | None,
+    shrink: float,
+    log_columns: Tensor | None,
+    col_idx: Tensor | None,
+    col_logval: Tensor | None,
+    log_beta: Tensor | None,
+    col_logfloor: Tensor | None,
+    log_colsum: Tensor,
+    v: Tensor | None,
+    v_uniform: float,
+    need_grad: bool,
+) -> Tensor:
+    """The reduced loss from the fused pass's row reductions (see :func:`_prediction_fused`)."""
+    total, top2, total2, colsum = parts
+    k = log_colsum.shape[0]
+    keep, counted = _labels(t, k, ignore_index, w, total.dtype)[1:]
+    log_total = torch.log(total)
+    logq = torch.where(torch.isinf(top2), 0.0, top2) + torch.log(total2) - log_total
+    loss = counted * shrink * -logq
+    if colsum is not None:
+        v_sum = v.sum() if v is not None else v_uniform * k
+        loss = loss + keep * (v_sum * log_total - colsum)
+    return _reduce(torch.where(keep > 0, loss, 0.0), reduction, scale)
+
+
+def _target_index_finish(parts: tuple[Tensor, Tensor, Tensor], scale: Tensor, reduction: str, *args) -> Tensor:
+    """The reduced loss from the fused target-side pass: per row ``partial + s log(total)`` (0 where ``s`` is 0)."""
+    partial, s, total = parts
+    return _reduce(partial + torch.where(s != 0, s * torch.log(total), 0.0), reduction, scale)
+
+
+def _reduce(loss: Tensor, reduction: str, scale: Tensor) -> Tensor:
+    if reduction == "none":
+        return loss
+    return loss.sum() * scale if reduction == "mean" else loss.sum()
 
 
 def _target_probability_kernel(
@@ -330,28 +438,43 @@ def run_kernel(kernel: Callable, compiled: bool, device: torch.device, *args):
     return kernel(*args)
 
 
+_FINISH: dict[Callable, Callable] = {
+    _target_index_kernel: _target_index_finish,
+    _prediction_index_kernel: _prediction_index_finish,
+}
+
+
 class FusedLoss(torch.autograd.Function):
-    """Loss and gradient from one kernel call; the backward pass only scales the saved gradient."""
+    """Loss and gradient from one kernel call; the backward pass only scales the saved gradient.
+
+    Returns the reduced loss and the count of labels out of range (0 for probability targets). Class-index
+    kernels compute the reduction's scale themselves (``scale`` None), in the same compiled call as the pass.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, kernel: Callable, compiled: bool, reduction: str, scale: Tensor, *args):
+    def forward(ctx, x: Tensor, kernel: Callable, compiled: bool, reduction: str, scale: Tensor | None, *args):
         need_grad = ctx.needs_input_grad[0]
         work = x.float() if x.dtype in HALF else x
-        loss, grad = run_kernel(kernel, compiled, x.device, work, scale, *args, need_grad)
-        if isinstance(loss, tuple):  # a fused pass leaves each row's s * log(total) to add
-            partial, s, total = loss
-            loss = partial + torch.where(s != 0, s * torch.log(total), 0.0)
+        first = (reduction == "mean") if scale is None else scale
+        out = run_kernel(kernel, compiled, x.device, work, first, *args, need_grad)
+        loss, grad = out[0], out[1]
+        bad = torch.zeros((), dtype=torch.int64, device=x.device)
+        if len(out) == 4:
+            scale, bad = out[2], out[3]
+        assert scale is not None
+        if isinstance(loss, tuple):  # a fused pass returns row reductions: the finish is a kernel of its own
+            loss = run_kernel(_FINISH[kernel], compiled, x.device, loss, scale, reduction, *args, need_grad)
+        else:
+            loss = _reduce(loss, reduction, scale)
         ctx.reduction = reduction
         if need_grad:
             ctx.save_for_backward(grad.to(x.dtype))
-        if reduction == "none":
-            return loss.to(x.dtype)
-        total = loss.sum()
-        return (total * scale if reduction == "mean" else total).to(x.dtype)
+        ctx.mark_non_differentiable(bad)
+        return loss.to(x.dtype), bad
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output: Tensor):
+    def backward(ctx, grad_output: Tensor, _grad_bad: Tensor | None = None):
         (grad,) = ctx.saved_tensors
         if ctx.reduction == "none":
             grad = grad * grad_output.unsqueeze(1)
@@ -360,136 +483,3 @@ class FusedLoss(torch.autograd.Function):
             grad = grad * grad_output
         # else: loss.backward() of a scalar loss: the saved gradient is the answer, with no further pass over it.
         return (grad, *([None] * (len(ctx.needs_input_grad) - 1)))
-
-
-# ------------------------------------------------------ kernel arguments
-
-
-def index_args(
-    side: str, plan: TargetPlan | PredictionPlan, w: Tensor | None, eps: float, k: int, entropy: bool, compiled: bool
-) -> tuple[Callable, tuple]:
-    """Kernel and its lens tables (K-sized) for class-index targets; the labels go in as they are."""
-    if side == "target":
-        assert isinstance(plan, TargetPlan)
-        return _target_index_kernel, _target_index_args(plan, w, eps, k, entropy, compiled)
-    assert isinstance(plan, PredictionPlan)
-    # Prediction side with smoothing: (1-eps) * (-log (p C)_y) + eps/K * sum_j w_j (-log p_j).
-    v, v_uniform = (None, eps / k) if w is None else ((w * (eps / k) if eps else None), 0.0)
-    if plan.log_columns is not None:
-        log_colsum = torch.logsumexp(plan.log_columns, dim=1)
-    else:
-        assert plan.col_logval is not None
-        beta = torch.exp(plan.log_beta) if plan.log_beta is not None else 0.0
-        log_colsum = torch.log(torch.exp(plan.col_logval).sum(dim=1) + beta * k)
-    tables = (plan.log_columns, plan.col_idx, plan.col_logval, plan.log_beta, log_colsum, v, v_uniform)
-    if compiled and plan.col_idx is not None and plan.col_idx.shape[1] > _FUSED_SUPPORT:
-        # Too many compares per entry: read the dense column instead (still never forming C[:, y]).
-        assert plan.col_logval is not None
-        dense = torch.full((k, k), -torch.inf, dtype=plan.col_logval.dtype, device=plan.col_logval.device)
-        if plan.log_beta is not None:
-            dense = torch.full_like(dense, float(plan.log_beta))
-        dense = dense.scatter(1, plan.col_idx, torch.logaddexp(plan.col_logval, dense.gather(1, plan.col_idx)))
-        tables = (dense, None, None, None, log_colsum, v, v_uniform)
-    return _prediction_index_kernel, (w, 1.0 - eps, *tables)
-
-
-def _target_index_args(plan: TargetPlan, w: Tensor | None, eps: float, k: int, entropy: bool, compiled: bool) -> tuple:
-    """Lens tables for class-index targets: the lens folded with smoothing (and weights, as PyTorch does).
-
-    Unweighted, the target is row ``y`` of ``C_eps = (1-eps) C + eps/K``, a lens of the same structure.
-    Weighted, PyTorch weighs the one-hot part by ``w[y]`` and the uniform part class by class
-    (``w_j eps/K``), so the lens term is ``(1-eps) C[y]`` scaled by ``w[y]`` plus a per-class term.
-    """
-    uniform = 0.0 if w is not None else eps / k
-    shrink = 1.0 - eps
-    if compiled and plan.idx is not None and plan.idx.shape[1] > _FUSED_SUPPORT:
-        plan = TargetPlan(plan.rowsum, _dense_rows(plan), None, None, None)  # compares would cost more than a read
-    dense = None if plan.dense is None else plan.dense * shrink + uniform
-    val = None if plan.val is None else plan.val * shrink
-    background = plan.background
-    if background is not None:
-        background = background * shrink + uniform
-    elif plan.dense is None and uniform:
-        background = torch.full_like(plan.rowsum, uniform)
-    rowsum = plan.rowsum * shrink + uniform * k
-    v = None if w is None or not eps else w * (eps / k)
-    ent_lens, ent_column = _row_entropy(plan, eps, w, k) if entropy else (None, None)
-    return (w, dense, background, plan.idx, val, rowsum, ent_lens, ent_column, v)
-
-
-def _row_entropy(plan: TargetPlan, eps: float, w: Tensor | None, k: int) -> tuple[Tensor, Tensor | None]:
-    """Per lens row ``i``: ``sum_j M_ij log T_ij`` and, weighted with smoothing, ``sum_j v_j log T_ij``.
-
-    ``T = (1-eps) C + eps/K`` is the target distribution and ``M`` the lens term's
-    coefficients (``T`` itself unweighted, ``(1-eps) C`` weighted); ``0 log 0 = 0``.
-    """
-    uniform = eps / k
-    weighted = w is not None
-    if plan.dense is None and not (weighted and eps):
-        # Structured rows: m entries on the support, the other K - m at the background.
-        assert plan.val is not None
-        bg = plan.background if plan.background is not None else torch.zeros_like(plan.rowsum)
-        support = (bg.unsqueeze(1) + plan.val) * (1 - eps) + uniform
-        off = bg * (1 - eps) + uniform
-        m = plan.val.shape[1]
-        ent = torch.where(support > 0, support * torch.log(support), 0.0).sum(dim=1)
-        return ent + (k - m) * torch.where(off > 0, off * torch.log(off), 0.0), None
-    c = _dense_rows(plan)
-    target = c * (1 - eps) + uniform
-    log_target = torch.log(target)
-    coef = c * (1 - eps) if weighted else target
-    ent = torch.where(coef > 0, coef * log_target, 0.0).sum(dim=1)
-    if not (weighted and eps):
-        return ent, None
-    assert w is not None
-    v = w * uniform
-    return ent, torch.where(v > 0, v * log_target, 0.0).sum(dim=1)
-
-
-def _dense_rows(plan: TargetPlan) -> Tensor:
-    if plan.dense is not None:
-        return plan.dense
-    assert plan.idx is not None and plan.val is not None
-    k = plan.rowsum.shape[0]
-    c = torch.zeros(k, k, dtype=plan.val.dtype, device=plan.val.device)
-    if plan.background is not None:
-        c += plan.background.unsqueeze(1)
-    return c.scatter_add_(1, plan.idx, plan.val)
-
-
-def probability_args(
-    side: str,
-    t: Tensor,
-    lens: object,
-    k: int,
-    dtype: torch.dtype,
-    device: torch.device,
-    w: Tensor | None,
-    eps: float,
-    with_entropy: bool,
-) -> tuple[Callable, Tensor, tuple]:
-    """Kernel, scale and arguments for probability targets, lensed as ``t C`` (dense, as the target is)."""
-    matrix = _dense_lens(lens, k, dtype, device)
-    t = t.to(dtype)
-    scale = torch.full((), 1.0 / t.shape[0] if t.shape[0] else torch.nan, dtype=dtype, device=device)
-    if side == "target":
-        lensed = (t @ matrix) * (1 - eps) + eps / k
-        weighted = lensed if w is None else lensed * w
-        entropy = torch.where(weighted > 0, weighted * torch.log(lensed), 0.0).sum(dim=1) if with_entropy else None
-        return _target_probability_kernel, scale, (weighted, entropy)
-    coef = t * (1 - eps) if w is None else t * w * (1 - eps)
-    v, v_uniform = (None, eps / k) if w is None else ((w * (eps / k) if eps else None), 0.0)
-    return _prediction_probability_kernel, scale, (coef, matrix, v, v_uniform)
-
-
-def _dense_lens(lens: object, k: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """The lens matrix for probability targets, cached on an immutable :class:`Lens`."""
-    if isinstance(lens, Lens) and not torch.compiler.is_compiling():
-        key = ("dense", dtype, device)
-        if key not in lens._plans:
-            lens._plans[key] = lens_matrix(lens, k, dtype=dtype, device=device)
-        return cast(Tensor, lens._plans[key])  # the "dense" entry is always the lens matrix
-    if torch.compiler.is_compiling():
-        matrix = lens._matrix if isinstance(lens, Lens) else torch.as_tensor(lens)
-        return matrix.detach().to(dtype=dtype, device=device)
-    return lens_matrix(lens, k, dtype=dtype, device=device)

@@ -14,7 +14,7 @@ and its version counter (an in-place edit bumps the version, so the plan is rebu
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -31,6 +31,8 @@ class TargetPlan:
     background: Tensor | None  # (K,), None when every row's background is 0
     idx: Tensor | None  # (K, m) column indices of the entries above the background
     val: Tensor | None  # (K, m) those entries minus the background; 0 pads
+    # Kernel tables derived from this plan (smoothing folded in, entropies), built once per argument set.
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class PredictionPlan:
     col_idx: Tensor | None  # (K, m)
     col_logval: Tensor | None  # (K, m) log of the entries above beta; -inf pads
     log_beta: Tensor | None  # () log of the one background shared by all entries; None when 0
+    derived: dict = field(default_factory=dict, compare=False, repr=False)  # as TargetPlan.derived
 
 
 def _sparse_pays(width: int, k: int) -> bool:

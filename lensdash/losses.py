@@ -27,7 +27,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from lensdash._kernels import HALF, FusedLoss, index_args, label_summary, probability_args, run_kernel
+from lensdash._kernel_args import index_args, probability_args
+from lensdash._kernels import HALF, FusedLoss
 from lensdash._plan import plan_for
 from lensdash.errors import InputError
 from lensdash.lens import lens_matrix
@@ -216,11 +217,11 @@ def _lensed_loss(
         if reduction != "mean":
             scale = torch.ones((), dtype=dtype, device=device)
     else:
-        scale, bad = run_kernel(label_summary, compiled, device, t, k, ignore_index, w, reduction == "mean", dtype)
+        scale = None  # computed by the kernel, from the labels, in the same call as the pass
         plan = plan_for(lens, side, k, dtype, device)
         kernel, tables = index_args(side, plan, w, eps, k, with_entropy, compiled)
         args = (t, ignore_index, *tables)
-    loss = FusedLoss.apply(x, kernel, compiled, reduction, scale, *args)
+    loss, bad = FusedLoss.apply(x, kernel, compiled, reduction, scale, *args)
     if validate_args and not probabilities and t.numel():
         if device.type != "cpu" or torch.compiler.is_compiling():
             # Checked where the data lives: no host synchronisation, no graph break.
