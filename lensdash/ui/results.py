@@ -34,6 +34,8 @@ FAMILY_LABELS = {name: entry.label for name, entry in FAMILY_REGISTRY.items()}
 SIDE_BY_SIDE_CLASSES = 15
 #: Rows of the per-sample table shown in the page; the download has all of them.
 TABLE_ROWS = 1000
+#: Most classes whose K×K confusion table is shown as a grid (larger ones: the figure and the download).
+TABLE_CLASSES = 100
 #: The lens checks (float64, autograd through the seed's formula) run on at most this many samples.
 SANITY_ROWS = 5000
 
@@ -232,7 +234,27 @@ def tables_section(analysis: Analysis, metadata: pd.DataFrame | None = None) -> 
     with st.expander("Confusion matrix"):
         confusion_view(analysis)  # ordered, rolled up, zoomed (lensdash.ui.hierarchy)
         normalise = st.session_state.get("confusion_normalised", True)
-        st.dataframe(confusion_table(analysis, normalize=normalise), width="stretch", key="confusion_table")
+        k = len(analysis.class_names)
+        if k <= TABLE_CLASSES:
+            st.dataframe(confusion_table(analysis, normalize=normalise), width="stretch", key="confusion_table")
+        else:  # K² cells (a million at K = 1,000) would be sent on every rerun and cannot be read as a grid
+            st.caption(
+                f"The {k:,} × {k:,} table is too large to read here: the figure above orders, rolls up and zooms it, "
+                "and the download has every cell."
+            )
+        st.download_button(
+            "Download the confusion matrix (CSV)",
+            partial(_confusion_csv, analysis, normalise),  # made on click
+            "lensdash_confusion.csv",
+            "text/csv",
+            key="download_confusion",
+            on_click="ignore",
+        )
+
+
+def _confusion_csv(analysis: Analysis, normalise: bool) -> bytes:
+    """The whole confusion table as a CSV (row = true class, first column ``true``), spreadsheet-safe."""
+    return frame_csv(confusion_table(analysis, normalize=normalise).reset_index())
 
 
 def gradients_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None:
