@@ -383,25 +383,71 @@ def _prediction_probability_kernel(
     lse = torch.logsumexp(x, dim=1)
     p = torch.exp(x - lse.unsqueeze(1))
     q = p @ matrix
-    loss = -torch.where(coef > 0, coef * torch.log(q), 0.0).sum(dim=1)
+    alive = q > 0
+    loss = -torch.where((coef > 0) & alive, coef * torch.log(q), 0.0).sum(dim=1)
     s = coef.sum(dim=1)
     if v is not None or v_uniform:
         column, v_sum = _column_term(x - lse.unsqueeze(1), v, v_uniform)
         loss = loss + column
         s = s + v_sum
+    # q_y underflows to 0 where every class that leads to y is far less likely than the top one (a logit gap over
+    # ~100 in float32): -log q_y is then finite but q cannot give it. Those few (sample, y) pairs are computed again
+    # in log space, log q_y = logsumexp_j(log p_j + log C[j, y]), with their exact gradient share (the posterior of
+    # j given y). Elsewhere (below) the share is the limit C[:, y] normalised (the posterior when the classes leading
+    # to y have equal logits) and the loss +inf.
+    # Finding the pairs reads a count back, so it is done on the CPU only (on a GPU it would be a host sync on
+    # every call) and not under torch.compile (a data-dependent shape): there the limit below is used.
+    no_readback = torch.compiler.is_compiling() or x.device.type != "cpu"
+    exact = None if no_readback else _underflowed_terms(x - lse.unsqueeze(1), coef, alive, matrix)
+    if exact is not None:
+        loss = loss.index_add(0, exact[0], exact[1])
+    elif no_readback:
+        loss = loss - torch.where((coef > 0) & ~alive, coef * torch.log(q), 0.0).sum(dim=1)
     if not need_grad:
         return loss, None
-    # r = p_k C[k, y] / q_y summed over y with weights coef_y; where q_y underflows to 0 (label y has
-    # probability 0) its share is the limit C[:, y] normalised, as for class indices, never 0 / 0.
-    alive = q > 0
+    # r = p_k C[k, y] / q_y summed over y with weights coef_y
     ratio = torch.where((coef > 0) & alive, coef / q, 0.0)
-    dead = torch.where((coef > 0) & ~alive, coef, 0.0)
-    grad = p * s.unsqueeze(1) - p * (ratio @ matrix.T) - dead @ (matrix / matrix.sum(dim=0)).T
+    grad = p * s.unsqueeze(1) - p * (ratio @ matrix.T)
+    if exact is not None:
+        grad = grad.index_add(0, exact[0], exact[2], alpha=-1)
+    elif no_readback:
+        dead = torch.where((coef > 0) & ~alive, coef, 0.0)
+        grad = grad - dead @ (matrix / matrix.sum(dim=0)).T
     if v is not None:
         grad = grad - v
     elif v_uniform:
         grad = grad - v_uniform
     return loss, grad * scale
+
+
+#: Cells of one block of :func:`_underflowed_terms` ((pairs, K) float64 arrays).
+_UNDERFLOW_BLOCK_CELLS = 1 << 20
+
+
+def _underflowed_terms(
+    logp: Tensor, coef: Tensor, alive: Tensor, matrix: Tensor
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """For the (sample, y) pairs with ``coef > 0`` whose ``q_y`` underflowed: rows, ``-coef log q_y`` and
+    ``coef · posterior`` (the pair's gradient share), computed in float64 log space; None when there are none."""
+    rows, cols = torch.nonzero((coef > 0) & ~alive, as_tuple=True)
+    if rows.numel() == 0:
+        return None
+    log_c = torch.log(matrix.double()).T  # (K_y, K_j): -inf off the support
+    k = logp.shape[1]
+    losses, shares = [], []
+    step = max(1, _UNDERFLOW_BLOCK_CELLS // max(1, k))
+    for start in range(0, rows.numel(), step):
+        r, c = rows[start : start + step], cols[start : start + step]
+        joint = logp[r].double() + log_c[c]  # (P, K): log p_j + log C[j, y]
+        log_q = torch.logsumexp(joint, dim=1)
+        weight = coef[r, c].double()
+        losses.append(-weight * log_q)
+        # y truly impossible (every class leading to it has logit -inf): the loss is +inf and the share the limit
+        # C[:, y] normalised, as for class indices
+        limit = (matrix.double() / matrix.double().sum(dim=0)).T[c]
+        posterior = torch.where(torch.isfinite(log_q).unsqueeze(1), torch.exp(joint - log_q.unsqueeze(1)), limit)
+        shares.append(weight.unsqueeze(1) * posterior)
+    return rows, torch.cat(losses).to(logp.dtype), torch.cat(shares).to(logp.dtype)
 
 
 # ------------------------------------------------------ compiled kernels
