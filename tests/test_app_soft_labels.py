@@ -29,7 +29,8 @@ def _files() -> tuple[bytes, bytes]:
     gen = torch.Generator().manual_seed(0)
     votes = torch.distributions.Dirichlet(torch.full((10,), 0.3)).sample((len(preds.labels),))
     soft = 0.6 * F.one_hot(preds.labels, 10).double() + 0.4 * votes.double()
-    soft[torch.rand(len(soft), generator=gen) < 0.3] = F.one_hot(preds.labels, 10).double()[:1]  # some agree
+    agree = torch.rand(len(soft), generator=gen) < 0.3  # some samples' annotators all agree
+    soft[agree] = F.one_hot(preds.labels, 10).double()[agree]
     soft = soft / soft.sum(1, keepdim=True)
     header = ",".join(NAMES) + "\n"
     predictions = header + "".join(",".join(repr(v) for v in row) + "\n" for row in preds.logits.tolist())
@@ -95,3 +96,29 @@ def test_hard_labels_show_no_soft_label_note():
     at.session_state["view"] = "Evaluation"
     _run(at)
     assert "Soft labels in use" not in _infos(at)
+
+
+def test_model_b_is_scored_against_model_a_soft_labels():
+    """B's file has its own (hard) label column; the samples' soft labels come with A and hold for both models."""
+    from lensdash.ui.compare import _pair
+    from lensdash.ui.data import Dataset
+
+    predictions, labels = _files()
+    a = Dataset.of(ld.read_predictions(predictions, labels), "digits.csv")
+    weak = digits_predictions()["weak"]
+    b_csv = ",".join([*NAMES, "label"]) + "\n"
+    b_csv += "".join(
+        ",".join(repr(v) for v in row) + f",{NAMES[y]}\n" for row, y in zip(weak.logits.tolist(), weak.labels.tolist())
+    )
+    b = Dataset.of(ld.read_predictions(b_csv.encode()), "weak.csv")
+    assert b.predictions.targets is None
+    pairing = _pair(a, b)
+    paired = pairing.model_b.predictions
+    assert paired.targets is a.predictions.targets
+    t = a.predictions.targets.double()
+    x_b = paired.logits.double()
+    # the baseline keeps the cross-entropy against t (the target side subtracts H(t) from it)
+    expected = F.cross_entropy(x_b, t, reduction="none")
+    torch.testing.assert_close(pairing.model_b.baseline.unlensed_loss.double(), expected, rtol=1e-5, atol=1e-4)
+    hard = F.cross_entropy(x_b, paired.labels, reduction="none")
+    assert not torch.allclose(expected, hard)  # the soft labels make a difference here

@@ -114,7 +114,10 @@ def _pair(a: Dataset, b: Dataset) -> Pairing | InputError:
         return exc
     # B's rows (and metadata) in A's row order
     metadata = None if meta_b is None else meta_b.iloc[paired.order_b.numpy()].reset_index(drop=True)
-    reordered = dataclasses.replace(pb, logits=paired.logits_b, labels=paired.labels, notes=[], metadata=metadata)
+    # A's soft labels (if any) are the samples' targets for both models: B's losses are taken against them too.
+    reordered = dataclasses.replace(
+        pb, logits=paired.logits_b, labels=paired.labels, notes=[], metadata=metadata, targets=pa.targets
+    )
     model_b = Dataset.of(reordered, b.origin)
     note = paired.note if column is None else f"{paired.note[:-1]} (column {column!r})."
     return Pairing(model_b, note, None if column is None else str(column))
