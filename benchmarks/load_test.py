@@ -64,6 +64,8 @@ class Result:
     error: str = ""
     retries: int = 0  # preset choices made again because a click was lost while the page was redrawn
     step: str = "starting"  # where the session is (said when it did not finish in time)
+    connections: int = 0  # WebSockets the page opened (more than one: its connection dropped and was made again)
+    shown_data: str = ""  # the data the sidebar named when the numbers were read
 
     @property
     def equal(self) -> bool:
@@ -174,6 +176,18 @@ async def metric(page, label: str) -> str:
     return (await box.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
 
 
+#: Counts the WebSockets a page opens (one per connection to the server).
+COUNT_SOCKETS = """
+(() => {
+  const Native = window.WebSocket;
+  window.__lensdashSockets = 0;
+  window.WebSocket = function (...args) { window.__lensdashSockets += 1; return new Native(...args); };
+  window.WebSocket.prototype = Native.prototype;
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+})();
+"""
+
+
 async def preset_shown(page) -> str:
     """The preset selector's shown value."""
     return await page.get_by_role("combobox", name="Preset").input_value()
@@ -183,6 +197,7 @@ async def one_session(result: Result, browser, url: str, path: Path, timeout_ms:
     rows, classes = result.rows, result.classes
     context = await browser.new_context(viewport={"width": 1500, "height": 1000})
     try:
+        await context.add_init_script(COUNT_SOCKETS)
         page = await context.new_page()
         page.set_default_timeout(timeout_ms)
         await page.goto(url)
@@ -210,6 +225,9 @@ async def one_session(result: Result, browser, url: str, path: Path, timeout_ms:
             raise RuntimeError(f"the page shows {shown_shape} with preset {await preset_shown(page)!r}")
         result.step = "reading the numbers"
         result.shown = {m: float(await metric(page, m)) for m in METRICS}
+        sidebar = await page.locator('[data-testid="stSidebar"]').inner_text()
+        result.shown_data = next((line for line in sidebar.splitlines() if " samples × " in line), "")
+        result.connections = await page.evaluate("window.__lensdashSockets || 0")
         result.step = "done"
     except Exception as exc:  # a session that fails is reported, and the others go on
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -336,6 +354,8 @@ def report(figures: dict) -> None:
             pairs = ", ".join(f"{m} {r.shown[m]:.4f} (library {r.expected[m]:.4f})" for m in METRICS)
             again = f" (preset chosen again {r.retries}×)" if r.retries else ""
             print(f"  session {r.session}: {'equal' if r.equal else 'DIFFERENT'}: {pairs}{again}")
+            if not r.equal or r.connections > 1:
+                print(f"    data named in the sidebar: {r.shown_data!r}; connections made: {r.connections}")
     print(
         f"server RSS: fresh {figures['fresh_rss_mb']} MB, idle {figures['idle_rss_mb']} MB, "
         f"peak {figures['peak_rss_mb']} MB (budget idle + {PEAK_BUDGET_PER_UPLOAD} × the uploads = "
