@@ -176,12 +176,17 @@ async def metric(page, label: str) -> str:
     return (await box.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
 
 
-#: Counts the WebSockets a page opens (one per connection to the server).
-COUNT_SOCKETS = """
+#: Keeps every WebSocket a page opens (one per connection to the server) in ``window.__sockets``: the load test counts
+#: them, and the reconnect test (tests/browser/test_reconnect.py) closes them as a network blip would.
+TRACK_SOCKETS = """
 (() => {
   const Native = window.WebSocket;
-  window.__lensdashSockets = 0;
-  window.WebSocket = function (...args) { window.__lensdashSockets += 1; return new Native(...args); };
+  window.__sockets = [];
+  window.WebSocket = function (...args) {
+    const socket = new Native(...args);
+    window.__sockets.push(socket);
+    return socket;
+  };
   window.WebSocket.prototype = Native.prototype;
   Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
 })();
@@ -197,7 +202,7 @@ async def one_session(result: Result, browser, url: str, path: Path, timeout_ms:
     rows, classes = result.rows, result.classes
     context = await browser.new_context(viewport={"width": 1500, "height": 1000})
     try:
-        await context.add_init_script(COUNT_SOCKETS)
+        await context.add_init_script(TRACK_SOCKETS)
         page = await context.new_page()
         page.set_default_timeout(timeout_ms)
         await page.goto(url)
@@ -227,7 +232,7 @@ async def one_session(result: Result, browser, url: str, path: Path, timeout_ms:
         result.shown = {m: float(await metric(page, m)) for m in METRICS}
         sidebar = await page.locator('[data-testid="stSidebar"]').inner_text()
         result.shown_data = next((line for line in sidebar.splitlines() if " samples × " in line), "")
-        result.connections = await page.evaluate("window.__lensdashSockets || 0")
+        result.connections = await page.evaluate("(window.__sockets || []).length")
         result.step = "done"
     except Exception as exc:  # a session that fails is reported, and the others go on
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"

@@ -433,6 +433,7 @@ def _underflowed_terms(
     if rows.numel() == 0:
         return None
     log_c = torch.log(matrix.double()).T  # (K_y, K_j): -inf off the support
+    limits = (matrix.double() / matrix.double().sum(dim=0)).T  # (K_y, K_j): C[:, y] normalised
     k = logp.shape[1]
     losses, shares = [], []
     step = max(1, _UNDERFLOW_BLOCK_CELLS // max(1, k))
@@ -444,8 +445,7 @@ def _underflowed_terms(
         losses.append(-weight * log_q)
         # y truly impossible (every class leading to it has logit -inf): the loss is +inf and the share the limit
         # C[:, y] normalised, as for class indices
-        limit = (matrix.double() / matrix.double().sum(dim=0)).T[c]
-        posterior = torch.where(torch.isfinite(log_q).unsqueeze(1), torch.exp(joint - log_q.unsqueeze(1)), limit)
+        posterior = torch.where(torch.isfinite(log_q).unsqueeze(1), torch.exp(joint - log_q.unsqueeze(1)), limits[c])
         shares.append(weight.unsqueeze(1) * posterior)
     return rows, torch.cat(losses).to(logp.dtype), torch.cat(shares).to(logp.dtype)
 

@@ -9,26 +9,12 @@ import contextlib
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from benchmarks.load_test import TRACK_SOCKETS
 from lensdash.examples import example_bytes
 
 from .test_browser import metric, no_exception, shot, wait_idle
 
 pytestmark = pytest.mark.browser
-
-#: Keeps every WebSocket the page opens, so the test can close the app's connection as a network blip would.
-TRACK_SOCKETS = """
-(() => {
-  const Native = window.WebSocket;
-  window.__sockets = [];
-  window.WebSocket = function (...args) {
-    const socket = new Native(...args);
-    window.__sockets.push(socket);
-    return socket;
-  };
-  window.WebSocket.prototype = Native.prototype;
-  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
-})();
-"""
 
 
 def test_a_dropped_connection_keeps_the_upload_and_the_lens(browser, app_url, tmp_path):
