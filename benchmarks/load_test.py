@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import re
@@ -66,6 +67,7 @@ class Result:
     step: str = "starting"  # where the session is (said when it did not finish in time)
     connections: int = 0  # WebSockets the page opened (more than one: its connection dropped and was made again)
     shown_data: str = ""  # the data the sidebar named when the numbers were read
+    clicks: list[str] = field(default_factory=list)  # what each click landed on (TRACK_CLICKS)
 
     @property
     def equal(self) -> bool:
@@ -193,6 +195,20 @@ TRACK_SOCKETS = """
 """
 
 
+#: Keeps what each click landed on (the nearest button, option or labelled element) in ``window.__clicks``: a click
+#: that lands on another element than the one aimed at (the page moved under it) says so in the report.
+TRACK_CLICKS = """
+(() => {
+  window.__clicks = [];
+  document.addEventListener('click', (event) => {
+    const el = event.target.closest('button, [role=option], [role=combobox], input, label') || event.target;
+    const text = (el.innerText || el.getAttribute('aria-label') || el.tagName || '').trim().slice(0, 40);
+    window.__clicks.push(text);
+  }, true);
+})();
+"""
+
+
 async def preset_shown(page) -> str:
     """The preset selector's shown value."""
     return await page.get_by_role("combobox", name="Preset").input_value()
@@ -203,6 +219,7 @@ async def one_session(result: Result, browser, url: str, path: Path, timeout_ms:
     context = await browser.new_context(viewport={"width": 1500, "height": 1000})
     try:
         await context.add_init_script(TRACK_SOCKETS)
+        await context.add_init_script(TRACK_CLICKS)
         page = await context.new_page()
         page.set_default_timeout(timeout_ms)
         await page.goto(url)
@@ -233,9 +250,12 @@ async def one_session(result: Result, browser, url: str, path: Path, timeout_ms:
         sidebar = await page.locator('[data-testid="stSidebar"]').inner_text()
         result.shown_data = next((line for line in sidebar.splitlines() if " samples × " in line), "")
         result.connections = await page.evaluate("(window.__sockets || []).length")
+        result.clicks = await page.evaluate("window.__clicks || []")
         result.step = "done"
     except Exception as exc:  # a session that fails is reported, and the others go on
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        with contextlib.suppress(Exception):  # where the clicks landed, if the page can still say
+            result.clicks = await page.evaluate("window.__clicks || []")
     finally:
         await context.close()
     return result
@@ -355,12 +375,16 @@ def report(figures: dict) -> None:
     for r in figures["results"]:
         if r.error:
             print(f"  session {r.session}: FAILED {r.error}")
+            if r.clicks:
+                print(f"    clicks landed on: {r.clicks}")
         else:
             pairs = ", ".join(f"{m} {r.shown[m]:.4f} (library {r.expected[m]:.4f})" for m in METRICS)
             again = f" (preset chosen again {r.retries}×)" if r.retries else ""
             print(f"  session {r.session}: {'equal' if r.equal else 'DIFFERENT'}: {pairs}{again}")
             if not r.equal or r.connections > 1:
                 print(f"    data named in the sidebar: {r.shown_data!r}; connections made: {r.connections}")
+            if any(PRESET not in click and "Preset" not in click for click in r.clicks):
+                print(f"    clicks landed on: {r.clicks}")
     print(
         f"server RSS: fresh {figures['fresh_rss_mb']} MB, idle {figures['idle_rss_mb']} MB, "
         f"peak {figures['peak_rss_mb']} MB (budget idle + {PEAK_BUDGET_PER_UPLOAD} × the uploads = "

@@ -81,3 +81,28 @@ def test_a_store_parked_twice_keeps_one_timer(park_seconds):
     state._park(store)  # released again (e.g. the cache's own TTL) while parked
     assert state._parked["token-a"][0] is store and state._parked["token-a"][1] is not first
     assert first.finished.is_set()  # cancelled (its 30 s are not up), so it cannot free the store early
+
+
+def test_a_session_whose_store_is_gone_says_so_instead_of_showing_the_demo_as_its_data(park_seconds):
+    """Past the reconnect window the session's state can outlive its store: the page says the upload is gone."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from lensdash.examples import example_bytes
+
+    at = AppTest.from_file("../app.py", default_timeout=90)
+    at.run()
+    at.file_uploader(key=f"upload_predictions_{at.session_state['upload_version']}").set_value(
+        ("seed_4class.csv", example_bytes("seed_4class.csv"), "text/csv")
+    )
+    at.run()
+    assert next(m.value for m in at.metric if m.label == "Samples × classes") == "5 × 4"
+    assert not at.warning
+    st.cache_resource.clear()  # as a disconnect does: the store is parked...
+    state._reap(at.session_state[state.SESSION_TOKEN])  # ...and its time ran out before the session came back
+    at.run()
+    assert not at.exception
+    assert any("no longer held" in w.value and "Upload it again" in w.value for w in at.warning)
+    assert next(m.value for m in at.metric if m.label == "Samples × classes") == "2,000 × 10"
+    at.run()  # said once: the next run is the plain demo page
+    assert not any("no longer held" in w.value for w in at.warning)

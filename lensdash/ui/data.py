@@ -158,6 +158,12 @@ def data_section() -> Dataset:
     """
     st.sidebar.header("1 · Data")
     state.init_widgets(state.UPLOAD_VERSION, state.KIND, state.META_COLUMNS)
+    for what in state.data_lost():
+        st.warning(
+            f"The {what} file you uploaded is no longer held by the server (the page was away longer than the "
+            "server keeps a disconnected session's data). Upload it again to continue."
+            + (" Until then the page shows the built-in demo." if what == "predictions" else "")
+        )
     limit_mb = max_upload_bytes() // 1_000_000
     upload = st.sidebar.file_uploader(
         "Predictions (CSV, Parquet, .npy, .npz)",

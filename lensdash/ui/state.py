@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import logging
 import secrets
 import threading
 from collections.abc import MutableMapping
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import streamlit as st
+
+log = logging.getLogger("lensdash.ui")
 
 if TYPE_CHECKING:
     from lensdash.hierarchy import Hierarchy
@@ -261,6 +264,24 @@ def versioned(key: str, version_key: str) -> str:
 def lab_groups_key(problem: str) -> str:
     """The lab's group text has one widget per problem, so switching problems keeps each one's groups."""
     return f"lab_groups_{problem}"
+
+
+def data_lost() -> list[str]:
+    """Which of the session's uploads its state says were read but its store no longer holds: ``"predictions"``,
+    ``"model B"``, or none. Each is said once: the record of the read is dropped with it.
+
+    The store outlives every dropped connection up to ``server.disconnectedSessionTTL`` (:func:`_park`); past that a
+    session's state can come back without its data (Streamlit keeps both for that time, so this is rare). The page
+    must then say the upload is gone rather than quietly show the demo data in its place; the server's log says it
+    too, as it would mean a store was released too early.
+    """
+    lost = []
+    for what, read_key, data_key in (("predictions", SOURCE_KEY, DATA), ("model B", SOURCE_KEY_B, DATA_B)):
+        if get(read_key) is not None and not has(data_key):
+            log.warning("a session's %s were read, but its store no longer holds them", what)
+            drop(read_key)
+            lost.append(what)
+    return lost
 
 
 # ---- typed accessors
