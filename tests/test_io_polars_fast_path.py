@@ -297,3 +297,23 @@ def test_streams_keep_the_parts(tmp_path) -> None:
 def test_a_label_column_past_a_headerless_first_row_is_refused() -> None:
     with pytest.raises(InputError, match=r"label_column in 0\.\.2, found 6"):
         read_predictions(b"0,1.5,2.5\n1,2,3\n", label_column=6)
+
+
+def test_polars_keeps_its_thread_limit() -> None:
+    """The reader leaves polars' pool alone: POLARS_MAX_THREADS when set, else at most one thread per core."""
+    import subprocess
+
+    code = (
+        "import os, lensdash, polars;"
+        "lensdash.read_predictions(b'a,b,label\\n1,2,0\\n3,4,1\\n');"
+        "print(polars.thread_pool_size(), os.cpu_count())"
+    )
+    for limit in ("1", None):
+        env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if limit is not None:
+            env["POLARS_MAX_THREADS"] = limit
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        threads, cores = map(int, done.stdout.split())
+        assert threads == 1 if limit is not None else 1 <= threads <= cores
