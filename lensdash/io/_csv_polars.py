@@ -4,11 +4,11 @@ pyarrow's reader in parts (:mod:`lensdash.io._csv_parse`) defines what a CSV mea
 polars (when it is installed) parses a plain numeric file with less CPU (0.52 against 0.74 CPU-seconds for all of
 ``read_predictions`` on ``python -m benchmarks read``'s 105 MB file), so
 :func:`~lensdash.io.read_predictions` asks it first, with the layout already decided and its limits already
-checked: an explicit schema (class columns float32; the label and metadata columns as text), the layout's
-delimiter and header. Whatever polars reads differently from pyarrow makes this path decline (``None``), and the
-pyarrow path reads the file again, and any file the reader refuses after the fast path is read again by the pyarrow
-path, which makes the refusal with its message, row and column. Differences found by testing
-(tests/test_io_polars_fast_path.py):
+checked: an explicit schema (class columns float32, a label column of integers int64, other label and metadata
+columns text), the layout's delimiter and header. Where polars could read the file differently from pyarrow, this
+path declines (``None``) and the pyarrow path reads the file; a file refused after this path (its labels, its
+numbers' kind) is read again by the pyarrow path, which makes the refusal with its message, row and column.
+Differences found by testing (tests/test_io_polars_fast_path.py):
 
 - polars reads ``nan``, ``NaN`` and ``-nan`` as NaN, pyarrow as null (an empty cell): NaN is refused as not finite,
   so the pyarrow path reads such a file again;

@@ -134,8 +134,11 @@ def _predictions(
     meta_columns: Sequence[str | int] | None = None,
     class_names: ClassNames | None = None,
 ) -> Predictions:
-    """The file read whole by a faster reader where it has one and accepts the file (polars, for CSV), else the
-    parts a stream yields gathered into one float32 array; labels and kind settled on all."""
+    """The file's rows in one float32 array, its labels and kind settled on all of them.
+
+    Read whole by the layout's faster reader (polars, for CSV) where it accepts the file, else the parts a stream
+    yields gathered.
+    """
     request = _Request(kind, label_column, limits, meta_columns, class_names, file_labels=labels is None)
     layout = _layout(inp, request)
     separate = _separate_labels(layout, labels, max_bytes, limits)
