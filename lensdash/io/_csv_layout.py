@@ -188,6 +188,8 @@ class _CsvLayout:
     #: metadata columns (file indices) and which of them are text (read as strings, never inferred)
     meta_cols: list[int] = field(default_factory=list)
     text_cols: set[int] = field(default_factory=set)
+    #: columns whose first data rows hold integers only (the fast path reads such a label column as int64)
+    int_cols: set[int] = field(default_factory=set)
 
     @property
     def meta_names(self) -> list[str]:
@@ -306,8 +308,8 @@ def _csv_layout(
     notes: list[str] = []
     if header is not None:
         label_idx = _label_index(header, label_column, name)
-    else:
-        label_idx = label_column if isinstance(label_column, int) else None
+    else:  # an index is checked against the first row's cells (a name needs a header)
+        label_idx = _label_index(rows[0], label_column, name) if isinstance(label_column, int) else None
     meta = _meta_indices(name, header, rows, label_idx, meta_columns)
     meta_cols, text_cols = meta.cols, meta.text
     check_meta_count(name, len(meta_cols))
@@ -326,8 +328,10 @@ def _csv_layout(
     data_row_bytes = (len(text) - header_bytes) / max(1, text.count("\n") - (header is not None))
     estimated_rows = int((len(data) - header_bytes) / max(data_row_bytes, 1.0))
     limits.check_cells(name, estimated_rows, len(float_cols), estimated=True)
+    data_rows = [r for r in rows[header is not None :] if len(r) == width]
+    int_cols = {i for i in range(width) if data_rows and all(r[i].strip().lstrip("-").isdigit() for r in data_rows)}
     return _CsvLayout(
-        name, delim, header, width, float_cols, label_idx, notes, block_size, limits, meta_cols, text_cols
+        name, delim, header, width, float_cols, label_idx, notes, block_size, limits, meta_cols, text_cols, int_cols
     )
 
 

@@ -7,14 +7,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch import Tensor
 
 from lensdash.errors import InputError
 from lensdash.io._csv_parse import _concat_meta
 from lensdash.io._kinds import _to_logits
-from lensdash.io._labels import ClassNames, _settle, _unique_names
-from lensdash.io._reader import _frame, _labels_in_file, _layout, _refuse_count, _Request, _separate_labels
+from lensdash.io._labels import ClassNames, _LabelColumn, _settle, _unique_names
+from lensdash.io._reader import (
+    _frame,
+    _labels_in_file,
+    _Layout,
+    _layout,
+    _refuse_count,
+    _Request,
+    _separate_labels,
+)
 from lensdash.io._source import (
     DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CLASSES,
@@ -125,13 +134,70 @@ def _predictions(
     meta_columns: Sequence[str | int] | None = None,
     class_names: ClassNames | None = None,
 ) -> Predictions:
-    """The file's parts (those a stream yields) gathered into one float32 array; labels and kind settled on all."""
+    """The file's rows in one float32 array, its labels and kind settled on all of them.
+
+    Read whole by the layout's faster reader (polars, for CSV) where it accepts the file, else the parts a stream
+    yields gathered.
+    """
     request = _Request(kind, label_column, limits, meta_columns, class_names, file_labels=labels is None)
     layout = _layout(inp, request)
-    name, k, notes = inp.name, layout.k, layout.notes
     separate = _separate_labels(layout, labels, max_bytes, limits)
     if separate is None and not layout.has_labels:
         raise layout.refuse_no_labels()
+    fast = _read_whole(layout, separate)
+    return fast if fast is not None else _settled(layout, separate, _gather(layout), list(layout.notes))
+
+
+def _read_whole(layout: _Layout, separate: _LabelColumn | None) -> Predictions | None:
+    """The file read whole by the layout's faster reader, or None where it declines or the file is refused.
+
+    A refusal is made again by the parts' reader, whose messages are the reference (the faster reader reads
+    ``nan`` as NaN, refused here as not finite, where the parts' reader refuses an empty cell). The faster
+    reader's arrays are dropped before that.
+    """
+    if layout.whole is None:
+        return None
+    try:
+        whole = layout.whole()
+        if whole is None:
+            return None
+        gathered = _Gathered(whole.values, [whole.labels], [whole.meta])
+        del whole
+        return _settled(layout, separate, gathered, list(layout.notes))
+    except InputError:
+        return None
+
+
+def _settled(layout: _Layout, separate: _LabelColumn | None, gathered: _Gathered, notes: list[str]) -> Predictions:
+    """Labels and kind settled on all rows: the predictions."""
+    name, k, out = layout.name, layout.k, gathered.values
+    n = len(out)
+    column = separate if separate is not None else _labels_in_file(layout, gathered.labels)
+    if len(column) != n:
+        raise _refuse_count(n, len(column), column.name)
+    settled = _settle(column, layout.names, k, notes, discover=True)
+    names = settled.names if settled.names is not None else layout.names
+    final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
+    logits = _to_logits(name, out, layout.kind, notes, layout.locate)
+    metas = [m for m in gathered.metas if m is not None]
+    meta = _frame(_concat_meta(metas)) if metas else None
+    targets = torch.from_numpy(settled.targets) if settled.targets is not None else None
+    labels_tensor = torch.from_numpy(settled.labels)
+    return Predictions(logits.values, labels_tensor, final_names, logits.kind, name, notes, meta, targets)
+
+
+@dataclass
+class _Gathered:
+    """A file's rows gathered: (N, K) float32 values, and its parts' raw labels and metadata."""
+
+    values: np.ndarray
+    labels: list[object | None]
+    metas: list[pa.Table | None]
+
+
+def _gather(layout: _Layout) -> _Gathered:
+    """The parts a stream yields gathered into one float32 array."""
+    name, k = layout.name, layout.k
     # One allocation: the rows the file says, or a bound (untouched pages cost no memory; resized at the end).
     out = np.empty((layout.rows if layout.rows is not None else layout.max_rows, k), dtype=np.float32)
     n, label_parts, metas = 0, [], []
@@ -148,15 +214,4 @@ def _predictions(
     if n == 0:
         raise InputError.build("at least one data row", "none", where=name, fix="The file has no predictions.")
     out.resize((n, k), refcheck=False)
-    column = separate if separate is not None else _labels_in_file(layout, label_parts)
-    if len(column) != n:
-        raise _refuse_count(n, len(column), column.name)
-    settled = _settle(column, layout.names, k, notes, discover=True)
-    names = settled.names if settled.names is not None else layout.names
-    final_names = _unique_names(name, names if names is not None else [str(i) for i in range(k)])
-    logits = _to_logits(name, out, layout.kind, notes, layout.locate)
-    metas = [m for m in metas if m is not None]
-    meta = _frame(_concat_meta(metas)) if metas else None
-    targets = torch.from_numpy(settled.targets) if settled.targets is not None else None
-    labels_tensor = torch.from_numpy(settled.labels)
-    return Predictions(logits.values, labels_tensor, final_names, logits.kind, name, notes, meta, targets)
+    return _Gathered(out, label_parts, metas)

@@ -40,6 +40,7 @@ from lensdash.io._csv_parse import (
     _float_matrix,
     _parse_values,
 )
+from lensdash.io._csv_polars import _read_whole
 from lensdash.io._labels import ClassNames, _given_names, _LabelColumn, _labels_file
 from lensdash.io._source import LABEL_NAMES, Limits, Locate, Source, _Input, _meta_note, file_format
 
@@ -96,6 +97,9 @@ class _Layout:
     head: Callable[[], np.ndarray]
     #: the shard's rows, part by part in file order (labels included when ``file_labels``)
     parts: Callable[[], Iterator[_Rows]]
+    #: the whole shard as one part by a faster reader (polars, for CSV), or None where it declines; None: no such
+    #: reader. :func:`~lensdash.io.read_predictions` tries it first; streams read parts.
+    whole: Callable[[], _Rows | None] | None = None
     #: how to fix a file without labels, in its format
     no_labels_fix: str = (
         "Add a 'label' column, pass label_column=, or pass the labels as a separate file (--labels FILE)."
@@ -219,6 +223,12 @@ def _csv_file_layout(inp: _Input, request: _Request) -> _Layout:
                 labels = part.labels if request.file_labels else None
                 yield _Rows(row, part.values, labels, part.meta, stop - lo)
 
+    def whole() -> _Rows | None:
+        read = _read_whole(inp, csv)
+        if read is None:
+            return None
+        return _Rows(0, read.values, read.labels if request.file_labels else None, read.meta, hi - lo)
+
     return _Layout(
         name=name,
         k=k,
@@ -234,6 +244,7 @@ def _csv_file_layout(inp: _Input, request: _Request) -> _Layout:
         locate=csv.locate,
         head=head,
         parts=parts,
+        whole=whole if request.shard == (0, 1) else None,
     )
 
 
