@@ -60,6 +60,12 @@ def label_summary(
     return scale, bad
 
 
+def grad_scale(scale: Tensor) -> Tensor:
+    """The reduction's scale for the gradient: 0 where no sample counts (``'mean'`` over none: the loss is nan,
+    0 / 0, and the gradient 0, as in PyTorch), else the scale itself."""
+    return torch.where(torch.isinf(scale), 0.0, scale)
+
+
 def _row_expression(
     y: Tensor, k: int, dense: Tensor | None, background: Tensor | None, idx: Tensor | None, val: Tensor | None
 ) -> Tensor:
@@ -106,11 +112,12 @@ def _target_index_kernel(
     ent_column: Tensor | None,
     v: Tensor | None,
     need_grad: bool,
-) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor], Tensor | None, Tensor, Tensor]:
-    # The loss, or on the fused pass (partial loss, s, total) with s * log(total) left to add (see
-    # _target_index_finish); then the reduction's scale and the count of labels out of range.
+) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor | None], Tensor | None, Tensor, Tensor]:
+    # The loss, or on the fused pass the row reductions (total, dot, vdot) that _target_index_finish turns into
+    # it; then the reduction's scale and the count of labels out of range.
     k = x.shape[1]
     scale, bad = label_summary(t, k, ignore_index, w, mean, x.dtype)
+    gscale = grad_scale(scale)
     y, keep, a = _labels(t, k, ignore_index, w, x.dtype)
     s = a * rowsum[y]  # sum_j T'_j: the softmax's coefficient in the gradient
     v_sum = None if v is None else v.sum()
@@ -118,36 +125,7 @@ def _target_index_kernel(
         s = s + keep * v_sum
     grad: Tensor | None
     if torch.compiler.is_compiling():
-        # Written for inductor: every (M, K) term depends only on per-row reductions and the labels, and the
-        # loss is itself one reduction over the row (no per-row step after it), so the max, the sum of
-        # exponentials, the loss and the gradient are inner loops of one parallel loop over the rows.
-        top = x.amax(dim=1, keepdim=True)
-        top = torch.where(torch.isinf(top), 0.0, top)  # rows of infinite logits stay defined
-        shifted = x - top
-        total = torch.exp(shifted).sum(dim=1, keepdim=True)
-        # -log p_j = log(total) - shifted_j: the log(total) part is added after the pass (see FusedLoss), as
-        # a per-row step inside it would split the row loop in two.
-        neg_logp = -shifted
-        rows = _row_expression(y, k, dense, background, idx, val)
-        per_entry = a.unsqueeze(1) * torch.where(rows > 0, rows * neg_logp, 0.0)  # 0 * -inf counts as 0
-        mass = a.unsqueeze(1) * rows  # T'
-        if v is not None:
-            per_entry = per_entry + keep.unsqueeze(1) * torch.where(v > 0, v * neg_logp, 0.0)
-            mass = mass + keep.unsqueeze(1) * v
-        if ent_lens is not None:  # the KL form's sum_j T'_j log T_j, per sample, added at column 0
-            constant = a * ent_lens[y] if ent_column is None else a * ent_lens[y] + keep * ent_column[y]
-            first = torch.arange(k, device=x.device) == 0
-            per_entry = per_entry + torch.where(first, constant.unsqueeze(1), 0.0)
-        loss = torch.where(keep.unsqueeze(1) > 0, per_entry, 0.0).sum(dim=1)
-        # s goes out as a reduction over the row (sum_j T'_j), not as the per-row value above: an output that is
-        # a per-row function of the labels is a loop of its own, and inductor then splits the row loop into
-        # separate passes over x (max, sum of exponentials, gradient) instead of one.
-        s_out = mass.sum(dim=1)
-        grad = None
-        if need_grad:
-            grad = torch.exp(shifted) * ((scale * s).unsqueeze(1) / total) - (scale * a).unsqueeze(1) * rows
-            grad = _minus_column(grad, scale, keep, v, 0.0)
-        return (loss, s_out, total.squeeze(1)), grad, scale, bad
+        return (*_target_fused(x, gscale, s, a, keep, y, dense, background, idx, val, v, need_grad), scale, bad)
     logp = torch.log_softmax(x, dim=1)  # the one buffer: it becomes the gradient in place
     if dense is not None:
         rows = dense.index_select(0, y)
@@ -164,8 +142,8 @@ def _target_index_kernel(
         loss = loss + keep * _column_term(logp, v, 0.0)[0]
     grad = None
     if need_grad:
-        sa = (scale * a).unsqueeze(1)
-        grad = logp.exp_().mul_((scale * s).unsqueeze(1))
+        sa = (gscale * a).unsqueeze(1)
+        grad = logp.exp_().mul_((gscale * s).unsqueeze(1))
         if dense is not None:
             grad.sub_(sa * rows)
         else:
@@ -178,8 +156,46 @@ def _target_index_kernel(
             loss = loss + keep * ent_column[y]
     loss = torch.where(keep > 0, loss, 0.0)
     if grad is not None:
-        grad = _minus_column(grad, scale, keep, v, 0.0)
+        grad = _minus_column(grad, gscale, keep, v, 0.0)
     return loss, grad, scale, bad
+
+
+def _target_fused(
+    x: Tensor,
+    scale: Tensor,
+    s: Tensor,
+    a: Tensor,
+    keep: Tensor,
+    y: Tensor,
+    dense: Tensor | None,
+    background: Tensor | None,
+    idx: Tensor | None,
+    val: Tensor | None,
+    v: Tensor | None,
+    need_grad: bool,
+) -> tuple[tuple[Tensor, Tensor, Tensor | None], Tensor | None]:
+    """The target-side pass for the compiler: row reductions out, the gradient written in the same row loop.
+
+    With ``m`` the row's max (0 if infinite) and ``e_j = exp(x_j - m)``: ``total = sum_j e_j``,
+    ``dot = sum_j C[y, j] (x_j - m)`` and, with per-class smoothing weights ``v``, ``vdot = sum_j v_j (x_j - m)``
+    (``0 * -inf`` counted as 0); :func:`_target_index_finish` turns them into the loss. Written for inductor:
+    every output is a reduction over the row or the (M, K) gradient, so the max, the sums and the gradient are
+    inner loops of one parallel loop over the rows (one read of ``x``, one write of the gradient). ``e`` is one
+    expression read by the sum and the gradient, so inductor computes it once per entry into a row-sized buffer
+    of its own (a second ``exp`` per entry was a third of the pass).
+    """
+    k = x.shape[1]
+    top = x.amax(dim=1, keepdim=True)
+    shifted = x - torch.where(torch.isinf(top), 0.0, top)  # rows of infinite logits stay defined
+    e = torch.exp(shifted)
+    total = e.sum(dim=1)
+    rows = _row_expression(y, k, dense, background, idx, val)
+    dot = torch.where(rows > 0, rows * shifted, 0.0).sum(dim=1)
+    vdot = None if v is None else torch.where(v > 0, v * shifted, 0.0).sum(dim=1)
+    if not need_grad:
+        return (total, dot, vdot), None
+    grad = e * ((scale * s) / total).unsqueeze(1) - (scale * a).unsqueeze(1) * rows
+    return (total, dot, vdot), _minus_column(grad, scale, keep, v, 0.0)
 
 
 def _prediction_index_kernel(
@@ -203,12 +219,13 @@ def _prediction_index_kernel(
     # _prediction_index_finish turns into it; then the reduction's scale and the count of labels out of range.
     k = x.shape[1]
     scale, bad = label_summary(t, k, ignore_index, w, mean, x.dtype)
+    gscale = grad_scale(scale)
     y, keep, counted = _labels(t, k, ignore_index, w, x.dtype)
     a = counted * shrink
     if torch.compiler.is_compiling():
         return (
             *_prediction_fused(
-                x, scale, y, keep, a, log_columns, col_idx, log_beta, col_logfloor, log_colsum, v, v_uniform, need_grad
+                x, gscale, y, keep, a, log_columns, col_idx, log_beta, col_logfloor, log_colsum, v, v_uniform, need_grad
             ),
             scale,
             bad,
@@ -240,18 +257,18 @@ def _prediction_index_kernel(
     if log_beta is None:
         lead = torch.where(dead, log_colsum[y].unsqueeze(1), logq.unsqueeze(1))
         posterior = torch.exp(torch.where(dead, prior, terms) - lead)
-        coefficient = scale * s
+        coefficient = gscale * s
     else:
         posterior = torch.exp(terms - logq_all.unsqueeze(1))
-        coefficient = scale * (s - a * torch.exp(log_beta - logq_all))
-    sa = (scale * a).unsqueeze(1)
+        coefficient = gscale * (s - a * torch.exp(log_beta - logq_all))
+    sa = (gscale * a).unsqueeze(1)
     del terms
     grad = logp.exp_().mul_(coefficient.unsqueeze(1))
     if log_columns is not None:
         grad.sub_(sa * posterior)
     else:
         grad.scatter_add_(1, cols, -sa * posterior)
-    return loss, _minus_column(grad, scale, keep, v, v_uniform), scale, bad
+    return loss, _minus_column(grad, gscale, keep, v, v_uniform), scale, bad
 
 
 def _prediction_fused(
@@ -287,11 +304,17 @@ def _prediction_fused(
             prior = torch.where(col_idx[:, j][y].unsqueeze(1) == classes, col_logfloor[:, j][y].unsqueeze(1), prior)
     top = x.amax(dim=1, keepdim=True)
     shifted = x - torch.where(torch.isinf(top), 0.0, top)
-    total = torch.exp(shifted).sum(dim=1, keepdim=True)
+    e = torch.exp(shifted)  # one expression read twice: inductor computes it once per entry (see _target_fused)
+    total = e.sum(dim=1, keepdim=True)
     terms = shifted + prior
     top2 = terms.amax(dim=1, keepdim=True)
-    lifted = terms - torch.where(torch.isinf(top2), 0.0, top2)
-    total2 = torch.exp(lifted).sum(dim=1, keepdim=True)
+    # Where q is 0 (top2 = -inf: every class leading to y has logit -inf) the posterior r is its limit, C[:, y]
+    # normalised: taking those rows' lifted terms from the prior makes total2 = 1 and r = exp(lifted) / total2
+    # that limit, with one exp per entry shared by total2 and the gradient.
+    dead = torch.isneginf(top2)
+    lifted = torch.where(dead, prior - log_colsum[y].unsqueeze(1), terms - torch.where(torch.isinf(top2), 0.0, top2))
+    posterior = torch.exp(lifted)
+    total2 = posterior.sum(dim=1, keepdim=True)
     colsum = None
     if v is not None:
         colsum = torch.where(v > 0, v * shifted, 0.0).sum(dim=1)
@@ -300,16 +323,13 @@ def _prediction_fused(
     parts = (total.squeeze(1), top2.squeeze(1), total2.squeeze(1), colsum)
     if not need_grad:
         return parts, None
-    # As in the eager branch: d/dx_k = s p_k - a r_k, r the posterior of the clean class; where q is 0
-    # (total2 = 0: every term is -inf) r is its limit, C[:, y] normalised.
-    dead = total2 == 0
-    posterior = torch.where(dead, torch.exp(prior - log_colsum[y].unsqueeze(1)), torch.exp(lifted) / total2)
+    # As in the eager branch: d/dx_k = s p_k - a r_k, r the posterior of the clean class.
     s = a
     if v is not None:
         s = s + keep * v.sum()
     elif v_uniform:
         s = s + keep * (v_uniform * k)
-    grad = torch.exp(shifted) * ((scale * s).unsqueeze(1) / total) - (scale * a).unsqueeze(1) * posterior
+    grad = e * ((scale * s).unsqueeze(1) / total) - ((scale * a).unsqueeze(1) / total2) * posterior
     return parts, _minus_column(grad, scale, keep, v, v_uniform)
 
 
@@ -336,7 +356,9 @@ def _prediction_index_finish(
     k = log_colsum.shape[0]
     keep, counted = _labels(t, k, ignore_index, w, total.dtype)[1:]
     log_total = torch.log(total)
-    logq = torch.where(torch.isinf(top2), 0.0, top2) + torch.log(total2) - log_total
+    # top2 = -inf: q is 0 (the pass's total2 is then 1, see _prediction_fused)
+    logq = torch.where(torch.isneginf(top2), -torch.inf, torch.where(torch.isinf(top2), 0.0, top2) + torch.log(total2))
+    logq = logq - log_total
     loss = counted * shrink * -logq
     if colsum is not None:
         v_sum = v.sum() if v is not None else v_uniform * k
@@ -344,10 +366,40 @@ def _prediction_index_finish(
     return _reduce(torch.where(keep > 0, loss, 0.0), reduction, scale)
 
 
-def _target_index_finish(parts: tuple[Tensor, Tensor, Tensor], scale: Tensor, reduction: str, *args) -> Tensor:
-    """The reduced loss from the fused target-side pass: per row ``partial + s log(total)`` (0 where ``s`` is 0)."""
-    partial, s, total = parts
-    return _reduce(partial + torch.where(s != 0, s * torch.log(total), 0.0), reduction, scale)
+def _target_index_finish(
+    parts: tuple[Tensor, Tensor, Tensor | None],
+    scale: Tensor,
+    reduction: str,
+    t: Tensor,
+    ignore_index: int,
+    w: Tensor | None,
+    dense: Tensor | None,
+    background: Tensor | None,
+    idx: Tensor | None,
+    val: Tensor | None,
+    rowsum: Tensor,
+    ent_lens: Tensor | None,
+    ent_column: Tensor | None,
+    v: Tensor | None,
+    need_grad: bool,
+) -> Tensor:
+    """The reduced loss from the fused target-side pass (see :func:`_target_fused`).
+
+    Per row, with ``T' = a C[y] + keep v`` and ``s = sum_j T'_j``: ``s log(total) - a dot - keep vdot`` plus the
+    KL form's ``sum_j T'_j log T_j``; 0 for ignored rows.
+    """
+    total, dot, vdot = parts
+    y, keep, a = _labels(t, rowsum.shape[0], ignore_index, w, total.dtype)
+    s = a * rowsum[y]
+    loss = torch.where(s != 0, s * torch.log(total), 0.0) - torch.where(a != 0, a * dot, 0.0)
+    if vdot is not None:
+        assert v is not None
+        loss = loss + keep * (v.sum() * torch.log(total) - vdot)
+    if ent_lens is not None:  # the KL form's sum_j T'_j log T_j, per sample
+        loss = loss + a * ent_lens[y]
+        if ent_column is not None:
+            loss = loss + keep * ent_column[y]
+    return _reduce(torch.where(keep > 0, loss, 0.0), reduction, scale)
 
 
 def _reduce(loss: Tensor, reduction: str, scale: Tensor) -> Tensor:

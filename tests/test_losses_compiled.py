@@ -153,3 +153,16 @@ def test_compiled_gradcheck_float64(side):
         return FAMILIES[side](x, y, lens, weight=w, label_smoothing=0.1, compiled=True)
 
     assert torch.autograd.gradcheck(loss, (x,))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("side", ["target", "prediction"])
+def test_mean_over_no_counted_sample_is_nan_with_a_zero_gradient_as_in_pytorch(side, compiled):
+    x = torch.randn(3, K, dtype=torch.float64)
+    y = torch.full((3,), -100)
+    ref, ref_grad = _value_and_grad(F.cross_entropy, x, y)
+    for kwargs in ({}, {"weight": torch.rand(K, dtype=torch.float64) + 0.5, "label_smoothing": 0.1}):
+        out, grad = _value_and_grad(FAMILIES[side], x, y, _lenses()["smoothing"].double(), compiled=compiled, **kwargs)
+        assert torch.isnan(out) and torch.isnan(ref)
+        torch.testing.assert_close(grad, ref_grad)
+        assert not grad.any()
