@@ -166,3 +166,28 @@ def test_mean_over_no_counted_sample_is_nan_with_a_zero_gradient_as_in_pytorch(s
         assert torch.isnan(out) and torch.isnan(ref)
         torch.testing.assert_close(grad, ref_grad)
         assert not grad.any()
+
+
+def test_compiled_prediction_side_with_a_background_is_summed_in_linear_space_and_stays_exact():
+    # A structured lens whose columns all have a background (beta > 0): q = (p C)_y >= beta never underflows, so
+    # the compiled pass sums it in linear space (one exponential per entry). Against the float64 forward correction,
+    # with the true class's group far below the top logit, huge logits, impossible classes, weights and smoothing.
+    lens = _lenses()["smoothing"] * 0.5 + ld.merge_lens(K, [[0, 1, 2], [5, 6]]).matrix.float() * 0.5
+    x, y = _data(n=30, seed=9)
+    x[0, 0], y[0] = 200.0, 5  # q_y is the background alone: the group of 5 is 200 below the top
+    x[1] *= 1e4
+    x[2, 1:] = -torch.inf
+    y[3] = -100
+    w = torch.rand(K, generator=torch.Generator().manual_seed(10)) + 0.5
+    expected, expected_grad = _value_and_grad(
+        lambda x: forward_correction(x.double(), y[:3], lens.double()).sum(), x[:3]
+    )
+    out, grad = _value_and_grad(FAMILIES["prediction"], x[:3], y[:3], lens, reduction="sum", compiled=True)
+    torch.testing.assert_close(out.double(), expected)
+    torch.testing.assert_close(grad, expected_grad)
+    for kwargs in ({}, {"weight": w, "label_smoothing": 0.1, "reduction": "none"}):
+        eager, eager_grad = _value_and_grad(FAMILIES["prediction"], x, y, lens, **kwargs)
+        out, grad = _value_and_grad(FAMILIES["prediction"], x, y, lens, compiled=True, **kwargs)
+        torch.testing.assert_close(out, eager)
+        torch.testing.assert_close(grad, eager_grad)
+        assert torch.isfinite(grad).all()
