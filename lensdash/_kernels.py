@@ -136,7 +136,7 @@ def _prediction_index_kernel(
     v: Tensor | None,
     v_uniform: float,
     need_grad: bool,
-) -> tuple[Tensor | tuple[Tensor, Tensor | None, Tensor, Tensor | None], Tensor | None, Tensor, Tensor]:
+) -> tuple[Tensor | tuple[Tensor, Tensor | None, Tensor | None, Tensor | None], Tensor | None, Tensor, Tensor]:
     # The loss, or on the fused pass the row reductions (total, top2, total2, colsum) that
     # _prediction_index_finish turns into it; then the reduction's scale and the count of labels out of range.
     k = x.shape[1]

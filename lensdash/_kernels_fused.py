@@ -117,7 +117,7 @@ def _prediction_fused(
     v: Tensor | None,
     v_uniform: float,
     need_grad: bool,
-) -> tuple[tuple[Tensor, Tensor | None, Tensor, Tensor | None], Tensor | None]:
+) -> tuple[tuple[Tensor, Tensor | None, Tensor | None, Tensor | None], Tensor | None]:
     """The prediction-side pass for the compiler: row reductions out, the gradient written in the same row loop.
 
     With ``m`` the row's max and ``u_j = x_j - m + log C[j, y]``: ``total = sum_j exp(x_j - m)``,
@@ -145,19 +145,19 @@ def _prediction_fused(
     total = e.sum(dim=1, keepdim=True)
     terms = shifted + prior
     top2 = terms.amax(dim=1, keepdim=True)
-    # Where q is 0 (top2 = -inf: every class leading to y has logit -inf) the posterior r is its limit, C[:, y]
-    # normalised: taking those rows' lifted terms from the prior makes total2 = 1 and r = exp(lifted) / total2
-    # that limit, with one exp per entry shared by total2 and the gradient.
-    dead = torch.isneginf(top2)
-    lifted = torch.where(dead, prior - log_colsum[y].unsqueeze(1), terms - torch.where(torch.isinf(top2), 0.0, top2))
-    posterior = torch.exp(lifted)
-    total2 = posterior.sum(dim=1, keepdim=True)
+    if log_columns is None and log_beta is None and col_idx is not None and col_idx.shape[1] == 1:
+        # One class leads to each y (identity, a relabelling): the posterior is 1 there, 0 elsewhere, and q is that
+        # class's probability times its entry (total2 = 1): no second exponential.
+        posterior = torch.where(torch.isneginf(prior), 0.0, 1.0)
+        total2 = None
+    else:
+        posterior, total2 = _posterior(terms, top2, prior, log_colsum[y].unsqueeze(1))
     colsum = None
     if v is not None:
         colsum = torch.where(v > 0, v * shifted, 0.0).sum(dim=1)
     elif v_uniform:
         colsum = v_uniform * shifted.sum(dim=1)
-    parts = (total.squeeze(1), top2.squeeze(1), total2.squeeze(1), colsum)
+    parts = (total.squeeze(1), top2.squeeze(1), None if total2 is None else total2.squeeze(1), colsum)
     if not need_grad:
         return parts, None
     # As in the eager branch: d/dx_k = s p_k - a r_k, r the posterior of the clean class.
@@ -166,8 +166,22 @@ def _prediction_fused(
         s = s + keep * v.sum()
     elif v_uniform:
         s = s + keep * (v_uniform * k)
-    grad = e * ((scale * s).unsqueeze(1) / total) - ((scale * a).unsqueeze(1) / total2) * posterior
+    share = (scale * a).unsqueeze(1) if total2 is None else (scale * a).unsqueeze(1) / total2
+    grad = e * ((scale * s).unsqueeze(1) / total) - share * posterior
     return parts, _minus_column(grad, scale, keep, v, v_uniform)
+
+
+def _posterior(terms: Tensor, top2: Tensor, prior: Tensor, log_colsum_y: Tensor) -> tuple[Tensor, Tensor]:
+    """``exp(terms - top2)`` (the posterior of the clean class, unnormalised) and its row sum ``total2``.
+
+    Where q is 0 (top2 = -inf: every class leading to y has logit -inf) the posterior is its limit, ``C[:, y]``
+    normalised: taking those rows' lifted terms from the prior makes ``total2 = 1`` and the posterior that limit,
+    with one exponential per entry shared by ``total2`` and the gradient.
+    """
+    dead = torch.isneginf(top2)
+    lifted = torch.where(dead, prior - log_colsum_y, terms - torch.where(torch.isinf(top2), 0.0, top2))
+    posterior = torch.exp(lifted)
+    return posterior, posterior.sum(dim=1, keepdim=True)
 
 
 def _prediction_background(
@@ -182,7 +196,7 @@ def _prediction_background(
     v: Tensor | None,
     v_uniform: float,
     need_grad: bool,
-) -> tuple[tuple[Tensor, None, Tensor, Tensor | None], Tensor | None]:
+) -> tuple[tuple[Tensor, Tensor | None, Tensor | None, Tensor | None], Tensor | None]:
     """The prediction-side pass for a structured lens whose columns all have a background ``beta > 0``.
 
     ``q = (p C)_y >= beta`` never underflows, so it is summed in linear space: with ``e_j = exp(x_j - m)``,
@@ -218,7 +232,7 @@ def _prediction_background(
 
 
 def _prediction_index_finish(
-    parts: tuple[Tensor, Tensor | None, Tensor, Tensor | None],
+    parts: tuple[Tensor, Tensor | None, Tensor | None, Tensor | None],
     scale: Tensor,
     reduction: str,
     t: Tensor,
@@ -242,10 +256,12 @@ def _prediction_index_finish(
     keep, counted = _labels(t, k, ignore_index, w, total.dtype)[1:]
     log_total = torch.log(total)
     if top2 is None:  # summed in linear space (see _prediction_background): total2 is sum_j e_j C[j, y]
+        assert total2 is not None
         logq = torch.log(total2) - log_total
-    else:  # top2 = -inf: q is 0 (the pass's total2 is then 1, see _prediction_fused)
+    else:  # top2 = -inf: q is 0 (the pass's total2 is then 1, see _posterior; None: 1, one class leads to y)
         top = torch.where(torch.isinf(top2), 0.0, top2)
-        logq = torch.where(torch.isneginf(top2), -torch.inf, top + torch.log(total2)) - log_total
+        lifted = top if total2 is None else top + torch.log(total2)
+        logq = torch.where(torch.isneginf(top2), -torch.inf, lifted) - log_total
     loss = counted * shrink * -logq
     if colsum is not None:
         v_sum = v.sum() if v is not None else v_uniform * k

@@ -191,3 +191,27 @@ def test_compiled_prediction_side_with_a_background_is_summed_in_linear_space_an
         torch.testing.assert_close(out, eager)
         torch.testing.assert_close(grad, eager_grad)
         assert torch.isfinite(grad).all()
+
+
+def test_compiled_prediction_side_with_one_class_per_label_needs_no_second_exponential_and_stays_exact():
+    # Identity and relabelling lenses (one class leads to each y, no background): the posterior is 1 at that class.
+    # Against F.cross_entropy of the relabelled logits, with huge logits and a true class of probability 0.
+    order = torch.roll(torch.arange(K), 3)
+    relabel = torch.eye(K)[order]  # C[i, order[i]] = 1: true label i is seen as order[i]
+    x, y = _data(n=20, seed=11)
+    x[0] *= 1e4
+    x[1, 1:] = -torch.inf
+    y[1] = 5  # its class has probability 0: loss inf, gradient finite
+    w = torch.rand(K, generator=torch.Generator().manual_seed(12)) + 0.5
+    # The prediction side's C maps clean classes to observed ones: with the relabel, q_y = p_{order^-1[y]}.
+    for lens, clean in ((torch.eye(K), y), (relabel, torch.argsort(order)[y])):
+        for kwargs in ({"reduction": "none"}, {"weight": w, "label_smoothing": 0.1, "reduction": "none"}):
+            expected, expected_grad = _value_and_grad(F.cross_entropy, x[2:], clean[2:], **kwargs)
+            out, grad = _value_and_grad(FAMILIES["prediction"], x, y, lens, compiled=True, **kwargs)
+            if "weight" not in kwargs:
+                torch.testing.assert_close(out[2:], expected)
+                torch.testing.assert_close(grad[2:], expected_grad)
+            eager, eager_grad = _value_and_grad(FAMILIES["prediction"], x, y, lens, **kwargs)
+            torch.testing.assert_close(out, eager)
+            torch.testing.assert_close(grad, eager_grad)
+            assert torch.isinf(out[1]) and torch.isfinite(grad).all()
