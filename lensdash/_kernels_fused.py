@@ -86,7 +86,7 @@ def _target_fused(
     every output is a reduction over the row or the (M, K) gradient, so the max, the sums and the gradient are
     inner loops of one parallel loop over the rows (one read of ``x``, one write of the gradient). ``e`` is one
     expression read by the sum and the gradient, so inductor computes it once per entry into a row-sized buffer
-    of its own (a second ``exp`` per entry was a third of the pass).
+    of its own instead of computing it twice.
     """
     k = x.shape[1]
     top = x.amax(dim=1, keepdim=True)
@@ -125,7 +125,8 @@ def _prediction_fused(
     (finite for any logits), and ``colsum = sum_j v_j (x_j - m)`` for the smoothing term. Every output is a
     reduction over the row (a per-row value computed from them would split inductor's row loop in passes).
     A structured lens with a background ``beta > 0`` takes :func:`_prediction_background` instead (one exponential
-    per entry).
+    per entry); one where a single class leads to each label (identity, relabelling) needs no ``exp(u_j - top2)``:
+    its posterior is 1 at that class and ``total2`` is 1 (returned as None).
     """
     k = x.shape[1]
     if col_floor is not None and log_columns is None:

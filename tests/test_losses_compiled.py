@@ -215,3 +215,24 @@ def test_compiled_prediction_side_with_one_class_per_label_needs_no_second_expon
             torch.testing.assert_close(out, eager)
             torch.testing.assert_close(grad, eager_grad)
             assert torch.isinf(out[1]) and torch.isfinite(grad).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["relabel", "merge"])
+def test_compiled_prediction_side_gradcheck_float64_without_a_background(name):
+    # The two prediction-side passes without a background: one class per label (no second exponential) and a
+    # merge lens (the posterior in log space).
+    if name == "relabel":
+        lens = torch.eye(6, dtype=torch.float64)[torch.roll(torch.arange(6), 2)]
+    else:
+        lens = ld.merge_lens(6, [[0, 1, 2]]).matrix.double()
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(7, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randint(0, 6, (7,), generator=gen)
+    y[2] = -100
+    w = torch.rand(6, dtype=torch.float64, generator=gen) + 0.5
+
+    def loss(x):
+        return FAMILIES["prediction"](x, y, lens, weight=w, label_smoothing=0.1, compiled=True)
+
+    assert torch.autograd.gradcheck(loss, (x,))
