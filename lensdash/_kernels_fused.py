@@ -40,6 +40,12 @@ def grad_scale(scale: Tensor) -> Tensor:
     return torch.where(torch.isinf(scale), 0.0, scale)
 
 
+def _classes(k: int, device: torch.device) -> Tensor:
+    """Class indices ``0..K-1`` to compare lens supports with, in int32: inductor compares 16 int32 lanes in one
+    vector where int64 takes two and a mask conversion (5-9% of a pass with a four-wide support, measured)."""
+    return torch.arange(k, dtype=torch.int32, device=device)
+
+
 def _row_expression(
     y: Tensor, k: int, dense: Tensor | None, background: Tensor | None, idx: Tensor | None, val: Tensor | None
 ) -> Tensor:
@@ -47,10 +53,10 @@ def _row_expression(
     if dense is not None:
         return dense[y]
     assert idx is not None and val is not None
-    classes = torch.arange(k, device=y.device)
+    classes = _classes(k, y.device)
     rows = torch.zeros((), dtype=val.dtype, device=y.device)
     for j in range(idx.shape[1]):
-        rows = rows + torch.where(idx[:, j][y].unsqueeze(1) == classes, val[:, j][y].unsqueeze(1), 0.0)
+        rows = rows + torch.where(idx[:, j][y].to(torch.int32).unsqueeze(1) == classes, val[:, j][y].unsqueeze(1), 0.0)
     if background is not None:
         rows = rows + background[y].unsqueeze(1)
     return rows
@@ -136,10 +142,12 @@ def _prediction_fused(
         prior = log_columns[y]  # log C[:, y], read in place
     else:  # log (beta + the few larger entries of column y), built by compares (no log per entry)
         assert col_idx is not None and col_logfloor is not None
-        classes = torch.arange(k, device=x.device)
+        classes = _classes(k, x.device)
         prior = torch.full((), -torch.inf, dtype=x.dtype, device=x.device) if log_beta is None else log_beta
         for j in range(col_idx.shape[1]):  # the support's columns are distinct: at most one matches
-            prior = torch.where(col_idx[:, j][y].unsqueeze(1) == classes, col_logfloor[:, j][y].unsqueeze(1), prior)
+            prior = torch.where(
+                col_idx[:, j][y].to(torch.int32).unsqueeze(1) == classes, col_logfloor[:, j][y].unsqueeze(1), prior
+            )
     top = x.amax(dim=1, keepdim=True)
     shifted = x - torch.where(torch.isinf(top), 0.0, top)
     e = torch.exp(shifted)  # one expression read twice: inductor computes it once per entry (see _target_fused)
@@ -206,10 +214,12 @@ def _prediction_background(
     ``e_j C[j, y] / qsum``. One exponential per entry, read by both sums and the gradient.
     """
     k = x.shape[1]
-    classes = torch.arange(k, device=x.device)
+    classes = _classes(k, x.device)
     column = torch.exp(log_beta)
     for j in range(col_idx.shape[1]):  # the support's columns are distinct: at most one matches
-        column = torch.where(col_idx[:, j][y].unsqueeze(1) == classes, col_floor[:, j][y].unsqueeze(1), column)
+        column = torch.where(
+            col_idx[:, j][y].to(torch.int32).unsqueeze(1) == classes, col_floor[:, j][y].unsqueeze(1), column
+        )
     top = x.amax(dim=1, keepdim=True)
     shifted = x - torch.where(torch.isinf(top), 0.0, top)
     e = torch.exp(shifted)
