@@ -57,7 +57,9 @@ def _index_args(
     logfloor = plan.col_logval
     if logfloor is not None and plan.log_beta is not None:
         logfloor = torch.logaddexp(logfloor, plan.log_beta)
-    tables = (plan.log_columns, plan.col_idx, plan.col_logval, plan.log_beta, logfloor, log_colsum, v, v_uniform)
+    # beta + entry per support entry, for the compiled pass of a lens with a background (summed in linear space)
+    floor = None if logfloor is None or plan.log_beta is None else torch.exp(logfloor)
+    tables = (plan.log_columns, plan.col_idx, plan.col_logval, plan.log_beta, logfloor, floor, log_colsum, v, v_uniform)
     if compiled and plan.col_idx is not None and plan.col_idx.shape[1] > _FUSED_SUPPORT:
         # Too many compares per entry: read the dense column instead (still never forming C[:, y]).
         assert plan.col_logval is not None
@@ -65,7 +67,7 @@ def _index_args(
         if plan.log_beta is not None:
             dense = torch.full_like(dense, float(plan.log_beta))
         dense = dense.scatter(1, plan.col_idx, torch.logaddexp(plan.col_logval, dense.gather(1, plan.col_idx)))
-        tables = (dense, None, None, None, None, log_colsum, v, v_uniform)
+        tables = (dense, None, None, None, None, None, log_colsum, v, v_uniform)
     return _prediction_index_kernel, (w, 1.0 - eps, *tables)
 
 

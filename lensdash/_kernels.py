@@ -13,6 +13,18 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from lensdash._kernels_fused import (
+    _labels,
+    _minus_column,
+    _prediction_fused,
+    _prediction_index_finish,
+    _reduce,
+    _target_fused,
+    _target_index_finish,
+    grad_scale,
+    label_summary,
+)
+
 HALF = (torch.float16, torch.bfloat16)
 _COMPILE_DEVICES = ("cpu", "cuda")
 #: Widest lens-row support subtracted by fused compares in compiled kernels (wider: a scatter).
@@ -33,47 +45,8 @@ _FUSED_SUPPORT = 8
 # per-row output that is not a reduction (or a costly per-row intermediate read
 # by several loops) splits it into one pass over x per loop. Lens rows are
 # indexed (``C[y]`` is read in place, never formed) or, for a structured lens,
-# built from a few compares per entry. Eager, the same math reuses one buffer.
-
-
-def _labels(
-    t: Tensor, k: int, ignore_index: int, w: Tensor | None, dtype: torch.dtype
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Usable labels ``y`` (ignored and out-of-range ones as 0), ``keep`` (0 for those) and ``w[y]·keep``."""
-    kept = (t >= 0) & (t < k) & (t != ignore_index)
-    y = torch.where(kept, t, 0)
-    keep = kept.to(dtype)
-    return y, keep, keep if w is None else w[y] * keep
-
-
-def label_summary(
-    t: Tensor, k: int, ignore_index: int, w: Tensor | None, mean: bool, dtype: torch.dtype
-) -> tuple[Tensor, Tensor]:
-    """The reduction's scale (the inverse of the summed weights for ``'mean'``, else 1) and the count of bad labels.
-
-    A kernel of its own: computed before the fused pass, so that the pass's row loop never waits on a
-    reduction over all rows.
-    """
-    bad = (((t < 0) | (t >= k)) & (t != ignore_index)).sum()
-    counted = _labels(t, k, ignore_index, w, dtype)[2]
-    scale = 1.0 / counted.sum() if mean else torch.ones((), dtype=dtype, device=t.device)
-    return scale, bad
-
-
-def _row_expression(
-    y: Tensor, k: int, dense: Tensor | None, background: Tensor | None, idx: Tensor | None, val: Tensor | None
-) -> Tensor:
-    """Lens rows ``C[y]`` (M, K) as an expression for the compiler: an indexed read, or compares on the support."""
-    if dense is not None:
-        return dense[y]
-    assert idx is not None and val is not None
-    classes = torch.arange(k, device=y.device)
-    rows = torch.zeros((), dtype=val.dtype, device=y.device)
-    for j in range(idx.shape[1]):
-        rows = rows + torch.where(idx[:, j][y].unsqueeze(1) == classes, val[:, j][y].unsqueeze(1), 0.0)
-    if background is not None:
-        rows = rows + background[y].unsqueeze(1)
-    return rows
+# built from a few compares per entry (the compiled passes and their finish
+# kernels: `_kernels_fused`). Eager, the same math reuses one buffer.
 
 
 def _column_term(logp: Tensor, v: Tensor | None, v_uniform: float) -> tuple[Tensor, Tensor | float]:
@@ -81,14 +54,6 @@ def _column_term(logp: Tensor, v: Tensor | None, v_uniform: float) -> tuple[Tens
     if v is not None:
         return -torch.where(v > 0, logp * v, 0.0).sum(dim=1), v.sum()
     return -v_uniform * logp.sum(dim=1), v_uniform * logp.shape[1]
-
-
-def _minus_column(grad: Tensor, scale: Tensor, keep: Tensor, v: Tensor | None, v_uniform: float) -> Tensor:
-    if v is not None:
-        return grad - (scale * keep).unsqueeze(1) * v
-    if v_uniform:
-        return grad - (scale * keep * v_uniform).unsqueeze(1)
-    return grad
 
 
 def _target_index_kernel(
@@ -106,11 +71,12 @@ def _target_index_kernel(
     ent_column: Tensor | None,
     v: Tensor | None,
     need_grad: bool,
-) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor], Tensor | None, Tensor, Tensor]:
-    # The loss, or on the fused pass (partial loss, s, total) with s * log(total) left to add (see
-    # _target_index_finish); then the reduction's scale and the count of labels out of range.
+) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor | None], Tensor | None, Tensor, Tensor]:
+    # The loss, or on the fused pass the row reductions (total, dot, vdot) that _target_index_finish turns into
+    # it; then the reduction's scale and the count of labels out of range.
     k = x.shape[1]
     scale, bad = label_summary(t, k, ignore_index, w, mean, x.dtype)
+    gscale = grad_scale(scale)
     y, keep, a = _labels(t, k, ignore_index, w, x.dtype)
     s = a * rowsum[y]  # sum_j T'_j: the softmax's coefficient in the gradient
     v_sum = None if v is None else v.sum()
@@ -118,36 +84,7 @@ def _target_index_kernel(
         s = s + keep * v_sum
     grad: Tensor | None
     if torch.compiler.is_compiling():
-        # Written for inductor: every (M, K) term depends only on per-row reductions and the labels, and the
-        # loss is itself one reduction over the row (no per-row step after it), so the max, the sum of
-        # exponentials, the loss and the gradient are inner loops of one parallel loop over the rows.
-        top = x.amax(dim=1, keepdim=True)
-        top = torch.where(torch.isinf(top), 0.0, top)  # rows of infinite logits stay defined
-        shifted = x - top
-        total = torch.exp(shifted).sum(dim=1, keepdim=True)
-        # -log p_j = log(total) - shifted_j: the log(total) part is added after the pass (see FusedLoss), as
-        # a per-row step inside it would split the row loop in two.
-        neg_logp = -shifted
-        rows = _row_expression(y, k, dense, background, idx, val)
-        per_entry = a.unsqueeze(1) * torch.where(rows > 0, rows * neg_logp, 0.0)  # 0 * -inf counts as 0
-        mass = a.unsqueeze(1) * rows  # T'
-        if v is not None:
-            per_entry = per_entry + keep.unsqueeze(1) * torch.where(v > 0, v * neg_logp, 0.0)
-            mass = mass + keep.unsqueeze(1) * v
-        if ent_lens is not None:  # the KL form's sum_j T'_j log T_j, per sample, added at column 0
-            constant = a * ent_lens[y] if ent_column is None else a * ent_lens[y] + keep * ent_column[y]
-            first = torch.arange(k, device=x.device) == 0
-            per_entry = per_entry + torch.where(first, constant.unsqueeze(1), 0.0)
-        loss = torch.where(keep.unsqueeze(1) > 0, per_entry, 0.0).sum(dim=1)
-        # s goes out as a reduction over the row (sum_j T'_j), not as the per-row value above: an output that is
-        # a per-row function of the labels is a loop of its own, and inductor then splits the row loop into
-        # separate passes over x (max, sum of exponentials, gradient) instead of one.
-        s_out = mass.sum(dim=1)
-        grad = None
-        if need_grad:
-            grad = torch.exp(shifted) * ((scale * s).unsqueeze(1) / total) - (scale * a).unsqueeze(1) * rows
-            grad = _minus_column(grad, scale, keep, v, 0.0)
-        return (loss, s_out, total.squeeze(1)), grad, scale, bad
+        return (*_target_fused(x, gscale, s, a, keep, y, dense, background, idx, val, v, need_grad), scale, bad)
     logp = torch.log_softmax(x, dim=1)  # the one buffer: it becomes the gradient in place
     if dense is not None:
         rows = dense.index_select(0, y)
@@ -164,8 +101,8 @@ def _target_index_kernel(
         loss = loss + keep * _column_term(logp, v, 0.0)[0]
     grad = None
     if need_grad:
-        sa = (scale * a).unsqueeze(1)
-        grad = logp.exp_().mul_((scale * s).unsqueeze(1))
+        sa = (gscale * a).unsqueeze(1)
+        grad = logp.exp_().mul_((gscale * s).unsqueeze(1))
         if dense is not None:
             grad.sub_(sa * rows)
         else:
@@ -178,7 +115,7 @@ def _target_index_kernel(
             loss = loss + keep * ent_column[y]
     loss = torch.where(keep > 0, loss, 0.0)
     if grad is not None:
-        grad = _minus_column(grad, scale, keep, v, 0.0)
+        grad = _minus_column(grad, gscale, keep, v, 0.0)
     return loss, grad, scale, bad
 
 
@@ -194,21 +131,36 @@ def _prediction_index_kernel(
     col_logval: Tensor | None,
     log_beta: Tensor | None,
     col_logfloor: Tensor | None,
+    col_floor: Tensor | None,
     log_colsum: Tensor,
     v: Tensor | None,
     v_uniform: float,
     need_grad: bool,
-) -> tuple[Tensor | tuple[Tensor, Tensor, Tensor, Tensor | None], Tensor | None, Tensor, Tensor]:
+) -> tuple[Tensor | tuple[Tensor, Tensor | None, Tensor | None, Tensor | None], Tensor | None, Tensor, Tensor]:
     # The loss, or on the fused pass the row reductions (total, top2, total2, colsum) that
     # _prediction_index_finish turns into it; then the reduction's scale and the count of labels out of range.
     k = x.shape[1]
     scale, bad = label_summary(t, k, ignore_index, w, mean, x.dtype)
+    gscale = grad_scale(scale)
     y, keep, counted = _labels(t, k, ignore_index, w, x.dtype)
     a = counted * shrink
     if torch.compiler.is_compiling():
         return (
             *_prediction_fused(
-                x, scale, y, keep, a, log_columns, col_idx, log_beta, col_logfloor, log_colsum, v, v_uniform, need_grad
+                x,
+                gscale,
+                y,
+                keep,
+                a,
+                log_columns,
+                col_idx,
+                log_beta,
+                col_logfloor,
+                col_floor,
+                log_colsum,
+                v,
+                v_uniform,
+                need_grad,
             ),
             scale,
             bad,
@@ -240,120 +192,18 @@ def _prediction_index_kernel(
     if log_beta is None:
         lead = torch.where(dead, log_colsum[y].unsqueeze(1), logq.unsqueeze(1))
         posterior = torch.exp(torch.where(dead, prior, terms) - lead)
-        coefficient = scale * s
+        coefficient = gscale * s
     else:
         posterior = torch.exp(terms - logq_all.unsqueeze(1))
-        coefficient = scale * (s - a * torch.exp(log_beta - logq_all))
-    sa = (scale * a).unsqueeze(1)
+        coefficient = gscale * (s - a * torch.exp(log_beta - logq_all))
+    sa = (gscale * a).unsqueeze(1)
     del terms
     grad = logp.exp_().mul_(coefficient.unsqueeze(1))
     if log_columns is not None:
         grad.sub_(sa * posterior)
     else:
         grad.scatter_add_(1, cols, -sa * posterior)
-    return loss, _minus_column(grad, scale, keep, v, v_uniform), scale, bad
-
-
-def _prediction_fused(
-    x: Tensor,
-    scale: Tensor,
-    y: Tensor,
-    keep: Tensor,
-    a: Tensor,
-    log_columns: Tensor | None,
-    col_idx: Tensor | None,
-    log_beta: Tensor | None,
-    col_logfloor: Tensor | None,
-    log_colsum: Tensor,
-    v: Tensor | None,
-    v_uniform: float,
-    need_grad: bool,
-) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor | None], Tensor | None]:
-    """The prediction-side pass for the compiler: row reductions out, the gradient written in the same row loop.
-
-    With ``m`` the row's max and ``u_j = x_j - m + log C[j, y]``: ``total = sum_j exp(x_j - m)``,
-    ``top2 = max_j u_j``, ``total2 = sum_j exp(u_j - top2)``, so ``log q = top2 + log total2 - log total``
-    (finite for any logits), and ``colsum = sum_j v_j (x_j - m)`` for the smoothing term. Every output is a
-    reduction over the row (a per-row value computed from them would split inductor's row loop in passes).
-    """
-    k = x.shape[1]
-    if log_columns is not None:
-        prior = log_columns[y]  # log C[:, y], read in place
-    else:  # log (beta + the few larger entries of column y), built by compares (no log per entry)
-        assert col_idx is not None and col_logfloor is not None
-        classes = torch.arange(k, device=x.device)
-        prior = torch.full((), -torch.inf, dtype=x.dtype, device=x.device) if log_beta is None else log_beta
-        for j in range(col_idx.shape[1]):  # the support's columns are distinct: at most one matches
-            prior = torch.where(col_idx[:, j][y].unsqueeze(1) == classes, col_logfloor[:, j][y].unsqueeze(1), prior)
-    top = x.amax(dim=1, keepdim=True)
-    shifted = x - torch.where(torch.isinf(top), 0.0, top)
-    total = torch.exp(shifted).sum(dim=1, keepdim=True)
-    terms = shifted + prior
-    top2 = terms.amax(dim=1, keepdim=True)
-    lifted = terms - torch.where(torch.isinf(top2), 0.0, top2)
-    total2 = torch.exp(lifted).sum(dim=1, keepdim=True)
-    colsum = None
-    if v is not None:
-        colsum = torch.where(v > 0, v * shifted, 0.0).sum(dim=1)
-    elif v_uniform:
-        colsum = v_uniform * shifted.sum(dim=1)
-    parts = (total.squeeze(1), top2.squeeze(1), total2.squeeze(1), colsum)
-    if not need_grad:
-        return parts, None
-    # As in the eager branch: d/dx_k = s p_k - a r_k, r the posterior of the clean class; where q is 0
-    # (total2 = 0: every term is -inf) r is its limit, C[:, y] normalised.
-    dead = total2 == 0
-    posterior = torch.where(dead, torch.exp(prior - log_colsum[y].unsqueeze(1)), torch.exp(lifted) / total2)
-    s = a
-    if v is not None:
-        s = s + keep * v.sum()
-    elif v_uniform:
-        s = s + keep * (v_uniform * k)
-    grad = torch.exp(shifted) * ((scale * s).unsqueeze(1) / total) - (scale * a).unsqueeze(1) * posterior
-    return parts, _minus_column(grad, scale, keep, v, v_uniform)
-
-
-def _prediction_index_finish(
-    parts: tuple[Tensor, Tensor, Tensor, Tensor | None],
-    scale: Tensor,
-    reduction: str,
-    t: Tensor,
-    ignore_index: int,
-    w: Tensor | None,
-    shrink: float,
-    log_columns: Tensor | None,
-    col_idx: Tensor | None,
-    col_logval: Tensor | None,
-    log_beta: Tensor | None,
-    col_logfloor: Tensor | None,
-    log_colsum: Tensor,
-    v: Tensor | None,
-    v_uniform: float,
-    need_grad: bool,
-) -> Tensor:
-    """The reduced loss from the fused pass's row reductions (see :func:`_prediction_fused`)."""
-    total, top2, total2, colsum = parts
-    k = log_colsum.shape[0]
-    keep, counted = _labels(t, k, ignore_index, w, total.dtype)[1:]
-    log_total = torch.log(total)
-    logq = torch.where(torch.isinf(top2), 0.0, top2) + torch.log(total2) - log_total
-    loss = counted * shrink * -logq
-    if colsum is not None:
-        v_sum = v.sum() if v is not None else v_uniform * k
-        loss = loss + keep * (v_sum * log_total - colsum)
-    return _reduce(torch.where(keep > 0, loss, 0.0), reduction, scale)
-
-
-def _target_index_finish(parts: tuple[Tensor, Tensor, Tensor], scale: Tensor, reduction: str, *args) -> Tensor:
-    """The reduced loss from the fused target-side pass: per row ``partial + s log(total)`` (0 where ``s`` is 0)."""
-    partial, s, total = parts
-    return _reduce(partial + torch.where(s != 0, s * torch.log(total), 0.0), reduction, scale)
-
-
-def _reduce(loss: Tensor, reduction: str, scale: Tensor) -> Tensor:
-    if reduction == "none":
-        return loss
-    return loss.sum() * scale if reduction == "mean" else loss.sum()
+    return loss, _minus_column(grad, gscale, keep, v, v_uniform), scale, bad
 
 
 def _target_probability_kernel(

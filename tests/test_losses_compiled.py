@@ -153,3 +153,86 @@ def test_compiled_gradcheck_float64(side):
         return FAMILIES[side](x, y, lens, weight=w, label_smoothing=0.1, compiled=True)
 
     assert torch.autograd.gradcheck(loss, (x,))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("side", ["target", "prediction"])
+def test_mean_over_no_counted_sample_is_nan_with_a_zero_gradient_as_in_pytorch(side, compiled):
+    x = torch.randn(3, K, dtype=torch.float64)
+    y = torch.full((3,), -100)
+    ref, ref_grad = _value_and_grad(F.cross_entropy, x, y)
+    for kwargs in ({}, {"weight": torch.rand(K, dtype=torch.float64) + 0.5, "label_smoothing": 0.1}):
+        out, grad = _value_and_grad(FAMILIES[side], x, y, _lenses()["smoothing"].double(), compiled=compiled, **kwargs)
+        assert torch.isnan(out) and torch.isnan(ref)
+        torch.testing.assert_close(grad, ref_grad)
+        assert not grad.any()
+
+
+def test_compiled_prediction_side_with_a_background_is_summed_in_linear_space_and_stays_exact():
+    # A structured lens whose columns all have a background (beta > 0): q = (p C)_y >= beta never underflows, so
+    # the compiled pass sums it in linear space (one exponential per entry). Against the float64 forward correction,
+    # with the true class's group far below the top logit, huge logits, impossible classes, weights and smoothing.
+    lens = _lenses()["smoothing"] * 0.5 + ld.merge_lens(K, [[0, 1, 2], [5, 6]]).matrix.float() * 0.5
+    x, y = _data(n=30, seed=9)
+    x[0, 0], y[0] = 200.0, 5  # q_y is the background alone: the group of 5 is 200 below the top
+    x[1] *= 1e4
+    x[2, 1:] = -torch.inf
+    y[3] = -100
+    w = torch.rand(K, generator=torch.Generator().manual_seed(10)) + 0.5
+    expected, expected_grad = _value_and_grad(
+        lambda x: forward_correction(x.double(), y[:3], lens.double()).sum(), x[:3]
+    )
+    out, grad = _value_and_grad(FAMILIES["prediction"], x[:3], y[:3], lens, reduction="sum", compiled=True)
+    torch.testing.assert_close(out.double(), expected)
+    torch.testing.assert_close(grad, expected_grad)
+    for kwargs in ({}, {"weight": w, "label_smoothing": 0.1, "reduction": "none"}):
+        eager, eager_grad = _value_and_grad(FAMILIES["prediction"], x, y, lens, **kwargs)
+        out, grad = _value_and_grad(FAMILIES["prediction"], x, y, lens, compiled=True, **kwargs)
+        torch.testing.assert_close(out, eager)
+        torch.testing.assert_close(grad, eager_grad)
+        assert torch.isfinite(grad).all()
+
+
+def test_compiled_prediction_side_with_one_class_per_label_needs_no_second_exponential_and_stays_exact():
+    # Identity and relabelling lenses (one class leads to each y, no background): the posterior is 1 at that class.
+    # Against F.cross_entropy of the relabelled logits, with huge logits and a true class of probability 0.
+    order = torch.roll(torch.arange(K), 3)
+    relabel = torch.eye(K)[order]  # C[i, order[i]] = 1: true label i is seen as order[i]
+    x, y = _data(n=20, seed=11)
+    x[0] *= 1e4
+    x[1, 1:] = -torch.inf
+    y[1] = 5  # its class has probability 0: loss inf, gradient finite
+    w = torch.rand(K, generator=torch.Generator().manual_seed(12)) + 0.5
+    # The prediction side's C maps clean classes to observed ones: with the relabel, q_y = p_{order^-1[y]}.
+    for lens, clean in ((torch.eye(K), y), (relabel, torch.argsort(order)[y])):
+        for kwargs in ({"reduction": "none"}, {"weight": w, "label_smoothing": 0.1, "reduction": "none"}):
+            expected, expected_grad = _value_and_grad(F.cross_entropy, x[2:], clean[2:], **kwargs)
+            out, grad = _value_and_grad(FAMILIES["prediction"], x, y, lens, compiled=True, **kwargs)
+            if "weight" not in kwargs:
+                torch.testing.assert_close(out[2:], expected)
+                torch.testing.assert_close(grad[2:], expected_grad)
+            eager, eager_grad = _value_and_grad(FAMILIES["prediction"], x, y, lens, **kwargs)
+            torch.testing.assert_close(out, eager)
+            torch.testing.assert_close(grad, eager_grad)
+            assert torch.isinf(out[1]) and torch.isfinite(grad).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["relabel", "merge"])
+def test_compiled_prediction_side_gradcheck_float64_without_a_background(name):
+    # The two prediction-side passes without a background: one class per label (no second exponential) and a
+    # merge lens (the posterior in log space).
+    if name == "relabel":
+        lens = torch.eye(6, dtype=torch.float64)[torch.roll(torch.arange(6), 2)]
+    else:
+        lens = ld.merge_lens(6, [[0, 1, 2]]).matrix.double()
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(7, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randint(0, 6, (7,), generator=gen)
+    y[2] = -100
+    w = torch.rand(6, dtype=torch.float64, generator=gen) + 0.5
+
+    def loss(x):
+        return FAMILIES["prediction"](x, y, lens, weight=w, label_smoothing=0.1, compiled=True)
+
+    assert torch.autograd.gradcheck(loss, (x,))
