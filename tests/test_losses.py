@@ -513,7 +513,7 @@ def test_prediction_side_probability_targets_where_the_true_class_has_probabilit
 
 def _training_step_parity(loss_fn, x, y, backend="aot_eager"):
     torch.manual_seed(0)
-    model = torch.nn.Linear(x.shape[-1], loss_fn.lens.shape[0]).double()
+    model = torch.nn.Linear(x.shape[-1], loss_fn.lens.shape[0]).double().to(x.device)
 
     def forward(inputs, targets):
         logits = model(inputs)
@@ -675,7 +675,28 @@ def test_cuda_parity_with_every_argument():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_compiled_training_step():
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])  # inductor: the loss's Triton kernels
+@pytest.mark.parametrize("cls", [ld.LensedCrossEntropyLoss, ld.PredictionLensedCrossEntropyLoss])
+def test_cuda_compiled_training_step(backend, cls):
     torch._dynamo.reset()
-    loss_fn = ld.LensedCrossEntropyLoss(ld.merge_lens(4, [[0, 1]]), label_smoothing=0.1).double().cuda()
-    _training_step_parity(loss_fn, torch.randn(16, 6, dtype=torch.float64).cuda(), torch.randint(0, 4, (16,)).cuda())
+    loss_fn = cls(ld.merge_lens(4, [[0, 1]]), label_smoothing=0.1).double().cuda()
+    _training_step_parity(
+        loss_fn, torch.randn(16, 6, dtype=torch.float64).cuda(), torch.randint(0, 4, (16,)).cuda(), backend
+    )
+
+
+def test_an_older_torch_is_said_at_import():
+    """torch 2.11 compiled training steps through the loss got zero gradients: an older torch must not go unsaid."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings, torch; torch.__version__ = '2.11.0+cu130'; warnings.simplefilter('error');\n"
+        "try:\n    import lensdash\nexcept RuntimeWarning as w:\n    print('warned:', w)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "warned: lensdash needs torch>=2.13, found 2.11.0+cu130" in out
+    same = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import lensdash"], capture_output=True, timeout=120
+    )
+    assert same.returncode == 0, same.stderr  # the pinned torch: no warning
