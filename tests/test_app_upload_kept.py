@@ -126,12 +126,11 @@ def test_the_store_keeps_the_read_not_the_large_file(large):
 
     data = _probs_file()
     at = _upload(_page(), data)
-    # The store is reached through the page: its 'Back to the demo data' button exists while an upload is kept.
-    assert at.button(key="use_demo")
-    kept = [v for v in _stores() if isinstance(v.get("sources"), Upload)]
-    assert kept and kept[-1]["sources"].files is None
-    read = kept[-1]["sources"].read
-    assert read.kind == "probs" and torch.equal(read.logits, ld.read_predictions(data).logits)
+    token = at.session_state["session_token"]  # the session's store is the one its token owns
+    store = next(o for o in _stores() if o["__owner__"] == token)
+    kept = store["sources"]
+    assert isinstance(kept, Upload) and kept.files is None
+    assert kept.read.kind == "probs" and torch.equal(kept.read.logits, ld.read_predictions(data).logits)
 
 
 def _stores() -> list[dict]:

@@ -12,12 +12,12 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from torch import Tensor
 
 from lensdash.analysis import Baseline, baseline, soft_confusion
-from lensdash.errors import LensdashError
+from lensdash.errors import LensdashError, LensError
 from lensdash.examples import EXAMPLES, demo_frame, example_bytes
 from lensdash.io import KINDS, Predictions, file_format, read_predictions, reinterpret
 from lensdash.sanitize import markdown_text
 from lensdash.ui import state
-from lensdash.ui.cache import clear_session_memo, tensor_digest
+from lensdash.ui.cache import clear_session_memo, session_memo, tensor_digest
 from lensdash.ui.config import CACHE_MAX_ENTRIES, CACHE_TTL_SECONDS, max_upload_bytes, reader_limits
 from lensdash.ui.downloads import csv_file
 
@@ -37,11 +37,12 @@ KEEP_FILE_BYTES = 10_000_000
 
 @dataclass(frozen=True)
 class LensInputs:
-    """What the lens presets need from the data: small (K names, two K×K matrices), so widgets can hold it."""
+    """What the lens presets need from the data: small (K names, the K×K counts, the data's digest), so widgets can
+    hold it. The soft confusion is made when a preset first asks for it (:func:`soft_confusion_of`)."""
 
     class_names: tuple[str, ...]
     confusion: Tensor  # (K, K) counts, row = true class
-    soft_confusion: Tensor  # (K, K) mean predicted probability per true class
+    digest: str  # the data's content digest (Dataset.digest): which data the soft confusion is of
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,36 @@ class Dataset:
         targets = () if predictions.targets is None else (predictions.targets,)  # soft labels change every loss
         digest = tensor_digest(predictions.logits, predictions.labels, *targets, names=predictions.class_names)
         unlensed = baseline(predictions.logits, predictions.labels, predictions.targets)
-        soft = soft_confusion(predictions.logits, predictions.labels, predictions.num_classes)
-        return cls(digest, predictions, origin, unlensed, LensInputs(predictions.class_names, unlensed.confusion, soft))
+        return cls(
+            digest, predictions, origin, unlensed, LensInputs(predictions.class_names, unlensed.confusion, digest)
+        )
 
     @property
     def metadata(self) -> pd.DataFrame | None:
         """The columns kept aside from the scores (ids, file names, sites), one row per sample; None without any."""
         metadata = self.predictions.metadata
         return metadata if metadata is not None and metadata.shape[1] else None
+
+
+def soft_confusion_of(inputs: LensInputs) -> Tensor:
+    """The soft confusion (mean predicted probability per true class, K×K float64) of the data ``inputs`` come from.
+
+    Only the "from confusion" preset uses it: made the first time it is asked for and kept in the session by the
+    data's digest (8 MB at K = 1,000, N × K work), rather than with every upload.
+
+    Raises:
+        LensError: that data is no longer the page's (a preset changed as new data came in).
+    """
+    held = [state.get(key) for key in (state.DATA, state.DEMO)]
+    dataset = next((d for d in held if d is not None and d.digest == inputs.digest), None)
+    if dataset is None:
+        raise LensError.build(
+            "the data the preset was chosen for", "other data on the page", fix="Choose the preset again."
+        )
+    preds = dataset.predictions
+    return session_memo(
+        "soft_confusion", dataset.digest, lambda: soft_confusion(preds.logits, preds.labels, preds.num_classes)
+    )
 
 
 @dataclass(frozen=True)

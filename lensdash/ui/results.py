@@ -36,6 +36,8 @@ SIDE_BY_SIDE_CLASSES = 15
 TABLE_ROWS = 1000
 #: Most classes whose K×K confusion table is shown as a grid (larger ones: the figure and the download).
 TABLE_CLASSES = 100
+#: Key of the Results tab's confusion-matrix expander (open: the matrix is drawn).
+CONFUSION_OPEN = "confusion_open"
 #: The lens checks (float64, autograd through the seed's formula) run on at most this many samples.
 SANITY_ROWS = 5000
 
@@ -231,7 +233,11 @@ def tables_section(analysis: Analysis, metadata: pd.DataFrame | None = None) -> 
         key="download_samples",
         on_click="ignore",
     )
-    with st.expander("Confusion matrix"):
+    # Drawn only while open (opening reruns the page): a K×K figure at K = 1,000 is work on every lens edit.
+    panel = st.expander("Confusion matrix", key=CONFUSION_OPEN, on_change="rerun")
+    if not panel.open:
+        return
+    with panel:
         confusion_view(analysis)  # ordered, rolled up, zoomed (lensdash.ui.hierarchy)
         normalise = st.session_state.get("confusion_normalised", True)
         k = len(analysis.class_names)
