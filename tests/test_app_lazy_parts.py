@@ -84,3 +84,26 @@ def test_lenses_from_data_and_the_confusion_matrix_are_drawn_only_while_open():
     expected = ld.analysis.confused_pairs(counts, preds.class_names, top=8)
     assert shown.reset_index(drop=True).equals(expected.reset_index(drop=True))
     assert any(c.proto.id.endswith("confusion") for c in at.get("plotly_chart"))
+
+
+def test_sanity_checks_run_on_a_bounded_number_of_cells(monkeypatch):
+    from lensdash.sanity import identity_checks
+    from lensdash.ui import results
+
+    monkeypatch.setattr(results, "IDENTITY_CELLS", 5_000)  # 500 of the demo's 2,000 samples at K = 10
+    monkeypatch.setattr(results, "SANITY_CELLS", 3_000)  # 300
+    assert results.identity_rows(10) == 500 and results.lens_check_rows(10) == 300
+    at = _page()
+    at.session_state["view"] = "Sanity checks"
+    at.run()
+    assert not at.exception
+    assert any("8 of 8 checks pass" in s.value for s in at.success)
+    caption = " ".join(c.value for c in at.caption)
+    assert "identity checks use a fixed random 500 of the 2,000 samples" in caption
+    assert "lens checks use a fixed random 300" in caption
+    preds = demo_predictions()
+    rows = results.sanity_sample(preds.num_samples, 500)
+    assert rows is not None and len(rows) == 500 and bool((rows[1:] > rows[:-1]).all())
+    expected = [c.as_dict()["actual"] for c in identity_checks(preds.logits[rows], preds.labels[rows])]
+    shown = next(d.value for d in at.dataframe if "result" in d.value.columns)
+    np.testing.assert_allclose(shown["actual"].to_numpy()[: len(expected)], expected, rtol=1e-12)
