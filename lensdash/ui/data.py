@@ -124,10 +124,6 @@ class Upload:
         files = (upload, labels) if size <= KEEP_FILE_BYTES else None
         return cls(upload.name, _files_key(upload, labels), read, kind, meta_key, files, has_columns)
 
-    def settings_key(self, kind: str, meta_key: str) -> str:
-        """The key of this upload taken as ``kind`` with the metadata columns ``meta_key``, as far as they apply."""
-        return f"upload:{self.file_key}:{kind}:{self.meta_key_for(meta_key)}"
-
     def meta_key_for(self, meta_key: str) -> str:
         """The metadata columns the data can have: the typed ones where they can be applied, else those read with."""
         return meta_key if self.files is not None else self.meta_key
