@@ -107,3 +107,32 @@ def test_sanity_checks_run_on_a_bounded_number_of_cells(monkeypatch):
     expected = [c.as_dict()["actual"] for c in identity_checks(preds.logits[rows], preds.labels[rows])]
     shown = next(d.value for d in at.dataframe if "result" in d.value.columns)
     np.testing.assert_allclose(shown["actual"].to_numpy()[: len(expected)], expected, rtol=1e-12)
+
+
+def test_an_unedited_sub_grid_lens_is_its_base_and_an_edit_leaves_the_base_as_it_was():
+    rng = np.random.default_rng(7)
+    k, n = 50, 400  # above the whole grid's 40 classes: the sub-grid
+    names = [f"c{j}" for j in range(k)]
+    rows = [",".join([*names, "label"])]
+    rows += [",".join([*(f"{v:.4f}" for v in rng.standard_normal(k)), str(rng.integers(0, k))]) for _ in range(n)]
+    at = _page()
+    key = f"upload_predictions_{at.session_state['upload_version']}"
+    at.file_uploader(key=key).set_value(("k50.csv", ("\n".join(rows) + "\n").encode(), "text/csv")).run()
+    assert not at.exception
+    assert at.session_state["lens_grid_key"].endswith("_sub")
+    assert at.session_state["lens_current"] is at.session_state["lens_base"]  # no copy without an edit
+    chosen = list(at.session_state["subgrid_classes"])
+    at.session_state[at.session_state["lens_grid_key"]] = {
+        "edited_rows": {0: {chosen[0]: 0.75, chosen[1]: 0.25}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert not at.exception
+    current, base = at.session_state["lens_current"], at.session_state["lens_base"]
+    i, j = names.index(chosen[0]), names.index(chosen[1])
+    assert (current[i, i], current[i, j]) == (0.75, 0.25)
+    np.testing.assert_array_equal(base, np.eye(k))  # the base is not written into
+    expected = np.eye(k)
+    expected[i, [i, j]] = (0.75, 0.25)
+    np.testing.assert_array_equal(current, expected)

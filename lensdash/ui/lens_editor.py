@@ -392,9 +392,8 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
             placeholder="Choose a group",
         )
     chosen = [c for c in st.session_state.get(state.SUBGRID_CLASSES, []) if c in index]
-    matrix = base.copy()
     if not chosen:
-        return matrix
+        return base
     idx = np.array([index[c] for c in chosen], dtype=np.int64)
     labels = label_column(tuple(chosen))
     rest = label_column((*chosen, labels, "rest of row"))
@@ -412,7 +411,11 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
     edited = st.data_editor(
         frame, key=key, column_config=config, hide_index=True, height=min(38 + 35 * len(chosen), 560), width="stretch"
     )
-    matrix[np.ix_(idx, idx)] = edited[chosen].to_numpy(dtype=float, na_value=0.0)
+    block = edited[chosen].to_numpy(dtype=float, na_value=0.0)
+    if np.array_equal(block, base[np.ix_(idx, idx)]):
+        return base  # no edit: the lens is its base, not a copy of it (8 MB at K = 1,000)
+    matrix = base.copy()
+    matrix[np.ix_(idx, idx)] = block
     return matrix
 
 
