@@ -37,12 +37,13 @@ KEEP_FILE_BYTES = 10_000_000
 
 @dataclass(frozen=True)
 class LensInputs:
-    """What the lens presets need from the data: small (K names, the K×K counts, the data's digest), so widgets can
-    hold it. The soft confusion is made when a preset first asks for it (:func:`soft_confusion_of`)."""
+    """What the lens presets need from the data: its K names and its digest, small, so widgets can hold it (a widget
+    keeps its callback's arguments as long as the session's state, after the session's data was freed). The
+    confusion matrices are looked up by the digest when a preset asks: :func:`confusion_of`,
+    :func:`soft_confusion_of`."""
 
     class_names: tuple[str, ...]
-    confusion: Tensor  # (K, K) counts, row = true class
-    digest: str  # the data's content digest (Dataset.digest): which data the soft confusion is of
+    digest: str  # the data's content digest (Dataset.digest)
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,7 @@ class Dataset:
         targets = () if predictions.targets is None else (predictions.targets,)  # soft labels change every loss
         digest = tensor_digest(predictions.logits, predictions.labels, *targets, names=predictions.class_names)
         unlensed = baseline(predictions.logits, predictions.labels, predictions.targets)
-        return cls(
-            digest, predictions, origin, unlensed, LensInputs(predictions.class_names, unlensed.confusion, digest)
-        )
+        return cls(digest, predictions, origin, unlensed, LensInputs(predictions.class_names, digest))
 
     @property
     def metadata(self) -> pd.DataFrame | None:
@@ -74,11 +73,8 @@ class Dataset:
         return metadata if metadata is not None and metadata.shape[1] else None
 
 
-def soft_confusion_of(inputs: LensInputs) -> Tensor:
-    """The soft confusion (mean predicted probability per true class, K×K float64) of the data ``inputs`` come from.
-
-    Only the "from confusion" preset uses it: made the first time it is asked for and kept in the session by the
-    data's digest (8 MB at K = 1,000, N × K work), rather than with every upload.
+def dataset_of(inputs: LensInputs) -> Dataset:
+    """The page's data that ``inputs`` come from (the upload or the demo, by digest).
 
     Raises:
         LensError: that data is no longer the page's (a preset changed as new data came in).
@@ -89,9 +85,30 @@ def soft_confusion_of(inputs: LensInputs) -> Tensor:
         raise LensError.build(
             "the data the preset was chosen for", "other data on the page", fix="Choose the preset again."
         )
-    preds = dataset.predictions
+    return dataset
+
+
+def confusion_of(inputs: LensInputs) -> Tensor:
+    """The (K, K) confusion counts (row = true class) of the data ``inputs`` come from: its baseline's.
+
+    Raises:
+        LensError: see :func:`dataset_of`.
+    """
+    return dataset_of(inputs).baseline.confusion
+
+
+def soft_confusion_of(inputs: LensInputs) -> Tensor:
+    """The soft confusion (mean predicted probability per true class, K×K float64) of the data ``inputs`` come from.
+
+    Only the "from confusion" preset uses it: made the first time it is asked for and kept in the session by the
+    data's digest (8 MB at K = 1,000, N × K work), rather than with every upload.
+
+    Raises:
+        LensError: see :func:`dataset_of`.
+    """
+    preds = dataset_of(inputs).predictions
     return session_memo(
-        "soft_confusion", dataset.digest, lambda: soft_confusion(preds.logits, preds.labels, preds.num_classes)
+        "soft_confusion", inputs.digest, lambda: soft_confusion(preds.logits, preds.labels, preds.num_classes)
     )
 
 

@@ -20,7 +20,7 @@ from lensdash.sanitize import markdown_text
 from lensdash.ui import state
 from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.config import reader_limits
-from lensdash.ui.data import Dataset, LensInputs, soft_confusion_of
+from lensdash.ui.data import Dataset, LensInputs, confusion_of, soft_confusion_of
 from lensdash.ui.downloads import lens_csv
 from lensdash.ui.hierarchy import hierarchy_lens_controls, soft_lens_beta, usable_hierarchy
 
@@ -54,7 +54,7 @@ def label_column(names: tuple[str, ...]) -> str:
 
 
 def _confusion(inputs: LensInputs, soft: bool) -> torch.Tensor:
-    return soft_confusion_of(inputs) if soft else inputs.confusion
+    return soft_confusion_of(inputs) if soft else confusion_of(inputs)
 
 
 def suggested_groups(inputs: LensInputs) -> list[list[str]]:
@@ -63,7 +63,7 @@ def suggested_groups(inputs: LensInputs) -> list[list[str]]:
     return session_memo(
         "suggested_groups",
         inputs.digest,
-        lambda: suggest_groups(inputs.confusion, inputs.class_names, min_samples=SUGGEST_MIN_SAMPLES),
+        lambda: suggest_groups(confusion_of(inputs), inputs.class_names, min_samples=SUGGEST_MIN_SAMPLES),
     )
 
 
@@ -457,7 +457,7 @@ def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
     and where the lens moves mass changes with every lens edit.
     """
     names = dataset.predictions.class_names
-    counts = _confusion(dataset.lens_inputs, False)
+    counts = dataset.baseline.confusion
     panel = st.expander(
         "Lenses from this data: confused pairs and suggested groups", key=DATA_LENSES_OPEN, on_change="rerun"
     )
