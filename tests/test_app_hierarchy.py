@@ -59,6 +59,7 @@ def three_level_tree(k):
 def new_app():
     st.cache_data.clear()
     at = AppTest.from_file("../app.py", default_timeout=240)
+    at.session_state["confusion_open"] = True  # the Results tab's confusion matrix is drawn while its expander is open
     return check(at.run())
 
 

@@ -41,7 +41,8 @@ Layout of the package (private modules by job; this module is the public face):
 * ``_csv_parse``: CSV parts parsed on a thread pool; wide files split by arrow's kernels; error diagnosis.
 * ``_binary``: ``.npy``, ``.npz`` and Parquet, sizes checked from headers and footers before decoding.
 * ``_labels``: label columns and files, as 0..K-1 or class names.
-* ``_kinds``: logits, probabilities or log-probabilities: detection and checks.
+* ``_kinds``: logits, probabilities or log-probabilities: detection and checks; :func:`reinterpret`, a read
+  taken as another kind without its file.
 * ``_reader``: the one reader: a file's layout by its format (the one dispatcher), its rows part by part.
 * ``_predictions``: :func:`read_predictions`, :class:`Predictions`: the reader's parts gathered in one array.
 * ``_stream``: :func:`open_stream`, :class:`Chunk`, :class:`Stream`: the reader's parts as chunks.
@@ -50,6 +51,7 @@ Layout of the package (private modules by job; this module is the public face):
 """
 
 from lensdash.io._hierarchy_files import MAX_HIERARCHY_BYTES, read_hierarchy
+from lensdash.io._kinds import reinterpret
 from lensdash.io._lens_files import lens_to_bytes, read_lens, save_lens
 from lensdash.io._predictions import Predictions, read_predictions
 from lensdash.io._source import (
@@ -64,6 +66,7 @@ from lensdash.io._source import (
     PROB_SUM_ATOL,
     Limits,
     Source,
+    file_format,
 )
 from lensdash.io._stream import CHUNK_ROWS, Chunk, Stream, open_stream
 
@@ -84,10 +87,12 @@ __all__ = [
     "Predictions",
     "Source",
     "Stream",
+    "file_format",
     "lens_to_bytes",
     "open_stream",
     "read_hierarchy",
     "read_lens",
     "read_predictions",
+    "reinterpret",
     "save_lens",
 ]

@@ -1,12 +1,13 @@
 """Evaluation tab: per-class scores, top-k accuracy, calibration with and without the lens, and the samples of a cell.
 
-Every number comes from one :class:`lensdash.metrics.MetricSums` per (data, lens, k), kept in the session
-(:func:`lensdash.ui.cache.session_memo`); the samples of a confusion-matrix cell come from the analysis the other
-tabs use, so the losses listed are the ones shown elsewhere on the page.
+Every number comes from one :class:`lensdash.metrics.MetricSums` per (data, lens, k), whose shown parts are kept in
+the session (:class:`Scores`, :func:`lensdash.ui.cache.session_memo`); the samples of a confusion-matrix cell come
+from the analysis the other tabs use, so the losses listed are the ones shown elsewhere on the page.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -67,13 +68,42 @@ def soft_labels_note(analysis: Analysis, *, gradients: bool = False, evaluation:
         st.info(SOFT_LABELS_NOTES["gradients" if gradients else "evaluation" if evaluation else "results"], icon="ℹ️")
 
 
-def cached_metric_sums(dataset: Dataset, lens: Lens, k: int) -> MetricSums:
-    """:class:`MetricSums` of the data under ``lens`` with top-``k``, computed once per (data, lens, k) and session."""
+@dataclass(frozen=True)
+class Scores:
+    """What the tab shows of a :class:`MetricSums`: its summary, per-class table and reliability tables.
+
+    Kept in the session instead of the sums themselves, whose K×K float64 confusion (8 MB at K = 1,000) the tab does
+    not show (the confusion it shows is the analysis's counts).
+    """
+
+    k: int
+    summary: dict[str, float]
+    per_class: pd.DataFrame
+    reliability_plain: pd.DataFrame
+    reliability_lensed: pd.DataFrame
+
+    @classmethod
+    def of(cls, sums: MetricSums, names: tuple[str, ...]) -> Scores:
+        return cls(
+            sums.k,
+            sums.summary(),
+            sums.per_class_table(names),
+            sums.reliability(lensed=False),
+            sums.reliability(lensed=True),
+        )
+
+    def reliability(self, *, lensed: bool = False) -> pd.DataFrame:
+        return self.reliability_lensed if lensed else self.reliability_plain
+
+
+def cached_scores(dataset: Dataset, lens: Lens, k: int) -> Scores:
+    """:class:`Scores` of the data under ``lens`` with top-``k`` (from :class:`MetricSums`), once per (data, lens, k)
+    and session."""
     preds = dataset.predictions
     return session_memo(
-        "metric_sums",
+        "scores",
         (dataset.digest, lens_digest(lens), k),
-        lambda: MetricSums.of(preds.logits, preds.labels, lens, k=k),
+        lambda: Scores.of(MetricSums.of(preds.logits, preds.labels, lens, k=k), preds.class_names),
     )
 
 
@@ -129,9 +159,8 @@ def _top_k_input(num_classes: int) -> int:
     )
 
 
-def _scores(dataset: Dataset, sums: MetricSums) -> None:
-    names = dataset.predictions.class_names
-    s = sums.summary()
+def _scores(sums: Scores) -> None:
+    s = sums.summary
     k = sums.k
     cols = st.columns(5)
     cols[0].metric("Top-1 accuracy", f"{s['accuracy']:.1%}")
@@ -139,7 +168,7 @@ def _scores(dataset: Dataset, sums: MetricSums) -> None:
     cols[2].metric("Macro F1", f"{s['macro_f1']:.3f}", help="Mean F1 over the classes, each class weighing the same.")
     cols[3].metric("Weighted F1", f"{s['weighted_f1']:.3f}", help="Mean F1 over the classes, weighted by support.")
     cols[4].metric("Lens-aware acc.", f"{s['lens_aware_accuracy']:.1%}", help=LENS_RULE_HELP)
-    table = sums.per_class_table(names)
+    table = sums.per_class
     st.caption(
         "Per class, as sklearn.metrics.precision_recall_fscore_support(zero_division=0): precision = right among the "
         "samples predicted as the class, recall = right among the class's samples, F1 their harmonic mean, support = "
@@ -172,8 +201,8 @@ def _scores(dataset: Dataset, sums: MetricSums) -> None:
     )
 
 
-def _calibration(sums: MetricSums, lens: Lens) -> None:
-    s = sums.summary()
+def _calibration(sums: Scores, lens: Lens) -> None:
+    s = sums.summary
     st.subheader("Calibration")
     identity = lens_rule(lens).is_identity
     st.caption(
@@ -295,7 +324,7 @@ def evaluation_section(dataset: Dataset, lens: Lens, analysis: Analysis) -> None
     st.subheader("Scores")
     with st.columns([1, 4])[0]:
         k = _top_k_input(num_classes)
-    sums = cached_metric_sums(dataset, lens, k)
-    _scores(dataset, sums)
+    sums = cached_scores(dataset, lens, k)
+    _scores(sums)
     _calibration(sums, lens)
     _click_through(analysis, lens, dataset.metadata)

@@ -150,7 +150,7 @@ def _send(lab: state.LabResult, name: str) -> None:
     )
     # Keyed by content (Dataset.of digests the logits and labels), not by a counter: two sessions' models never share
     # a result.
-    use_dataset(Dataset.of(preds, f"training lab, {name} model"), {})
+    use_dataset(Dataset.of(preds, f"training lab, {name} model"), None)
 
 
 def _results(lab: state.LabResult) -> None:

@@ -20,7 +20,7 @@ from lensdash.sanitize import markdown_text
 from lensdash.ui import state
 from lensdash.ui.cache import lens_digest, session_memo
 from lensdash.ui.config import reader_limits
-from lensdash.ui.data import Dataset, LensInputs
+from lensdash.ui.data import Dataset, LensInputs, confusion_of, soft_confusion_of
 from lensdash.ui.downloads import lens_csv
 from lensdash.ui.hierarchy import hierarchy_lens_controls, soft_lens_beta, usable_hierarchy
 
@@ -35,6 +35,8 @@ LABEL_COLUMN = "true label ↓ / target →"
 MAX_SHARE_K = 12
 #: Longest lens text read from a link (K ≤ 12: 144 numbers of at most 10 characters).
 MAX_LINK_CHARS = 2_000
+#: Key of the lenses-from-data expander (open: its tables are drawn).
+DATA_LENSES_OPEN = "data_lenses_open"
 #: Samples every class of a suggested group needs: with ~10 per class, one confusion more or less is a 10% rate.
 SUGGEST_MIN_SAMPLES = 30
 
@@ -52,7 +54,17 @@ def label_column(names: tuple[str, ...]) -> str:
 
 
 def _confusion(inputs: LensInputs, soft: bool) -> torch.Tensor:
-    return inputs.soft_confusion if soft else inputs.confusion
+    return soft_confusion_of(inputs) if soft else confusion_of(inputs)
+
+
+def suggested_groups(inputs: LensInputs) -> list[list[str]]:
+    """The groups the data suggests (:func:`~lensdash.analysis.suggest_groups`, K² work at K = 1,000): once per data,
+    kept in the session by its digest, for the preset's text, the offer under it and the lenses-from-data panel."""
+    return session_memo(
+        "suggested_groups",
+        inputs.digest,
+        lambda: suggest_groups(confusion_of(inputs), inputs.class_names, min_samples=SUGGEST_MIN_SAMPLES),
+    )
 
 
 def grid_key() -> str:
@@ -105,8 +117,7 @@ def _init_for(dataset: Dataset) -> None:
     """First run for these classes: a link's lens if it fits, else the identity (the suggested groups are offered)."""
     names = dataset.predictions.class_names
     state.put(state.LENS_CLASSES, names)
-    suggested = suggest_groups(_confusion(dataset.lens_inputs, False), names, min_samples=SUGGEST_MIN_SAMPLES)
-    state.put(state.GROUPS, format_groups(suggested))
+    state.put(state.GROUPS, format_groups(suggested_groups(dataset.lens_inputs)))
     state.put(state.PRESET, "identity")
     state.init_widgets(state.EPSILON, state.BETA, state.ALPHA, state.CONFUSION_KIND)
     try:
@@ -254,19 +265,30 @@ def lens_section(dataset: Dataset) -> Lens | None:
     with st.expander("Export and share this lens"):
         c1, c2, c3 = st.columns(3)
         # Files are made on click (a 100-class lens costs ~10 ms to format), and a download does not rerun the page.
+        # Each file gets the grid's own matrix (kept in the session anyway), not the lens's copy of it: a download
+        # button keeps its callable until the next run, and a K×K float64 copy is 8 MB at K = 1,000.
         c1.download_button(
-            "Lens as CSV", partial(lens_csv, lens), "lens.csv", "text/csv", key="export_csv", on_click="ignore"
+            "Lens as CSV",
+            partial(_lens_file, matrix, names, "csv"),
+            "lens.csv",
+            "text/csv",
+            key="export_csv",
+            on_click="ignore",
         )
         c2.download_button(
             "Lens as JSON",
-            partial(lens_to_bytes, lens, "json"),
+            partial(_lens_file, matrix, names, "json"),
             "lens.json",
             "application/json",
             key="export_json",
             on_click="ignore",
         )
         c3.download_button(
-            "Lens for torch (.pt)", partial(lens_to_bytes, lens, "pt"), "lens.pt", key="export_pt", on_click="ignore"
+            "Lens for torch (.pt)",
+            partial(_lens_file, matrix, names, "pt"),
+            "lens.pt",
+            key="export_pt",
+            on_click="ignore",
         )
         if k <= MAX_SHARE_K:
             st.button("Put this lens in the page link", key="share", on_click=_share, args=(matrix,))
@@ -276,6 +298,12 @@ def lens_section(dataset: Dataset) -> Lens | None:
                 f"A {k}×{k} lens is too large for a link (at most {MAX_SHARE_K} classes); share the lens file instead."
             )
     return lens
+
+
+def _lens_file(matrix: np.ndarray, names: tuple[str, ...], fmt: str) -> bytes:
+    """The lens of the grid's ``matrix`` as a file (``'csv'``, ``'json'`` or ``'pt'``), made when downloaded."""
+    lens = Lens(matrix, names)
+    return lens_csv(lens) if fmt == "csv" else lens_to_bytes(lens, fmt)
 
 
 def _whole_grid(names: tuple[str, ...]) -> np.ndarray:
@@ -364,9 +392,8 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
             placeholder="Choose a group",
         )
     chosen = [c for c in st.session_state.get(state.SUBGRID_CLASSES, []) if c in index]
-    matrix = base.copy()
     if not chosen:
-        return matrix
+        return base
     idx = np.array([index[c] for c in chosen], dtype=np.int64)
     labels = label_column(tuple(chosen))
     rest = label_column((*chosen, labels, "rest of row"))
@@ -384,7 +411,11 @@ def _sub_grid(names: tuple[str, ...]) -> np.ndarray:
     edited = st.data_editor(
         frame, key=key, column_config=config, hide_index=True, height=min(38 + 35 * len(chosen), 560), width="stretch"
     )
-    matrix[np.ix_(idx, idx)] = edited[chosen].to_numpy(dtype=float, na_value=0.0)
+    block = edited[chosen].to_numpy(dtype=float, na_value=0.0)
+    if np.array_equal(block, base[np.ix_(idx, idx)]):
+        return base  # no edit: the lens is its base, not a copy of it (8 MB at K = 1,000)
+    matrix = base.copy()
+    matrix[np.ix_(idx, idx)] = block
     return matrix
 
 
@@ -392,7 +423,7 @@ def _offer_suggestion(inputs: LensInputs) -> None:
     """Under the preset: the data's suggested groups as a one-click option while the lens is the identity."""
     if state.get(state.PRESET) != "identity":
         return
-    suggested = suggest_groups(inputs.confusion, inputs.class_names, min_samples=SUGGEST_MIN_SAMPLES)
+    suggested = suggested_groups(inputs)
     if not suggested:
         st.caption(
             f"No groups to suggest: none of this data's pairs is confused 10% of the time among classes with at least "
@@ -420,22 +451,25 @@ def _accept_groups(groups: str, inputs: LensInputs) -> None:
 
 
 def data_lenses_section(dataset: Dataset, lens: Lens) -> None:
-    """Lenses from data: the most confused pairs, suggested groups to accept, and where the current lens moves mass."""
+    """Lenses from data: the most confused pairs, suggested groups to accept, and where the current lens moves mass.
+
+    Drawn only while its expander is open (it reruns the page when opened): its tables cost K² work at K = 1,000,
+    and where the lens moves mass changes with every lens edit.
+    """
     names = dataset.predictions.class_names
-    counts = _confusion(dataset.lens_inputs, False)
-    with st.expander("Lenses from this data: confused pairs and suggested groups"):
+    counts = dataset.baseline.confusion
+    panel = st.expander(
+        "Lenses from this data: confused pairs and suggested groups", key=DATA_LENSES_OPEN, on_change="rerun"
+    )
+    if not panel.open:
+        return
+    with panel:
         left, right = st.columns(2)
         with left:
             st.markdown("**Most mutually confused pairs** (rates of the argmax confusion matrix, row = true class)")
-            # Both depend on the data alone (K² work at K = 1,000): once per dataset, not on every lens edit.
-            pairs_of_data, suggested = session_memo(
-                "data_lens_suggestions",
-                dataset.digest,
-                lambda: (
-                    confused_pairs(counts, names, top=8),
-                    suggest_groups(counts, names, min_samples=SUGGEST_MIN_SAMPLES),
-                ),
-            )
+            # Both depend on the data alone: once per dataset, not on every lens edit.
+            pairs_of_data = session_memo("confused_pairs", dataset.digest, lambda: confused_pairs(counts, names, top=8))
+            suggested = suggested_groups(dataset.lens_inputs)
             st.dataframe(pairs_of_data, hide_index=True, width="stretch", key="confused_pairs")
             if suggested:
                 text = format_groups(suggested)

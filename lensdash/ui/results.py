@@ -36,8 +36,15 @@ SIDE_BY_SIDE_CLASSES = 15
 TABLE_ROWS = 1000
 #: Most classes whose K×K confusion table is shown as a grid (larger ones: the figure and the download).
 TABLE_CLASSES = 100
-#: The lens checks (float64, autograd through the seed's formula) run on at most this many samples.
+#: Key of the Results tab's confusion-matrix expander (open: the matrix is drawn).
+CONFUSION_OPEN = "confusion_open"
+#: The lens checks (float64, autograd through the seed's formula) run on at most this many samples, and at most
+#: :data:`SANITY_CELLS` of samples × classes (2,000 samples at K = 1,000): a lens edit reruns them.
 SANITY_ROWS = 5000
+SANITY_CELLS = 2_000_000
+#: The identity checks (float64, once per data) run on at most this many samples × classes (10,000 samples at
+#: K = 1,000; all of them below), so that opening the tab stays quick on large uploads.
+IDENTITY_CELLS = 10_000_000
 
 
 def cached_analysis(dataset: Dataset, lens: Lens, family: str) -> Analysis:
@@ -69,25 +76,46 @@ def cached_mean_loss(dataset: Dataset, lens: Lens, family: str) -> float:
 
 
 def cached_identity_checks(dataset: Dataset) -> pd.DataFrame:
-    preds = dataset.predictions
-    return session_memo(
-        "identity_checks",
-        dataset.digest,
-        lambda: pd.DataFrame([c.as_dict() for c in identity_checks(preds.logits, preds.labels, targets=preds.targets)]),
-    )
+    def compute() -> pd.DataFrame:
+        preds = dataset.predictions
+        rows = sanity_sample(preds.num_samples, identity_rows(preds.num_classes))
+        x, y, t = preds.logits, preds.labels, preds.targets
+        if rows is not None:
+            x, y, t = x[rows], y[rows], (None if t is None else t[rows])
+        return pd.DataFrame([c.as_dict() for c in identity_checks(x, y, targets=t)])
+
+    return session_memo("identity_checks", dataset.digest, compute)
 
 
-def sanity_sample(n: int) -> torch.Tensor | None:
-    """Rows the lens checks run on: all of them up to :data:`SANITY_ROWS`, else a fixed random sample."""
-    if n <= SANITY_ROWS:
+def lens_check_rows(num_classes: int) -> int:
+    """Most samples the lens checks use: :data:`SANITY_ROWS`, fewer where K makes them over :data:`SANITY_CELLS`.
+
+    >>> lens_check_rows(10), lens_check_rows(1000)
+    (5000, 2000)
+    """
+    return max(1, min(SANITY_ROWS, SANITY_CELLS // max(1, num_classes)))
+
+
+def identity_rows(num_classes: int) -> int:
+    """Most samples the identity checks use: :data:`IDENTITY_CELLS` samples × classes.
+
+    >>> identity_rows(10), identity_rows(1000)
+    (1000000, 10000)
+    """
+    return max(1, IDENTITY_CELLS // max(1, num_classes))
+
+
+def sanity_sample(n: int, limit: int = SANITY_ROWS) -> torch.Tensor | None:
+    """Rows a check runs on: all ``n`` up to ``limit``, else a fixed random ``limit`` of them (in order)."""
+    if n <= limit:
         return None
-    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:SANITY_ROWS].sort().values
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].sort().values
 
 
 def cached_lens_checks(dataset: Dataset, lens: Lens) -> pd.DataFrame:
     def compute() -> pd.DataFrame:
         preds = dataset.predictions
-        rows = sanity_sample(preds.num_samples)
+        rows = sanity_sample(preds.num_samples, lens_check_rows(preds.num_classes))
         x, y = (preds.logits, preds.labels) if rows is None else (preds.logits[rows], preds.labels[rows])
         checks = lens_checks(x, y, lens) + seed_example_checks()
         return pd.DataFrame([c.as_dict() for c in checks])
@@ -231,7 +259,11 @@ def tables_section(analysis: Analysis, metadata: pd.DataFrame | None = None) -> 
         key="download_samples",
         on_click="ignore",
     )
-    with st.expander("Confusion matrix"):
+    # Drawn only while open (opening reruns the page): a K×K figure at K = 1,000 is work on every lens edit.
+    panel = st.expander("Confusion matrix", key=CONFUSION_OPEN, on_change="rerun")
+    if not panel.open:
+        return
+    with panel:
         confusion_view(analysis)  # ordered, rolled up, zoomed (lensdash.ui.hierarchy)
         normalise = st.session_state.get("confusion_normalised", True)
         k = len(analysis.class_names)
@@ -340,11 +372,15 @@ def sanity_section(dataset: Dataset, lens: Lens) -> None:
         [cached_identity_checks(dataset), cached_lens_checks(dataset, lens)],
         ignore_index=True,
     )
-    if sanity_sample(dataset.predictions.num_samples) is not None:
+    n, k = dataset.predictions.num_samples, dataset.predictions.num_classes
+    identity_n, lens_n = min(n, identity_rows(k)), min(n, lens_check_rows(k))
+    if lens_n < n:
+        identity_part = (
+            f"all {n:,} samples" if identity_n == n else f"a fixed random {identity_n:,} of the {n:,} samples"
+        )
         st.caption(
-            f"The identity checks use all {dataset.predictions.num_samples:,} samples; the two lens checks use a fixed "
-            "random "
-            f"{SANITY_ROWS:,} of them, so that editing the lens stays quick."
+            f"The identity checks use {identity_part}; the two lens checks use a fixed random {lens_n:,}, so that "
+            "opening this tab and editing the lens stay quick."
         )
     passed = int(table["passed"].sum())
     (st.success if passed == len(table) else st.error)(f"{passed} of {len(table)} checks pass.")
