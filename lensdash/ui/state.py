@@ -74,7 +74,7 @@ COMPARE_CORRECT = "compare_correct"
 DATA = "data"  #: the Dataset read from an upload or sent from the lab (absent: the demo)
 DEMO = "demo_dataset"  #: the demo Dataset, built once per session
 SOURCE_KEY = "data_key"  #: which upload DATA was read from (file ids, sizes and kind), to read each upload once
-SOURCES = "sources"  #: the uploaded files DATA was read from, kept to read them again when the kind changes
+SOURCES = "sources"  #: what is kept of the upload DATA was read from (lensdash.ui.data.Upload: the read, small files)
 FAILED_KEY = "failed_key"  #: the upload that could not be read, and why
 FAILED_MESSAGE = "failed_message"
 UPLOAD_VERSION = "upload_version"  #: bumped to empty the uploaders once their files were read
@@ -94,7 +94,7 @@ SOFT_BETA = "soft_beta"  #: the β the soft hierarchy lens was last built with (
 EVAL_CLICKED = "eval_clicked"  #: the confusion cell last clicked, so a kept click event is applied once
 DATA_B = "data_b"  #: model B's Dataset, as read (compared with DATA in lensdash.ui.compare)
 SOURCE_KEY_B = "data_b_key"  #: which upload DATA_B was read from
-SOURCES_B = "sources_b"  #: model B's uploaded file, kept to read it again when the kind or metadata columns change
+SOURCES_B = "sources_b"  #: the same for model B's upload (lensdash.ui.data.Upload)
 FAILED_KEY_B = "failed_key_b"  #: model B's upload that could not be read, and why
 FAILED_MESSAGE_B = "failed_message_b"
 SHARE_OPENED = "share_opened"  #: the ?view= id already opened in this session (each link is applied once)
