@@ -350,6 +350,7 @@ def data_section() -> Dataset:
                 use_dataset(Dataset.of(predictions, name), read, key)
             if upload is not None:  # new files: out of the uploaders (the session keeps what it needs: Upload)
                 _release_upload(upload, labels)
+                state.release_freed_memory()  # the reader's parse buffers, kept by the allocators otherwise
                 state.bump(state.UPLOAD_VERSION)
                 st.rerun()  # show the uploaders empty; the data stays
         except LensdashError as exc:
@@ -429,6 +430,7 @@ def model_b_section(model_a: Dataset, kind: str, meta_columns: list[str] | None 
                 state.drop(state.FAILED_KEY_B, state.FAILED_MESSAGE_B)
             if upload is not None:
                 _release_upload(upload)
+                state.release_freed_memory()
                 state.bump(state.UPLOAD_VERSION)
                 st.rerun()  # show the uploader empty; model B stays
         except LensdashError as exc:

@@ -23,6 +23,7 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
+import pyarrow as pa
 import streamlit as st
 
 log = logging.getLogger("lensdash.ui")
@@ -156,13 +157,24 @@ def _park_seconds() -> float:
     return float(st.get_option("server.disconnectedSessionTTL") or 0)
 
 
-def _free(store: dict[str, Any]) -> None:
-    """Free a store's values now, and hand the freed memory back to the system (glibc keeps freed blocks in its
-    arenas otherwise, so the server's RSS would not go down)."""
-    store.clear()
+def _trim_heap() -> None:
+    """Hand glibc's freed blocks back to the system (its arenas keep them otherwise, so RSS would not go down)."""
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def release_freed_memory() -> None:
+    """After a read, in the script's thread: hand back what the reader freed, in arrow's pool (the CSV reader parses
+    into it, and it keeps freed blocks for reuse) and in glibc's heap."""
+    pa.default_memory_pool().release_unused()
+    _trim_heap()
+
+
+def _free(store: dict[str, Any]) -> None:
+    """Free a store's values now, and hand the freed memory back to the system."""
+    store.clear()
+    _trim_heap()
 
 
 def _reap(token: str) -> None:
