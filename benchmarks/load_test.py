@@ -383,7 +383,7 @@ def report(figures: dict) -> None:
             print(f"  session {r.session}: {'equal' if r.equal else 'DIFFERENT'}: {pairs}{again}")
             if not r.equal or r.connections > 1:
                 print(f"    data named in the sidebar: {r.shown_data!r}; connections made: {r.connections}")
-            if any(PRESET not in click and "Preset" not in click for click in r.clicks):
+            if not r.equal or any(PRESET not in click and "Preset" not in click for click in r.clicks):
                 print(f"    clicks landed on: {r.clicks}")
     print(
         f"server RSS: fresh {figures['fresh_rss_mb']} MB, idle {figures['idle_rss_mb']} MB, "
