@@ -13,5 +13,6 @@ def test_listed():
 def test_runs_at_a_tiny_size(fmt, cols, capsys):
     main(["app_scale", "--rows", "200", "--cols", str(cols), "--format", fmt, "--repeats", "1"])
     out = capsys.readouterr().out
-    assert "page ready / (read + analysis)" in out and "rerun / core of the same round" in out
+    assert "page ready / (read + analysis), median of 3 fresh sessions" in out
+    assert "rerun / core of the same round" in out
     assert "largest figure" in out and "resident memory grown by the session" in out
