@@ -209,33 +209,6 @@ TRACK_CLICKS = """
 """
 
 
-async def settled_numbers(page, shape: str, classes: int, timeout_s: float) -> dict[str, float]:
-    """The headline numbers of the run that applied the preset to the upload, once they stay the same.
-
-    Streamlit keeps showing the previous run's elements until the new run redraws them, and a busy server may start
-    the run a click asked for only after the page has looked idle for a while: numbers read then mix two runs (the
-    demo's, or the unlensed ones from before the preset). So the numbers count only when the sidebar names the
-    upload, the headline shape has its classes, the lensed loss differs from the unlensed one (the preset changes
-    it), and two readings a second apart, each after the page was idle, agree.
-    """
-    deadline = time.monotonic() + timeout_s
-    previous: dict[str, str] | None = None
-    while time.monotonic() < deadline:
-        await wait_idle(page)
-        sidebar = await page.locator('[data-testid="stSidebar"]').inner_text()
-        numbers = {m: await metric(page, m) for m in (*METRICS, "Samples × classes")}
-        ready = (
-            shape in sidebar
-            and numbers["Samples × classes"].endswith(f"× {classes}")
-            and numbers["Lensed loss"] != numbers["Unlensed loss"]
-        )
-        if ready and numbers == previous:
-            return {m: float(numbers[m]) for m in METRICS}
-        previous = numbers if ready else None
-        await page.wait_for_timeout(1000)
-    raise TimeoutError(f"the page's numbers did not settle on the upload with the preset: last read {previous}")
-
-
 async def preset_shown(page) -> str:
     """The preset selector's shown value."""
     return await page.get_by_role("combobox", name="Preset").input_value()
@@ -273,7 +246,7 @@ async def one_session(result: Result, browser, url: str, path: Path, timeout_ms:
             shown_shape = await metric(page, "Samples × classes")
             raise RuntimeError(f"the page shows {shown_shape} with preset {await preset_shown(page)!r}")
         result.step = "reading the numbers"
-        result.shown = await settled_numbers(page, shape, classes, timeout_ms / 1000)
+        result.shown = {m: float(await metric(page, m)) for m in METRICS}
         sidebar = await page.locator('[data-testid="stSidebar"]').inner_text()
         result.shown_data = next((line for line in sidebar.splitlines() if " samples × " in line), "")
         result.connections = await page.evaluate("(window.__sockets || []).length")
