@@ -62,6 +62,20 @@ def _row_expression(
     return rows
 
 
+def _background_colsum(shifted: Tensor, v: Tensor | None, v_uniform: float) -> Tensor | None:
+    """``sum_j v_j (x_j - m)`` per row, the background's part of the loss (None without a background)."""
+    if v is not None:
+        return torch.where(v > 0, v * shifted, 0.0).sum(dim=1)
+    if v_uniform:
+        return v_uniform * shifted.sum(dim=1)
+    return None
+
+
+def _background_mass(v: Tensor | None, v_uniform: float, k: int) -> Tensor | float:
+    """``sum_j v_j``, the background's total mass: a column ``v`` or ``v_uniform`` on each of the ``k`` classes."""
+    return v.sum() if v is not None else v_uniform * k
+
+
 def _minus_column(grad: Tensor, scale: Tensor, keep: Tensor, v: Tensor | None, v_uniform: float) -> Tensor:
     if v is not None:
         return grad - (scale * keep).unsqueeze(1) * v
@@ -161,20 +175,12 @@ def _prediction_fused(
         total2 = None
     else:
         posterior, total2 = _posterior(terms, top2, prior, log_colsum[y].unsqueeze(1))
-    colsum = None
-    if v is not None:
-        colsum = torch.where(v > 0, v * shifted, 0.0).sum(dim=1)
-    elif v_uniform:
-        colsum = v_uniform * shifted.sum(dim=1)
+    colsum = _background_colsum(shifted, v, v_uniform)
     parts = (total.squeeze(1), top2.squeeze(1), None if total2 is None else total2.squeeze(1), colsum)
     if not need_grad:
         return parts, None
     # As in the eager branch: d/dx_k = s p_k - a r_k, r the posterior of the clean class.
-    s = a
-    if v is not None:
-        s = s + keep * v.sum()
-    elif v_uniform:
-        s = s + keep * (v_uniform * k)
+    s = a if v is None and not v_uniform else a + keep * _background_mass(v, v_uniform, k)
     share = (scale * a).unsqueeze(1) if total2 is None else (scale * a).unsqueeze(1) / total2
     grad = e * ((scale * s).unsqueeze(1) / total) - share * posterior
     return parts, _minus_column(grad, scale, keep, v, v_uniform)
@@ -225,19 +231,11 @@ def _prediction_background(
     e = torch.exp(shifted)
     total = e.sum(dim=1, keepdim=True)
     qsum = (e * column).sum(dim=1, keepdim=True)
-    colsum = None
-    if v is not None:
-        colsum = torch.where(v > 0, v * shifted, 0.0).sum(dim=1)
-    elif v_uniform:
-        colsum = v_uniform * shifted.sum(dim=1)
+    colsum = _background_colsum(shifted, v, v_uniform)
     parts = (total.squeeze(1), None, qsum.squeeze(1), colsum)
     if not need_grad:
         return parts, None
-    s = a
-    if v is not None:
-        s = s + keep * v.sum()
-    elif v_uniform:
-        s = s + keep * (v_uniform * k)
+    s = a if v is None and not v_uniform else a + keep * _background_mass(v, v_uniform, k)
     grad = e * ((scale * s).unsqueeze(1) / total - ((scale * a).unsqueeze(1) / qsum) * column)
     return parts, _minus_column(grad, scale, keep, v, v_uniform)
 
@@ -275,8 +273,7 @@ def _prediction_index_finish(
         logq = torch.where(torch.isneginf(top2), -torch.inf, lifted) - log_total
     loss = counted * shrink * -logq
     if colsum is not None:
-        v_sum = v.sum() if v is not None else v_uniform * k
-        loss = loss + keep * (v_sum * log_total - colsum)
+        loss = loss + keep * (_background_mass(v, v_uniform, k) * log_total - colsum)
     return _reduce(torch.where(keep > 0, loss, 0.0), reduction, scale)
 
 
